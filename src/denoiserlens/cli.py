@@ -1,0 +1,177 @@
+"""The ``denoiserlens`` command: one subcommand per pipeline stage, each a thin layer over a library
+function. A user's mistake prints one line on stderr and exits with status 2."""
+
+from __future__ import annotations
+
+import functools
+import sys
+import warnings
+from pathlib import Path
+
+import click
+
+from denoiserlens.errors import UserError
+
+SIGMA_HELP = "in [0, 255] units (sigma 25 = 25/255 in [0, 1] pixel units)"
+
+
+def _fail(message: str) -> None:
+    click.echo(f"denoiserlens: error: {message}", err=True)
+    sys.exit(2)
+
+
+def user_errors(fn):
+    """Turn UserError (and click's usage errors) into one stderr line and exit status 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as e:
+            _fail(str(e))
+
+    return wrapper
+
+
+def _warn_line(message, category, filename, lineno, file=None, line=None):
+    click.echo(f"denoiserlens: warning: {message}", err=True)
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def _sigmas(text: str) -> list[float]:
+    """'15,25,50' (of 255) -> [15/255, 25/255, 50/255]; refuses negative or NaN values."""
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"noise levels must be numbers, got {text!r}") from None
+    if not values or any(not v >= 0 for v in values):  # "not >=" also catches NaN
+        raise UserError(f"noise levels must be >= 0 (of 255), got {text!r}")
+    return [v / 255.0 for v in values]
+
+
+def data_options(fn):
+    """The options that describe a data set (see denoiserlens.data.open)."""
+    opts = [
+        click.option("--data", "sources", multiple=True, required=True,
+                     help="Folder, image, .npy/.npz, IDX file, fashion-mnist[:test], "
+                          "disks:N:SIZE, c-alpha:N:SIZE:ALPHA. Repeat to concatenate."),
+        click.option("--channels", type=click.Choice(["1", "3"]), default=None,
+                     help="Convert to gray (1) or colour (3)."),
+        click.option("--size", type=int, default=None, help="Centre-crop and resize to SIZE."),
+        click.option("--max-side", type=int, default=None,
+                     help="Shrink images so the longer side is at most this."),
+        click.option("--patch-size", type=int, default=None, help="Cut patches of this size."),
+        click.option("--patch-mode", type=click.Choice(["grid", "random"]), default="grid"),
+        click.option("--patches-per-image", type=int, default=None),
+        click.option("--labels-from-dirs", is_flag=True, help="Label images by their folder."),
+        click.option("--data-seed", type=int, default=0, help="Seed of random patches."),
+    ]  # fmt: skip
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def _data_spec(kw: dict):
+    from denoiserlens.data import DataSpec
+
+    return DataSpec(
+        sources=tuple(kw.pop("sources")),
+        channels=None if kw.get("channels") is None else int(kw.pop("channels")),
+        size=kw.pop("size"),
+        max_side=kw.pop("max_side"),
+        patch_size=kw.pop("patch_size"),
+        patch_mode=kw.pop("patch_mode"),
+        patches_per_image=kw.pop("patches_per_image"),
+        labels_from_dirs=kw.pop("labels_from_dirs"),
+        seed=kw.pop("data_seed"),
+    )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="denoiserlens")
+def main() -> None:
+    """denoiserlens: train blind UNet denoisers and open them up.
+
+    Kadkhodaie, Mallat & Simoncelli, "Unconditional CNN denoisers contain sparse semantic
+    representations of images". Images are in [0, 1]; noise levels on the command line are given
+    in [0, 255] units.
+    """
+    warnings.showwarning = _warn_line
+
+
+@main.command()
+@data_options
+@click.option("--run", "run_dir", type=click.Path(path_type=Path), required=True,
+              help="Run directory (created; refused if it exists, unless --resume).")
+@click.option("--preset", default="small", show_default=True,
+              help="Architecture: paper, paper-567, small, compact, tiny.")
+@click.option("--bias/--no-bias", default=True, show_default=True,
+              help="Convolution biases (bias-free needs --norm batch or none).")
+@click.option("--norm", type=click.Choice(["layer", "batch", "none"]), default="layer",
+              show_default=True)
+@click.option("--steps", type=int, default=10000, show_default=True)
+@click.option("--batch-size", type=int, default=64, show_default=True, help="Per process.")
+@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--lr-halve-every", type=int, default=None, help="Halve the learning rate every N steps.")
+@click.option("--sigma-dist", type=click.Choice(["sqrt", "uniform", "log-uniform"]),
+              default="sqrt", show_default=True, help="sqrt: density proportional to 1/sqrt(sigma).")
+@click.option("--sigma-min", type=float, default=0.0, show_default=True, help=SIGMA_HELP)
+@click.option("--sigma-max", type=float, default=255.0, show_default=True, help=SIGMA_HELP)
+@click.option("--bf16", is_flag=True, help="bf16 autocast (weights and loss stay float32).")
+@click.option("--channels-last", is_flag=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--test-fraction", type=float, default=0.05, show_default=True)
+@click.option("--eval-every", type=int, default=500, show_default=True)
+@click.option("--checkpoint-every", type=int, default=1000, show_default=True)
+@click.option("--workers", type=int, default=0, show_default=True, help="DataLoader workers.")
+@click.option("--max-minutes", type=float, default=None,
+              help="Checkpoint and stop after this wall time (resume later with --resume).")
+@click.option("--resume", is_flag=True, help="Continue the run in --run exactly where it stopped.")
+@click.option("--device", default="auto", show_default=True)
+@user_errors
+def train(run_dir, preset, bias, norm, steps, batch_size, lr, lr_halve_every, sigma_dist,
+          sigma_min, sigma_max, bf16, channels_last, seed, test_fraction, eval_every,
+          checkpoint_every, workers, max_minutes, resume, device, **data_kw):  # fmt: skip
+    """Train a blind denoiser (no noise level input) on images: Eq. 1, Appendix A.3.
+
+    Runs on one process, or on many under torchrun (DistributedDataParallel).
+    """
+    from denoiserlens.models import preset_config
+    from denoiserlens.train import TrainConfig, init_distributed
+    from denoiserlens.train import train as run_training
+
+    spec = _data_spec(data_kw)
+    for v in (sigma_min, sigma_max):
+        if not v >= 0:
+            raise UserError(f"noise levels must be >= 0, got {v}")
+    if sigma_min > sigma_max:
+        raise UserError("--sigma-min exceeds --sigma-max")
+    dev = init_distributed() if device == "auto" else _device(device)
+    from denoiserlens.data import open_data
+
+    images = open_data(spec)
+    try:
+        arch = preset_config(preset, image_channels=images.channels, bias=bias, norm=norm)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    cfg = TrainConfig(
+        steps=steps, batch_size=batch_size, lr=lr, lr_halve_every=lr_halve_every,
+        sigma_dist=sigma_dist, sigma_min=sigma_min / 255, sigma_max=sigma_max / 255, bf16=bf16,
+        channels_last=channels_last, seed=seed, test_fraction=test_fraction,
+        eval_every=eval_every, checkpoint_every=checkpoint_every, num_workers=workers,
+    )  # fmt: skip
+    result = run_training(arch.to_dict(), images, cfg, run_dir, resume=resume, device=dev,
+                          max_minutes=max_minutes, data_spec=spec)  # fmt: skip
+    state = "finished" if result["finished"] else "stopped (resume with --resume)"
+    click.echo(f"{run_dir}: {state} at step {result['step']}")
+    if result["eval_psnr"]:
+        click.echo("test PSNR: " + ", ".join(f"sigma {k}: {v:.2f} dB"
+                                             for k, v in result["eval_psnr"].items()
+                                             if isinstance(v, float)))  # fmt: skip

@@ -1,0 +1,32 @@
+"""uint8 images to float batches, in DataLoader workers (nothing float is kept in memory)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from denoiserlens.data.imageset import ImageSet
+
+
+class UInt8Images(Dataset):
+    """Indexable view of a fixed-size :class:`ImageSet` that yields uint8 tensors (C, H, W)."""
+
+    def __init__(self, images: ImageSet) -> None:
+        self.images = images.as_array()  # a memmap stays a memmap
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return torch.from_numpy(np.array(self.images[i], dtype=np.uint8, copy=True))
+
+
+def collate_to_float(batch: list[torch.Tensor]) -> torch.Tensor:
+    """Stack uint8 images and scale to float32 in [0, 1] (runs in the loader worker)."""
+    return torch.stack(batch).float().div_(255.0)
+
+
+def to_float(images: np.ndarray) -> torch.Tensor:
+    """uint8 (N, C, H, W) or (C, H, W) array -> float32 tensor in [0, 1]."""
+    return torch.from_numpy(np.asarray(images, dtype=np.float32) / 255.0)

@@ -1,0 +1,146 @@
+"""One entry point from a data specification (a path or a named source) to an :class:`ImageSet`.
+
+Specifications: a folder; an image file; ``.npy``/``.npz``; an IDX file (``*-idx3-ubyte[.gz]``);
+``fashion-mnist[:train|test]``; ``disks:N[:SIZE[:SEED]]``; ``c-alpha:N[:SIZE[:ALPHA[:SEED]]]``;
+a ``.txt`` file listing sources, one per line (paths relative to the list's folder).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from denoiserlens.data.imageset import ImageSet
+from denoiserlens.data.sources import (
+    IMAGE_SUFFIXES,
+    fashion_mnist,
+    load_arrays,
+    load_folder,
+    load_idx,
+    read_image,
+)
+from denoiserlens.data.synthetic import c_alpha, disks
+from denoiserlens.data.transforms import center_crop_resize, convert_channels, extract_patches
+from denoiserlens.errors import UserError
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What to read and how to shape it; saved in every run's config.json."""
+
+    sources: tuple[str, ...]
+    channels: int | None = None  # 1 (gray) or 3 (colour); None keeps the source's
+    size: int | None = None  # centre-crop to a square and resize to size x size
+    max_side: int | None = None  # shrink so that the longer side is at most this (before patches)
+    patch_size: int | None = None  # cut patches of this size
+    patch_mode: str = "grid"
+    patches_per_image: int | None = None
+    labels_from_dirs: bool = False
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def read_source(spec: str, channels: int | None = None, labels_from_dirs: bool = False) -> ImageSet:
+    """Read one source named by ``spec`` (see the module docstring)."""
+    name, _, rest = spec.partition(":")
+    args = rest.split(":") if rest else []
+    try:
+        if name == "fashion-mnist" and not Path(spec).exists():
+            return fashion_mnist(args[0] if args else "train")
+        if name == "disks" and args:
+            size, seed = (int(args[1]) if len(args) > 1 else 32), int(args[2]) if len(args) > 2 else 0
+            return disks(int(args[0]), size, seed)
+        if name == "c-alpha" and args:
+            size = int(args[1]) if len(args) > 1 else 32
+            alpha = float(args[2]) if len(args) > 2 else 1.0
+            return c_alpha(int(args[0]), size, alpha, seed=int(args[3]) if len(args) > 3 else 0)
+    except ValueError as e:
+        raise UserError(f"bad data specification {spec!r}: {e}") from None
+    path = Path(spec)
+    if path.is_dir():
+        return load_folder(path, channels, labels_from_dirs)
+    if not path.exists():
+        raise UserError(f"{path}: no such file or folder")
+    if path.suffix in (".npy", ".npz"):
+        return load_arrays(path)
+    if path.suffix == ".txt":
+        lines = [ln.strip() for ln in path.read_text().splitlines()]
+        entries = [str(path.parent / ln) for ln in lines if ln and not ln.startswith("#")]
+        if not entries:
+            raise UserError(f"{path}: the list names no sources")
+        return concat([read_source(e, channels, labels_from_dirs) for e in entries])
+    if "idx" in path.name and "ubyte" in path.name:
+        return load_idx(path)
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        im = read_image(path, channels)
+        return ImageSet(im[None], [str(path)], source=str(path))
+    raise UserError(f"{path}: not an image, folder, array or IDX file")
+
+
+def concat(sets: list[ImageSet]) -> ImageSet:
+    """Several image sets as one, in order (labels kept only if every set has them)."""
+    if len(sets) == 1:
+        return sets[0]
+    if len({s.channels for s in sets}) > 1:
+        raise UserError("the data sources differ in channels; set --channels")
+    images: list[np.ndarray] = [im for s in sets for im in (s.images if isinstance(s.images, list)
+                                                           else list(s.images))]  # fmt: skip
+    labels = None
+    if all(s.labels is not None for s in sets):
+        labels = np.concatenate([s.labels for s in sets])  # type: ignore[misc]
+    out = ImageSet(images, [n for s in sets for n in s.names], labels,
+                   source=" + ".join(s.source for s in sets))  # fmt: skip
+    if out.fixed_size is not None:
+        out.images = np.stack(images)
+    return out
+
+
+def _shrink(im: np.ndarray, max_side: int) -> np.ndarray:
+    c, h, w = im.shape
+    scale = max_side / max(h, w)
+    if scale >= 1:
+        return im
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.stack([np.asarray(Image.fromarray(p).resize(size, Image.Resampling.LANCZOS)) for p in im])
+
+
+def open_data(spec: DataSpec) -> ImageSet:
+    """Read every source of ``spec``, convert channels, resize or cut patches, and concatenate."""
+    sets = [read_source(s, spec.channels, spec.labels_from_dirs) for s in spec.sources]
+    out = concat(sets) if len(sets) > 1 or spec.channels is not None else sets[0]
+    if spec.channels is not None and out.channels != spec.channels or (
+        spec.channels is not None and isinstance(out.images, list)
+    ):
+        out = _map(out, lambda im: convert_channels(im, spec.channels))
+    if spec.max_side:
+        out = _map(out, lambda im: _shrink(im, spec.max_side))
+    if spec.size:
+        out = _map(out, lambda im: center_crop_resize(im, spec.size))
+    if spec.patch_size:
+        try:
+            out = extract_patches(out, spec.patch_size, spec.patch_mode, spec.patches_per_image,
+                                  spec.seed)  # fmt: skip
+        except ValueError as e:
+            raise UserError(str(e)) from None
+    return out
+
+
+def _map(ims: ImageSet, fn) -> ImageSet:
+    images = [fn(ims[i]) for i in range(len(ims))]
+    same = len({im.shape for im in images}) == 1
+    return ImageSet(np.stack(images) if same else images, ims.names, ims.labels, ims.label_names,
+                    source=ims.source)  # fmt: skip
+
+
+def split_indices(n: int, test_fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A deterministic random split of range(n): (train indices, test indices), each sorted."""
+    if not 0 <= test_fraction < 1:
+        raise UserError(f"test fraction must be in [0, 1), got {test_fraction}")
+    perm = np.random.default_rng(seed).permutation(n)
+    n_test = int(round(n * test_fraction))
+    return np.sort(perm[n_test:]), np.sort(perm[:n_test])

@@ -1,0 +1,27 @@
+"""Denoisers: the paper's UNet, the lab's BF-CNN, presets and checkpoints."""
+
+from denoiserlens.models.base import BlockIO, Denoiser
+from denoiserlens.models.bfcnn import BFCNN
+from denoiserlens.models.checkpoint import (
+    build_model,
+    import_lab_checkpoint,
+    load_model,
+    save_weights,
+)
+from denoiserlens.models.presets import PRESETS, preset_config
+from denoiserlens.models.unet import UNet, UNetConfig, receptive_field
+
+__all__ = [
+    "BFCNN",
+    "PRESETS",
+    "BlockIO",
+    "Denoiser",
+    "UNet",
+    "UNetConfig",
+    "build_model",
+    "import_lab_checkpoint",
+    "load_model",
+    "preset_config",
+    "receptive_field",
+    "save_weights",
+]

@@ -1,0 +1,194 @@
+"""Weights on disk: our safetensors run directories, and import of the lab's published ``.pt`` files.
+
+A run directory holds ``weights.safetensors`` (tensors only; the architecture is also in its JSON
+metadata) and ``config.json`` (architecture, training settings, data fingerprint, package version).
+Foreign ``.pt`` files are read with ``torch.load(weights_only=True)``: pickled code is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from denoiserlens.errors import UserError
+from denoiserlens.fileio import read_json, write_atomic
+from denoiserlens.models.base import Denoiser
+from denoiserlens.models.bfcnn import BFCNN
+from denoiserlens.models.norms import BatchScaleNorm, LayerScaleNorm
+from denoiserlens.models.unet import UNet, UNetConfig
+
+WEIGHTS = "weights.safetensors"
+CONFIG = "config.json"
+
+
+def build_model(arch: dict[str, Any]) -> Denoiser:
+    """Rebuild an untrained model from its ``arch_config()`` dictionary."""
+    arch = dict(arch)
+    kind = arch.pop("arch", None)
+    try:
+        if kind == "unet":
+            for key in ("channels", "enc_convs", "dec_convs"):
+                arch[key] = tuple(arch[key])
+            return UNet(UNetConfig(**arch))
+        if kind == "bfcnn":
+            return BFCNN(**arch)
+    except (TypeError, ValueError, KeyError) as e:
+        raise UserError(f"invalid architecture description: {e}") from None
+    raise UserError(f"unknown architecture {kind!r}")
+
+
+def save_weights(model: Denoiser, path: str | Path) -> None:
+    """Write the model's tensors to a safetensors file, with its architecture as JSON metadata."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    meta = {"format": "denoiserlens", "arch": json.dumps(model.arch_config())}
+    write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, (f.metadata() or {})
+    except Exception as e:  # safetensors raises several types for a damaged header
+        raise UserError(f"{path}: not a readable safetensors file ({e})") from None
+
+
+def _load_state(model: nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = [k for k in own.keys() & state.keys() if own[k].shape != state[k].shape]
+    if missing or unexpected or wrong:
+        what = (missing and f"missing {missing[:3]}") or (
+            unexpected and f"unexpected {unexpected[:3]}") or f"shape mismatch at {wrong[:3]}"
+        raise UserError(f"{source}: checkpoint does not fit the architecture ({what})")
+    model.load_state_dict(state)
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> Denoiser:
+    """Load a denoiser, in eval mode, from a run directory, a ``.safetensors`` file or a lab ``.pt``.
+
+    A run directory is rebuilt from its ``config.json`` and ``weights.safetensors`` alone.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: no such model file or run directory")
+    if path.is_dir():
+        if not (path / WEIGHTS).is_file() or not (path / CONFIG).is_file():
+            raise UserError(f"{path}: not a run directory (needs {WEIGHTS} and {CONFIG})")
+        try:
+            arch = read_json(path / CONFIG)["model"]
+        except (ValueError, KeyError) as e:
+            raise UserError(f"{path / CONFIG}: unreadable model configuration ({e})") from None
+        state, _ = _read_safetensors(path / WEIGHTS)
+        model, source = build_model(arch), path / WEIGHTS
+    elif path.suffix == ".safetensors":
+        state, meta = _read_safetensors(path)
+        if "arch" not in meta:
+            raise UserError(f"{path}: safetensors file without denoiserlens architecture metadata")
+        model, source = build_model(json.loads(meta["arch"])), path
+    elif path.suffix in (".pt", ".pth"):
+        return import_lab_checkpoint(path).to(device).eval()
+    else:
+        raise UserError(f"{path}: expected a run directory, .safetensors or .pt file")
+    _load_state(model, state, source)
+    return model.to(device).eval()
+
+
+# ---------------------------------------------------------------------------------------------
+# The lab's published checkpoints
+# ---------------------------------------------------------------------------------------------
+
+
+def read_torch_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a ``.pt`` state dict safely: ``weights_only=True`` refuses pickled code."""
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(
+            f"{path}: refused: not a plain tensor state dict (weights_only load failed: {first})"
+        ) from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError(f"{path}: not a state dict of tensors")
+    # DataParallel / DDP saves prefix every key with "module."
+    return {re.sub(r"^module\.", "", k): v for k, v in state.items()}
+
+
+def import_lab_checkpoint(path: str | Path) -> Denoiser:
+    """Build our model from a lab ``.pt`` state dict: a BF-CNN or an authors' UNet."""
+    state = read_torch_state_dict(path)
+    if any(k.startswith("conv_layers.") for k in state):
+        convs = sorted(int(k.split(".")[1]) for k in state if k.startswith("conv_layers."))
+        first = state["conv_layers.0.weight"]
+        model = BFCNN(image_channels=first.shape[1], num_layers=len(convs), width=first.shape[0])
+        try:
+            model.load_lab_state_dict(state)
+        except (KeyError, RuntimeError) as e:
+            raise UserError(f"{path}: not a BF-CNN state dict we can read ({e})") from None
+        return model
+    if any(k.startswith("encoder.") for k in state):
+        return _import_lab_unet(state, Path(path))
+    raise UserError(f"{path}: unrecognised checkpoint layout (neither BF-CNN nor the lab's UNet)")
+
+
+def _lab_groups(state: dict[str, torch.Tensor], prefix: str) -> list[dict[str, torch.Tensor]]:
+    """The layers under ``prefix`` (a Sequential), in order, as {param name: tensor}."""
+    groups: dict[int, dict[str, torch.Tensor]] = {}
+    for k, v in state.items():
+        if k.startswith(prefix + "."):
+            idx, name = k[len(prefix) + 1 :].split(".", 1)
+            groups.setdefault(int(idx), {})[name] = v
+    return [groups[i] for i in sorted(groups)]
+
+
+def _import_lab_unet(state: dict[str, torch.Tensor], path: Path) -> UNet:
+    """The lab's UNet layout: encoder.{b}, mid_block, upsample.{b}, decoder.{b} Sequentials."""
+    levels = len({k.split(".")[1] for k in state if k.startswith("encoder.")})
+    blocks = {f"E{b + 1}": f"encoder.{b}" for b in range(levels)}
+    blocks["M"] = "mid_block"
+    blocks.update({f"D{b + 1}": f"decoder.{b}" for b in range(levels)})
+    layers = {name: _lab_groups(state, prefix) for name, prefix in blocks.items()}
+    convs = {n: [g for g in gs if "weight" in g and g["weight"].ndim == 4] for n, gs in layers.items()}
+    norms = {n: [g for g in gs if "gammas" in g] for n, gs in layers.items()}
+    all_norms = [g for gs in norms.values() for g in gs]
+    cfg = UNetConfig(
+        image_channels=convs["E1"][0]["weight"].shape[1],
+        channels=tuple(convs[f"E{b + 1}"][-1]["weight"].shape[0] for b in range(levels))
+        + (convs["M"][-1]["weight"].shape[0],),
+        enc_convs=tuple(len(convs[f"E{b + 1}"]) for b in range(levels)),
+        mid_convs=len(convs["M"]),
+        dec_convs=tuple(len(convs[f"D{b + 1}"]) for b in range(levels)),
+        bias=any("bias" in g for gs in convs.values() for g in gs),
+        norm="batch" if all_norms and "running_sd" in all_norms[0] else "layer",
+    )
+    model = UNet(cfg)
+    with torch.no_grad():
+        for name in blocks:
+            ours_c = [m for m in model.blocks[name].modules() if isinstance(m, nn.Conv2d)]
+            ours_n = [
+                m
+                for m in model.blocks[name].modules()
+                if isinstance(m, BatchScaleNorm | LayerScaleNorm)
+            ]
+            if len(ours_c) != len(convs[name]) or len(ours_n) != len(norms[name]):
+                raise UserError(f"{path}: block {name} does not fit the UNet layout")
+            for m, g in zip(ours_c, convs[name], strict=True):
+                m.weight.copy_(g["weight"])
+                if m.bias is not None:
+                    m.bias.copy_(g.get("bias", torch.zeros_like(m.bias)))
+            for m, g in zip(ours_n, norms[name], strict=True):
+                m.gain.copy_(g["gammas"])
+                if isinstance(m, BatchScaleNorm):
+                    m.running_sd.copy_(g["running_sd"])
+        for b in range(levels):
+            model.up[f"D{b + 1}"].weight.copy_(state[f"upsample.{b}.weight"])
+    return model

@@ -1,0 +1,72 @@
+"""Normalizations without mean subtraction or shift (paper Appendix A; Mohan et al. 2020, bias-free CNNs).
+
+Both divide by a standard deviation and multiply by a learned per-channel gain. They differ in what
+the standard deviation is taken over:
+
+- :class:`LayerScaleNorm` ("layer", the paper's UNet): each sample's std over (C, H, W). Identical in
+  training and evaluation and independent of the other images in the batch. It makes the layer's output
+  invariant to the scale of its input, so a bias-free network built from it would be scale *invariant*
+  (f(a y) = f(y)), not homogeneous; :class:`~denoiserlens.models.unet.UNet` therefore refuses
+  ``bias=False`` with ``norm="layer"``.
+- :class:`BatchScaleNorm` ("batch", the lab's BF-CNN): per-channel std over (N, H, W) of the batch in
+  training, a running estimate in evaluation. In evaluation it is a fixed linear map, so a bias-free
+  network is positively homogeneous, f(a y) = a f(y): the property the geometry tools rely on.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+EPS = 1e-5
+
+
+def small_gains(channels: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The lab's initial gains: N(0, (2/(9*64))^2) clamped to +-0.025, shape (1, C, 1, 1)."""
+    g = torch.randn(1, channels, 1, 1, generator=generator) * (2.0 / 9.0 / 64.0)
+    return g.clamp_(-0.025, 0.025)
+
+
+class LayerScaleNorm(nn.Module):
+    """x / std_{C,H,W}(x) * gain[c], per sample; the same in training and evaluation."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.gain = nn.Parameter(small_gains(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # The statistic is computed in float32 even under bf16 autocast: a bf16 variance of 10^5
+        # values loses most of its digits.
+        var = x.float().var(dim=(1, 2, 3), keepdim=True, unbiased=False)
+        return (x.float() * torch.rsqrt(var + EPS) * self.gain).to(x.dtype)
+
+
+class BatchScaleNorm(nn.Module):
+    """x / sd[c] * gain[c]: sd from the batch (N, H, W) in training, a running average in evaluation."""
+
+    def __init__(self, channels: int, momentum: float = 0.1) -> None:
+        super().__init__()
+        self.momentum = momentum
+        self.gain = nn.Parameter(small_gains(channels))
+        self.register_buffer("running_sd", torch.ones(1, channels, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            sd = torch.sqrt(x.float().var(dim=(0, 2, 3), keepdim=True, unbiased=False) + EPS)
+            with torch.no_grad():
+                self.running_sd.lerp_(sd, self.momentum)
+        else:
+            sd = self.running_sd
+        return (x.float() / sd * self.gain).to(x.dtype)
+
+
+NORMS: dict[str, type[nn.Module]] = {"layer": LayerScaleNorm, "batch": BatchScaleNorm}
+
+
+def make_norm(kind: str, channels: int) -> nn.Module:
+    """Build the normalization named ``kind`` ("layer", "batch" or "none")."""
+    if kind == "none":
+        return nn.Identity()
+    if kind not in NORMS:
+        raise ValueError(f"unknown norm {kind!r}; choose from {sorted(NORMS) + ['none']}")
+    return NORMS[kind](channels)

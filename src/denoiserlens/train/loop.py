@@ -1,0 +1,287 @@
+"""Training a blind denoiser (Eq. 1, Appendix A.3): MSE of the clean estimate, sigma drawn per image.
+
+Exact resume: the data order of epoch e is a permutation seeded by (seed, e) (DistributedSampler),
+and the noise of step t on rank r is drawn from a generator seeded by (seed, r, t), so a run stopped
+at any checkpoint and resumed gives the same weights as one that never stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+import denoiserlens
+from denoiserlens.data import DataSpec, ImageSet, UInt8Images, collate_to_float, open_data
+from denoiserlens.data.open import split_indices
+from denoiserlens.errors import UserError
+from denoiserlens.fileio import read_json, write_atomic, write_json
+from denoiserlens.models import Denoiser, build_model, save_weights
+from denoiserlens.models.checkpoint import CONFIG, WEIGHTS
+from denoiserlens.train.noise import add_noise, sample_sigma
+from denoiserlens.train.state import TRAIN_STATE, load_train_state, save_train_state
+
+LOG = "log.jsonl"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training settings (saved in config.json). Noise levels in [0, 1] pixel units."""
+
+    steps: int = 1000
+    batch_size: int = 64  # per process
+    lr: float = 1e-3
+    lr_halve_every: int | None = None  # steps; None = constant (the paper: every 100 epochs)
+    sigma_dist: str = "sqrt"
+    sigma_min: float = 0.0
+    sigma_max: float = 1.0
+    bf16: bool = False
+    channels_last: bool = False
+    seed: int = 0
+    test_fraction: float = 0.05
+    eval_every: int = 500
+    eval_images: int = 256
+    eval_sigmas: tuple[float, ...] = (15 / 255, 25 / 255, 50 / 255)
+    checkpoint_every: int = 1000
+    num_workers: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def lr_at(self, step: int) -> float:
+        """The paper's schedule: the learning rate halves every ``lr_halve_every`` steps."""
+        if not self.lr_halve_every:
+            return self.lr
+        return self.lr * 0.5 ** (step // self.lr_halve_every)
+
+
+def _step_generator(seed: int, rank: int, step: int, device: torch.device) -> torch.Generator:
+    g = torch.Generator(device=device)
+    g.manual_seed((seed * 1_000_003 + rank * 7_919 + step) % (2**63))
+    return g
+
+
+def psnr(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR in dB for images in [0, 1], shape (N,)."""
+    mse = (x_hat.float() - x.float()).pow(2).flatten(1).mean(1)
+    return -10 * torch.log10(mse.clamp_min(1e-12))
+
+
+@torch.no_grad()
+def evaluate_psnr(
+    model: Denoiser, images: torch.Tensor, sigmas: tuple[float, ...], seed: int, batch: int = 64
+) -> dict[str, float]:
+    """Mean PSNR of x_hat(x + sigma z) over ``images`` at each sigma; noise seeded by ``seed``."""
+    was_training = model.training
+    model.eval()
+    out = {}
+    device = next(model.parameters()).device
+    for k, sigma in enumerate(sigmas):
+        g = torch.Generator(device=device).manual_seed(seed + k)
+        vals = []
+        for i in range(0, len(images), batch):
+            x = images[i : i + batch].to(device)
+            vals.append(psnr(model(add_noise(x, sigma, g)).clamp(0, 1), x))
+        out[f"{sigma * 255:g}"] = float(torch.cat(vals).mean())
+    model.train(was_training)
+    return out
+
+
+def _prepare_run(run_dir: Path, config: dict[str, Any], resume: bool, rank: int) -> None:
+    """Write config.json first; on resume, require the same configuration."""
+    cfg_path = run_dir / CONFIG
+    if resume:
+        if not (run_dir / TRAIN_STATE).exists():
+            raise UserError(f"{run_dir}: nothing to resume (no {TRAIN_STATE})")
+        old = read_json(cfg_path)
+        for key in ("model", "train", "data"):
+            if json.loads(json.dumps(config[key])) != old[key]:
+                raise UserError(f"{run_dir}: --resume with a different {key} configuration")
+        return
+    if cfg_path.exists() or (run_dir / WEIGHTS).exists():
+        raise UserError(f"{run_dir}: run directory exists; use --resume or another directory")
+    if rank == 0:
+        write_json(cfg_path, config)
+
+
+class _Log:
+    """JSON lines in the run directory; on resume, lines past the checkpoint are dropped."""
+
+    def __init__(self, path: Path, enabled: bool, resume_step: int) -> None:
+        self.path, self.enabled = path, enabled
+        if enabled and path.exists():
+            keep = [ln for ln in path.read_text().splitlines()
+                    if ln and json.loads(ln).get("step", 0) <= resume_step]  # fmt: skip
+            write_atomic(path, lambda tmp: tmp.write_text("".join(k + "\n" for k in keep)))
+
+    def write(self, **record: Any) -> None:
+        if self.enabled:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+
+def _dist_info() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def train(
+    model_arch: dict[str, Any],
+    data: DataSpec | ImageSet,
+    cfg: TrainConfig,
+    run_dir: str | Path,
+    resume: bool = False,
+    device: str | torch.device = "cpu",
+    max_minutes: float | None = None,
+    progress: bool = True,
+    data_spec: DataSpec | None = None,
+) -> dict[str, Any]:
+    """Train a denoiser into ``run_dir``; returns the final evaluation and step.
+
+    ``data`` is a specification (read here) or images already read (``data_spec`` then says how
+    they were read, for config.json).
+
+    Under torchrun (``torch.distributed`` initialised) every process trains on its shard of each
+    epoch with DistributedDataParallel; rank 0 writes the files.
+    """
+    run_dir = Path(run_dir)
+    rank, world = _dist_info()
+    device = torch.device(device)
+    images = data if isinstance(data, ImageSet) else open_data(data)
+    if images.fixed_size is None:
+        raise UserError(f"{images.source}: training images must share one size (use patches)")
+    model = build_model(model_arch)
+    if images.channels != model.image_channels:
+        raise UserError(f"the data has {images.channels} channels, the model takes "
+                        f"{model.image_channels}; set --channels")  # fmt: skip
+    h, w = images.fixed_size
+    if h % model.size_multiple or w % model.size_multiple:
+        raise UserError(f"training images {h}x{w} are not divisible by {model.size_multiple}")
+    train_idx, test_idx = split_indices(len(images), cfg.test_fraction, cfg.seed)
+    train_set, test_set = images.subset(train_idx), images.subset(test_idx[: cfg.eval_images])
+    spec = data if isinstance(data, DataSpec) else data_spec
+    data_desc = spec.to_dict() if spec is not None else {"source": images.source}
+    config = {
+        "model": model.arch_config(),
+        "train": asdict(cfg),
+        "data": {**data_desc, "fingerprint": images.fingerprint, "count": len(images),
+                 "train_count": len(train_idx), "test_count": len(test_idx)},
+        "world_size": world,
+        "version": denoiserlens.__version__,
+    }  # fmt: skip
+    _prepare_run(run_dir, config, resume, rank)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    model.to(device).train()
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    step = 0
+    if resume:
+        step = load_train_state(run_dir / TRAIN_STATE, model, optimizer)["step"]
+    net = DistributedDataParallel(model) if world > 1 else model
+
+    sampler = DistributedSampler(UInt8Images(train_set), num_replicas=world, rank=rank,
+                                 shuffle=True, seed=cfg.seed, drop_last=True)  # fmt: skip
+    steps_per_epoch = len(sampler) // cfg.batch_size
+    if steps_per_epoch == 0:
+        raise UserError(f"batch size {cfg.batch_size} exceeds the {len(sampler)} training images")
+    test_x = torch.from_numpy(test_set.as_array()).float() / 255 if len(test_set) else None
+    log = _Log(run_dir / LOG, rank == 0, step)
+    bar = tqdm(total=cfg.steps, initial=step, disable=rank != 0 or not progress, unit="step",
+               dynamic_ncols=True)  # fmt: skip
+    t0, seen = time.time(), 0
+    result: dict[str, Any] = {}
+    stop = False
+    while step < cfg.steps and not stop:
+        epoch, skip = divmod(step, steps_per_epoch)
+        sampler.set_epoch(epoch)
+        indices = list(sampler)[skip * cfg.batch_size :]
+        loader = DataLoader(UInt8Images(train_set), batch_size=cfg.batch_size, sampler=indices,
+                            drop_last=True, num_workers=cfg.num_workers,
+                            collate_fn=collate_to_float)  # fmt: skip
+        for x in loader:
+            loss, batch_psnr = _train_step(net, optimizer, x, cfg, rank, step, device)
+            step += 1
+            seen += len(x) * world
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.2e}", psnr=f"{batch_psnr:.2f}dB",
+                            sigma_max=f"{cfg.sigma_max * 255:g}")  # fmt: skip
+            if step % 50 == 0 or step == cfg.steps:
+                log.write(step=step, epoch=epoch, loss=loss, psnr=batch_psnr,
+                          lr=cfg.lr_at(step - 1), images_per_s=seen / (time.time() - t0))  # fmt: skip
+            if test_x is not None and rank == 0 and (step % cfg.eval_every == 0 or step == cfg.steps):
+                result = evaluate_psnr(model, test_x, cfg.eval_sigmas, cfg.seed)
+                log.write(step=step, eval_psnr=result)
+                bar.write(f"step {step}: test PSNR " + ", ".join(
+                    f"sigma {k}: {v:.2f} dB" for k, v in result.items()))  # fmt: skip
+            out_of_time = max_minutes is not None and time.time() - t0 > 60 * max_minutes
+            if world > 1:  # every rank must agree to stop at the same step
+                flag = torch.tensor([float(out_of_time)], device=device)
+                dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+                out_of_time = bool(flag.item())
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps or out_of_time:
+                _checkpoint(run_dir, model, optimizer, step, rank)
+            if step >= cfg.steps or out_of_time:
+                stop = True
+                break
+    bar.close()
+    if world > 1:
+        result["ddp_weights_identical"] = _ranks_identical(model, device)
+    log.write(step=step, final=True, **({"eval_psnr": result} if result else {}))
+    return {"step": step, "eval_psnr": result, "finished": step >= cfg.steps}
+
+
+def _train_step(net, optimizer, x, cfg: TrainConfig, rank: int, step: int, device):
+    x = x.to(device, non_blocking=True)
+    g = _step_generator(cfg.seed, rank, step, device)
+    sigma = sample_sigma(len(x), cfg.sigma_dist, cfg.sigma_min, cfg.sigma_max, g, device)
+    y = add_noise(x, sigma, g)
+    if cfg.channels_last:
+        y = y.contiguous(memory_format=torch.channels_last)
+    for group in optimizer.param_groups:
+        group["lr"] = cfg.lr_at(step)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+        x_hat = net(y)
+    loss = F.mse_loss(x_hat.float(), x)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    value = float(loss.detach())
+    return value, -10 * math.log10(max(value, 1e-12))
+
+
+def _checkpoint(run_dir: Path, model: Denoiser, optimizer, step: int, rank: int) -> None:
+    if rank != 0:
+        return
+    save_train_state(run_dir / TRAIN_STATE, model, optimizer, {"step": step})
+    save_weights(model, run_dir / WEIGHTS)
+
+
+def _ranks_identical(model: Denoiser, device) -> bool:
+    flat = torch.cat([p.detach().flatten().double() for p in model.state_dict().values()])
+    gathered = [torch.zeros_like(flat) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, flat)
+    return all(torch.equal(gathered[0], g) for g in gathered[1:])
+
+
+def init_distributed() -> torch.device:
+    """Initialise torch.distributed under torchrun; return this process's device."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    if torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return torch.device("cuda", local)
+    return torch.device("cpu")
