@@ -108,7 +108,7 @@ def main() -> None:
 
 @main.command()
 @data_options
-@click.option("--run", "run_dir", type=click.Path(path_type=Path), required=True,
+@click.option("--run-dir", "run_dir", type=click.Path(path_type=Path), required=True,
               help="Run directory (created; refused if it exists, unless --resume).")
 @click.option("--preset", default="small", show_default=True,
               help="Architecture: paper, paper-567, small, compact, tiny.")
@@ -175,3 +175,125 @@ def train(run_dir, preset, bias, norm, steps, batch_size, lr, lr_halve_every, si
         click.echo("test PSNR: " + ", ".join(f"sigma {k}: {v:.2f} dB"
                                              for k, v in result["eval_psnr"].items()
                                              if isinstance(v, float)))  # fmt: skip
+
+
+def _load_model_cli(path: Path, device: str):
+    from denoiserlens.models import load_model
+
+    return load_model(path, device=_device(device))
+
+
+def _check_images(model, images, pad: bool) -> None:
+    """Refuse a wrong channel count, and sizes not divisible by the model's multiple unless pad."""
+    for i in range(len(images)):
+        c, h, w = images[i].shape
+        if c != model.image_channels:
+            raise UserError(f"{images.names[i]}: {c}-channel image, the model takes "
+                            f"{model.image_channels} (use --channels)")  # fmt: skip
+        m = model.size_multiple
+        if not pad and (h % m or w % m):
+            raise UserError(f"{images.names[i]}: size {h}x{w} is not divisible by {m} "
+                            f"(use --pad)")  # fmt: skip
+
+
+@main.command()
+@click.option("--model", "model_path", type=click.Path(path_type=Path), required=True,
+              help="Run directory, .safetensors file, or a lab .pt checkpoint.")
+@click.option("--input", "input_path", type=click.Path(path_type=Path), required=True,
+              help="An image file or a folder of images (clean, unless --noisy).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
+@click.option("--sigma", type=float, default=None, help=f"Noise to add, {SIGMA_HELP}.")
+@click.option("--noisy", is_flag=True, help="The input is already noisy: only denoise it.")
+@click.option("--channels", type=click.Choice(["1", "3"]), default=None)
+@click.option("--pad", is_flag=True, help="Reflect-pad to the model's size multiple, then crop.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@user_errors
+def denoise(model_path, input_path, out_dir, sigma, noisy, channels, pad, seed, device):
+    """Denoise one image or a folder: writes NAME_noisy.png and NAME_denoised.png (and PSNR)."""
+    import numpy as np
+    from PIL import Image
+
+    from denoiserlens.data import DataSpec, open_data, to_float
+    from denoiserlens.evaluation import model_method, noisy_image, psnr
+    from denoiserlens.fileio import write_atomic, write_json
+
+    if noisy == (sigma is not None):
+        raise UserError("give either --sigma (noise is added to clean input) or --noisy")
+    sig = 0.0 if noisy else _sigmas(str(sigma))[0]
+    model = _load_model_cli(model_path, device)
+    images = open_data(DataSpec((str(input_path),), channels=None if channels is None
+                                else int(channels)))  # fmt: skip
+    _check_images(model, images, pad)
+    run = model_method(model, pad=pad, device=_device(device))
+    scores = {}
+    for i in range(len(images)):
+        x = to_float(images[i])[None]
+        y = x if noisy else noisy_image(x, sig, seed, i)
+        est = run(y, sig).clamp(0, 1)
+        stem = Path(images.names[i]).stem
+        for tag, t in (("noisy", y.clamp(0, 1)), ("denoised", est)):
+            if tag == "noisy" and noisy:
+                continue
+            a = np.round(t[0].numpy().transpose(1, 2, 0) * 255).astype(np.uint8)
+            pil = Image.fromarray(a[:, :, 0] if a.shape[2] == 1 else a)
+            write_atomic(Path(out_dir) / f"{stem}_{tag}.png",
+                         lambda tmp, pil=pil: pil.save(tmp, format="PNG"))  # fmt: skip
+        if not noisy:
+            scores[images.names[i]] = {"psnr_noisy": float(psnr(y.clamp(0, 1), x)[0]),
+                                       "psnr_denoised": float(psnr(est, x)[0])}  # fmt: skip
+            click.echo(f"{images.names[i]}: PSNR {scores[images.names[i]]['psnr_noisy']:.2f} -> "
+                       f"{scores[images.names[i]]['psnr_denoised']:.2f} dB")  # fmt: skip
+    if scores:
+        write_json(Path(out_dir) / "psnr.json", {"sigma_255": sigma, "seed": seed,
+                                                 "model": str(model_path), "images": scores})  # fmt: skip
+    click.echo(f"wrote {len(images)} result(s) to {out_dir}")
+
+
+@main.command()
+@click.option("--model", "model_paths", type=click.Path(path_type=Path), multiple=True,
+              help="Run directory, .safetensors or lab .pt; repeat to compare several.")
+@click.option("--data", "data_path", required=True, help="Test images (folder, file, array...).")
+@click.option("--sigmas", default="15,25,50", show_default=True, help=f"Comma list, {SIGMA_HELP}.")
+@click.option("--bm3d", "with_bm3d", is_flag=True, help="Add BM3D (given the true sigma).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
+@click.option("--channels", type=click.Choice(["1", "3"]), default=None)
+@click.option("--limit", type=int, default=None, help="Only the first N images.")
+@click.option("--pad", is_flag=True, help="Reflect-pad to the model's size multiple, then crop.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@user_errors
+def evaluate(model_paths, data_path, sigmas, with_bm3d, out_dir, channels, limit, pad, seed,
+             device):  # fmt: skip
+    """PSNR and SSIM over noise levels on a test set: a table, psnr.png and results.json."""
+    from denoiserlens.data import DataSpec, open_data
+    from denoiserlens.evaluation import bm3d_method, model_method, write_results
+    from denoiserlens.evaluation import evaluate as run_eval
+
+    sig = _sigmas(sigmas)
+    if not model_paths and not with_bm3d:
+        raise UserError("nothing to evaluate: give --model and/or --bm3d")
+    images = open_data(DataSpec((data_path,), channels=None if channels is None else int(channels)))
+    if limit:
+        images = images.subset(list(range(min(limit, len(images)))))
+    methods = {}
+    for p in model_paths:
+        model = _load_model_cli(p, device)
+        _check_images(model, images, pad)
+        methods[_method_name(p, methods)] = model_method(model, pad=pad, device=_device(device))
+    if with_bm3d:
+        methods["BM3D"] = bm3d_method
+    res = run_eval(methods, images, sig, seed, progress=lambda s: click.echo(s, err=True))
+    click.echo(res.format_table())
+    write_results(res, out_dir, {"data": data_path, "data_fingerprint": images.fingerprint,
+                                 "seed": seed, "models": [str(p) for p in model_paths]})  # fmt: skip
+    click.echo(f"wrote {out_dir}/results.json, table.txt, psnr.png")
+
+
+def _method_name(path: Path, taken: dict) -> str:
+    name = path.parent.parent.name if path.suffix == ".pt" else path.name
+    return name if name not in taken else str(path)
+
+
+if __name__ == "__main__":
+    main()

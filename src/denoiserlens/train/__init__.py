@@ -1,6 +1,6 @@
 """Training: noise-level distributions, the loop, exact resume, DDP."""
 
-from denoiserlens.train.loop import TrainConfig, evaluate_psnr, init_distributed, psnr, train
+from denoiserlens.train.loop import TrainConfig, evaluate_psnr, init_distributed, train
 from denoiserlens.train.noise import SIGMA_DISTRIBUTIONS, add_noise, sample_sigma
 
 __all__ = [
@@ -9,7 +9,6 @@ __all__ = [
     "add_noise",
     "evaluate_psnr",
     "init_distributed",
-    "psnr",
     "sample_sigma",
     "train",
 ]

@@ -26,6 +26,7 @@ import denoiserlens
 from denoiserlens.data import DataSpec, ImageSet, UInt8Images, collate_to_float, open_data
 from denoiserlens.data.open import split_indices
 from denoiserlens.errors import UserError
+from denoiserlens.evaluation.metrics import psnr
 from denoiserlens.fileio import read_json, write_atomic, write_json
 from denoiserlens.models import Denoiser, build_model, save_weights
 from denoiserlens.models.checkpoint import CONFIG, WEIGHTS
@@ -70,10 +71,6 @@ def _step_generator(seed: int, rank: int, step: int, device: torch.device) -> to
     return g
 
 
-def psnr(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Per-image PSNR in dB for images in [0, 1], shape (N,)."""
-    mse = (x_hat.float() - x.float()).pow(2).flatten(1).mean(1)
-    return -10 * torch.log10(mse.clamp_min(1e-12))
 
 
 @torch.no_grad()
@@ -96,21 +93,28 @@ def evaluate_psnr(
     return out
 
 
-def _prepare_run(run_dir: Path, config: dict[str, Any], resume: bool, rank: int) -> None:
-    """Write config.json first; on resume, require the same configuration."""
+def _prepare_run(run_dir: Path, config: dict[str, Any], resume: bool) -> dict[str, Any] | None:
+    """Check the run directory (read only); return the config.json to write, if any.
+
+    A new run refuses an existing directory; a resumed one requires the same configuration (only
+    the number of steps may change: a resumed run can be extended).
+    """
     cfg_path = run_dir / CONFIG
-    if resume:
-        if not (run_dir / TRAIN_STATE).exists():
-            raise UserError(f"{run_dir}: nothing to resume (no {TRAIN_STATE})")
-        old = read_json(cfg_path)
-        for key in ("model", "train", "data"):
-            if json.loads(json.dumps(config[key])) != old[key]:
-                raise UserError(f"{run_dir}: --resume with a different {key} configuration")
-        return
-    if cfg_path.exists() or (run_dir / WEIGHTS).exists():
-        raise UserError(f"{run_dir}: run directory exists; use --resume or another directory")
-    if rank == 0:
-        write_json(cfg_path, config)
+    if not resume:
+        if cfg_path.exists() or (run_dir / WEIGHTS).exists():
+            raise UserError(f"{run_dir}: run directory exists; use --resume or another --run-dir")
+        return config
+    if not (run_dir / TRAIN_STATE).exists():
+        raise UserError(f"{run_dir}: nothing to resume (no {TRAIN_STATE})")
+    old = read_json(cfg_path)
+    new = json.loads(json.dumps(config))
+    old_train = {k: v for k, v in old["train"].items() if k != "steps"}
+    new_train = {k: v for k, v in new["train"].items() if k != "steps"}
+    for key, a, b in (("model", old["model"], new["model"]), ("train", old_train, new_train),
+                      ("data", old["data"], new["data"])):  # fmt: skip
+        if a != b:
+            raise UserError(f"{run_dir}: --resume with a different {key} configuration")
+    return {**old, "train": new["train"]} if old["train"] != new["train"] else None
 
 
 class _Log:
@@ -160,7 +164,9 @@ def train(
     images = data if isinstance(data, ImageSet) else open_data(data)
     if images.fixed_size is None:
         raise UserError(f"{images.source}: training images must share one size (use patches)")
-    model = build_model(model_arch)
+    with torch.random.fork_rng(devices=[]):  # the initial weights depend on the seed only
+        torch.manual_seed(cfg.seed)
+        model = build_model(model_arch)
     if images.channels != model.image_channels:
         raise UserError(f"the data has {images.channels} channels, the model takes "
                         f"{model.image_channels}; set --channels")  # fmt: skip
@@ -179,8 +185,11 @@ def train(
         "world_size": world,
         "version": denoiserlens.__version__,
     }  # fmt: skip
-    _prepare_run(run_dir, config, resume, rank)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    to_write = _prepare_run(run_dir, config, resume)  # every rank checks before anyone writes
+    if world > 1:
+        dist.barrier()
+    if rank == 0 and to_write is not None:
+        write_json(run_dir / CONFIG, to_write)
 
     model.to(device).train()
     if cfg.channels_last:
@@ -269,6 +278,10 @@ def _checkpoint(run_dir: Path, model: Denoiser, optimizer, step: int, rank: int)
 
 
 def _ranks_identical(model: Denoiser, device) -> bool:
+    """Parameters and buffers equal on every rank? Buffers (running statistics) follow rank 0, as
+    DistributedDataParallel broadcasts them before each forward pass."""
+    for buf in model.buffers():
+        dist.broadcast(buf, 0)
     flat = torch.cat([p.detach().flatten().double() for p in model.state_dict().values()])
     gathered = [torch.zeros_like(flat) for _ in range(dist.get_world_size())]
     dist.all_gather(gathered, flat)

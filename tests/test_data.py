@@ -1,0 +1,136 @@
+import gzip
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import SET12, SET68, need
+from denoiserlens import UserError
+from denoiserlens.data import (
+    DataSpec,
+    c_alpha,
+    disks,
+    extract_patches,
+    fashion_mnist,
+    load_arrays,
+    load_folder,
+    load_idx,
+    open_data,
+    split_indices,
+)
+from denoiserlens.data.sources import FASHION_MNIST_DIR
+
+
+def test_folder_skips_non_images_with_a_warning_naming_them():
+    with pytest.warns(UserWarning, match=r"Set68/test"):
+        ims = load_folder(need(SET68))
+    assert len(ims) == 68 and ims.channels == 1
+    assert {ims[i].shape for i in range(68)} == {(1, 321, 481), (1, 481, 321)}
+    assert ims.fixed_size is None
+
+
+def test_corrupt_image_is_an_error_naming_the_file(tmp_path):
+    good = tmp_path / "a.png"
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(good)
+    bad = tmp_path / "b.png"
+    bad.write_bytes(good.read_bytes()[:40])  # truncated
+    with pytest.raises(UserError, match="b.png"):
+        load_folder(tmp_path)
+
+
+def test_empty_folder_is_an_error(tmp_path):
+    with pytest.raises(UserError, match="no images"):
+        load_folder(tmp_path)
+
+
+def test_recursive_folder_with_labels_and_colour_conversion(tmp_path):
+    rng = np.random.default_rng(0)
+    for cls in ("cats", "dogs"):
+        (tmp_path / cls).mkdir()
+        for i in range(2):
+            a = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+            Image.fromarray(a).save(tmp_path / cls / f"{i}.webp", lossless=True)
+    ims = open_data(DataSpec((str(tmp_path),), channels=1, labels_from_dirs=True))
+    assert ims.as_array().shape == (4, 1, 8, 8)
+    assert ims.labels.tolist() == [0, 0, 1, 1]
+
+
+def test_idx_round_trip_with_labels(tmp_path):
+    imgs = np.arange(3 * 4 * 5, dtype=np.uint8).reshape(3, 4, 5)
+    labels = np.array([2, 0, 1], np.uint8)
+    header = bytes([0, 0, 8, 3]) + b"".join(d.to_bytes(4, "big") for d in imgs.shape)
+    with gzip.open(tmp_path / "x-images-idx3-ubyte.gz", "wb") as f:
+        f.write(header + imgs.tobytes())
+    with gzip.open(tmp_path / "x-labels-idx1-ubyte.gz", "wb") as f:
+        f.write(bytes([0, 0, 8, 1]) + (3).to_bytes(4, "big") + labels.tobytes())
+    ims = load_idx(tmp_path / "x-images-idx3-ubyte.gz")
+    assert np.array_equal(ims.images[:, 0], imgs) and ims.labels.tolist() == [2, 0, 1]
+    with gzip.open(tmp_path / "t-images-idx3-ubyte.gz", "wb") as f:
+        f.write(header + imgs.tobytes()[:-1])
+    with pytest.raises(UserError, match="truncated"):
+        load_idx(tmp_path / "t-images-idx3-ubyte.gz")
+
+
+def test_npy_is_memory_mapped_and_npz_carries_labels(tmp_path):
+    a = np.random.default_rng(0).integers(0, 256, (5, 8, 8, 3), dtype=np.uint8)
+    np.save(tmp_path / "a.npy", a)
+    ims = load_arrays(tmp_path / "a.npy")
+    assert isinstance(ims.images.base, np.memmap) or isinstance(ims.images, np.memmap)
+    assert ims.images.shape == (5, 3, 8, 8) and np.array_equal(ims.images[2], a[2].transpose(2, 0, 1))
+    np.savez(tmp_path / "b.npz", images=a[..., 0].astype(np.float32) / 255, labels=np.arange(5))
+    ims = load_arrays(tmp_path / "b.npz")
+    assert ims.images.dtype == np.uint8 and np.array_equal(ims.images[:, 0], a[..., 0])
+    assert ims.labels.tolist() == [0, 1, 2, 3, 4]
+
+
+def test_patches_grid_and_random():
+    ims = load_folder(need(SET12))
+    grid = extract_patches(ims, 64, "grid")
+    expected = sum((ims[i].shape[1] // 64) * (ims[i].shape[2] // 64) for i in range(len(ims)))
+    assert len(grid) == expected and grid.images.shape[1:] == (1, 64, 64)
+    assert np.array_equal(grid.images[1], ims[0][:, :64, 64:128])
+    r1 = extract_patches(ims, 32, "random", per_image=5, seed=3)
+    r2 = extract_patches(ims, 32, "random", per_image=5, seed=3)
+    assert len(r1) == 60 and np.array_equal(r1.images, r2.images)
+    assert r1.labels.tolist()[:6] == [0] * 5 + [1]
+
+
+def test_split_is_deterministic_and_disjoint():
+    a_train, a_test = split_indices(100, 0.2, seed=1)
+    b_train, b_test = split_indices(100, 0.2, seed=1)
+    assert np.array_equal(a_test, b_test) and len(a_test) == 20
+    assert set(a_train).isdisjoint(a_test) and len(set(a_train) | set(a_test)) == 100
+    assert not np.array_equal(a_test, split_indices(100, 0.2, seed=2)[1])
+
+
+def test_fingerprint_sees_one_pixel():
+    a = disks(4, 16, seed=0)
+    b = disks(4, 16, seed=0)
+    assert a.fingerprint == b.fingerprint
+    b.images[2, 0, 5, 5] ^= 1
+    b._fingerprint = None
+    assert a.fingerprint != b.fingerprint
+
+
+def test_disks_have_their_five_parameters():
+    ims = disks(20, 32, seed=1)
+    for im, (r, cy, cx, fg, bg) in zip(ims.images, ims.params, strict=True):
+        assert 3 <= r <= 13 and r <= cy <= 32 - r and r <= cx <= 32 - r
+        assert set(np.unique(im)) <= {round(fg * 255), round(bg * 255)}
+        assert im[0, int(cy), int(cx)] == round(fg * 255)
+        inside = (im[0] == round(fg * 255)).sum()
+        if round(fg * 255) != round(bg * 255):
+            assert abs(inside - np.pi * r * r) < 2 * np.pi * r + 4  # area up to the rim
+
+
+def test_c_alpha_is_deterministic_and_smoother_for_larger_alpha():
+    a = c_alpha(8, 32, alpha=1.0, seed=0)
+    assert np.array_equal(a.images, c_alpha(8, 32, alpha=1.0, seed=0).images)
+    assert a.images.shape == (8, 1, 32, 32) and a.images.std() > 10
+
+
+def test_fashion_mnist_from_debian():
+    if not FASHION_MNIST_DIR.exists():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed")
+    ims = fashion_mnist("test")
+    assert ims.images.shape == (10000, 1, 28, 28) and np.bincount(ims.labels).tolist() == [1000] * 10

@@ -1,0 +1,178 @@
+import pickle
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import BFCNN_GRAY, need
+from denoiserlens import UserError
+from denoiserlens.models import (
+    BFCNN,
+    UNet,
+    UNetConfig,
+    import_lab_checkpoint,
+    load_model,
+    preset_config,
+    receptive_field,
+)
+
+
+def n_params(m: nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters())
+
+
+def test_paper_preset_parameter_count():
+    # Appendix A says ~13m; with biases and one gain per normalized channel, exactly:
+    assert n_params(UNet(preset_config("paper"))) == 13_122_496
+    assert n_params(UNet(preset_config("paper", image_channels=3))) == 13_124_800
+    assert n_params(UNet(preset_config("paper", bias=False, norm="batch"))) == 13_117_440
+
+
+def test_paper_block_shapes_and_names():
+    m = UNet(preset_config("paper", image_channels=3)).eval()
+    y = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        shapes = {b.name: (tuple(b.input.shape[1:]), tuple(b.output.shape[1:]))
+                  for b in m.iter_blocks(y)}  # fmt: skip
+    assert list(shapes) == ["E1", "E2", "E3", "M", "D3", "D2", "D1"] == m.block_names
+    assert shapes["E1"] == ((3, 64, 64), (64, 64, 64))
+    assert shapes["E3"] == ((128, 16, 16), (256, 16, 16))
+    assert shapes["M"] == ((256, 8, 8), (512, 8, 8))
+    assert shapes["D3"] == ((512, 16, 16), (256, 16, 16))
+    assert shapes["D1"] == ((128, 64, 64), (3, 64, 64))
+
+
+def test_receptive_field_paper_is_84():
+    assert receptive_field(preset_config("paper"), "M") == 84
+    assert receptive_field(preset_config("paper"), "E1") == 5
+
+
+def test_receptive_field_matches_gradient_support():
+    cfg = UNetConfig(channels=(4, 4, 4, 4), enc_convs=(1, 2, 1), mid_convs=2, dec_convs=(2, 2, 2),
+                     bias=False, norm="none")  # fmt: skip
+    m = UNet(cfg)
+    with torch.no_grad():  # all-positive weights: every ReLU is active, no path cancels
+        for p in m.parameters():
+            p.abs_().add_(0.01)
+    y = torch.rand(1, 1, 128, 128, requires_grad=True)
+    out = m.blocks_until(y, "M")["M"].output
+    out[0, 0, 8, 8].backward()
+    rows = (y.grad[0, 0].abs().sum(1) > 0).nonzero()
+    cols = (y.grad[0, 0].abs().sum(0) > 0).nonzero()
+    extent = int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1)
+    assert extent == (receptive_field(cfg, "M"),) * 2
+
+
+def test_stop_after_middle_block_skips_decoder_and_matches_full_pass():
+    m = UNet(preset_config("tiny")).eval()
+    calls = []
+    for name in ("D3", "D2", "D1"):
+        m.blocks[name].register_forward_hook(lambda *a, n=name: calls.append(n))
+    y = torch.rand(2, 1, 32, 32)
+    with torch.no_grad():
+        partial = m.blocks_until(y, "M")
+        assert calls == [] and list(partial) == ["E1", "E2", "E3", "M"]
+        full = {b.name: b.output for b in m.iter_blocks(y)}
+    assert torch.equal(partial["M"].output, full["M"])
+    with pytest.raises(UserError, match="unknown block"):
+        m.blocks_until(y, "M9")
+
+
+@pytest.mark.parametrize("factor", [0.3, 2.5])
+def test_bias_free_unet_is_homogeneous(factor):
+    m = UNet(preset_config("tiny", bias=False, norm="batch"))
+    m.train()
+    m(torch.rand(8, 1, 32, 32))  # move the running statistics away from 1
+    m.eval()
+    y = torch.rand(3, 1, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(m(factor * y), factor * m(y), rtol=1e-4, atol=1e-6)
+
+
+def test_biased_unet_is_not_homogeneous():
+    m = UNet(preset_config("tiny")).eval()
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, nn.Conv2d) and mod.bias is not None:
+                mod.bias.fill_(0.1)
+        y = torch.rand(1, 1, 32, 32)
+        assert not torch.allclose(m(2 * y), 2 * m(y), rtol=1e-3)
+
+
+def test_bias_free_layer_norm_is_refused():
+    with pytest.raises(ValueError, match="scale invariant"):
+        UNetConfig(bias=False, norm="layer")
+
+
+def test_size_and_channel_errors():
+    m = UNet(preset_config("tiny"))
+    with pytest.raises(UserError, match="not divisible by 8"):
+        m(torch.rand(1, 1, 30, 32))
+    with pytest.raises(UserError, match="1-channel"):
+        m(torch.rand(1, 3, 32, 32))
+
+
+def test_bfcnn_import_matches_published_layout_and_is_homogeneous():
+    m = load_model(need(BFCNN_GRAY))
+    assert isinstance(m, BFCNN) and n_params(m) == 665_856 and not m.training
+    y = torch.rand(1, 1, 40, 40)
+    with torch.no_grad():
+        torch.testing.assert_close(m(3 * y), 3 * m(y), rtol=1e-4, atol=1e-5)
+        # the published network predicts the noise: x_hat = y - f(y)
+        residual = list(m.iter_blocks(y))[-1].output
+        torch.testing.assert_close(m(y), y - residual)
+
+
+def _to_lab_layout(model: UNet) -> dict[str, torch.Tensor]:
+    """Our UNet's weights under the lab's key names (encoder.b.i, mid_block.i, decoder.b.i)."""
+    out = {}
+    levels = model.config.levels
+    prefixes = {f"E{b + 1}": f"encoder.{b}" for b in range(levels)}
+    prefixes["M"] = "mid_block"
+    prefixes.update({f"D{b + 1}": f"decoder.{b}" for b in range(levels)})
+    for name, prefix in prefixes.items():
+        idx = 0
+        for mod in model.blocks[name].modules():
+            if isinstance(mod, nn.Conv2d):
+                out[f"{prefix}.{idx}.weight"] = mod.weight.detach().clone()
+                idx += 1
+            elif hasattr(mod, "running_sd"):
+                out[f"{prefix}.{idx}.gammas"] = mod.gain.detach().clone()
+                out[f"{prefix}.{idx}.running_sd"] = mod.running_sd.clone()
+                idx += 2  # the lab's Sequential: conv, BF_batchNorm, ReLU
+    for b in range(levels):
+        out[f"upsample.{b}.weight"] = model.up[f"D{b + 1}"].weight.detach().clone()
+    return {f"module.{k}": v for k, v in out.items()}  # saved through DataParallel
+
+
+def test_lab_unet_import_round_trip(tmp_path):
+    ours = UNet(preset_config("tiny", bias=False, norm="batch", dec_convs=(3, 2, 4))).eval()
+    with torch.no_grad():
+        for mod in ours.modules():
+            if hasattr(mod, "running_sd"):
+                mod.running_sd.uniform_(0.5, 2)
+    path = tmp_path / "lab_unet.pt"
+    torch.save(_to_lab_layout(ours), path)
+    imported = import_lab_checkpoint(path).eval()
+    assert imported.config.dec_convs == (3, 2, 4) and imported.config.norm == "batch"
+    y = torch.rand(2, 1, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(imported(y), ours(y))
+
+
+class _Exploit:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_pickled_code_is_refused_not_run(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    with open(path, "wb") as f:
+        pickle.dump({"conv_layers.0.weight": _Exploit(marker)}, f)
+    with pytest.raises(UserError, match="refused"):
+        load_model(path)
+    assert not marker.exists()

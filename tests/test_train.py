@@ -1,0 +1,98 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from scipy import stats
+
+from denoiserlens import UserError
+from denoiserlens.data import disks
+from denoiserlens.models import load_model, preset_config
+from denoiserlens.train import TrainConfig, sample_sigma, train
+
+TINY = preset_config("tiny").to_dict()
+
+
+def _cfg(**kw):
+    base = dict(steps=30, batch_size=8, sigma_max=0.4, eval_every=1000, checkpoint_every=10,
+                eval_images=16, test_fraction=0.1)  # fmt: skip
+    return TrainConfig(**{**base, **kw})
+
+
+def test_sqrt_sigma_distribution_has_the_papers_density():
+    g = torch.Generator().manual_seed(0)
+    s = sample_sigma(20000, "sqrt", 0.0, 1.0, g).numpy()
+    # density proportional to 1/sqrt(sigma) on [0, 1]: CDF(t) = sqrt(t)
+    assert stats.kstest(s, lambda t: np.sqrt(np.clip(t, 0, 1))).pvalue > 0.01
+    u = sample_sigma(20000, "uniform", 0.1, 0.3, g).numpy()
+    assert u.min() >= 0.1 and u.max() <= 0.3 and abs(u.mean() - 0.2) < 0.003
+    lu = sample_sigma(20000, "log-uniform", 0.01, 1.0, g).numpy()
+    assert abs(np.median(lu) - 0.1) < 0.01
+    with pytest.raises(ValueError):
+        sample_sigma(3, "log-uniform", 0.0, 1.0, g)
+
+
+def test_training_reduces_the_loss(tmp_path):
+    data = disks(400, 32, seed=0)
+    r = train(TINY, data, _cfg(steps=300, batch_size=16, eval_every=300, checkpoint_every=300),
+              tmp_path / "run", progress=False)  # fmt: skip
+    log = [json.loads(x) for x in (tmp_path / "run/log.jsonl").read_text().splitlines()]
+    losses = [x["loss"] for x in log if "loss" in x]
+    assert losses[-1] < 0.5 * losses[0]
+    noisy_psnr_25 = -10 * np.log10((25 / 255) ** 2)  # 20.17 dB
+    assert r["eval_psnr"]["25"] > noisy_psnr_25 + 3
+    model = load_model(tmp_path / "run")  # rebuilt from the directory alone
+    assert model.arch_config() == TINY
+
+
+def test_resume_equals_an_uninterrupted_run(tmp_path):
+    data = disks(200, 32, seed=1)  # 180 train images / 8 = 22 steps per epoch: 20 is mid-epoch
+    train(TINY, data, _cfg(steps=40), tmp_path / "a", progress=False)
+    train(TINY, data, _cfg(steps=20), tmp_path / "b", progress=False)
+    train(TINY, data, _cfg(steps=40), tmp_path / "b", resume=True, progress=False)
+    a = load_file(tmp_path / "a/weights.safetensors")
+    b = load_file(tmp_path / "b/weights.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    c = load_file(tmp_path / "b/train_state.safetensors")
+    assert torch.equal(c["opt.0.exp_avg"], load_file(tmp_path / "a/train_state.safetensors")["opt.0.exp_avg"])
+
+
+def test_existing_run_is_not_overwritten_and_resume_checks_config(tmp_path):
+    data = disks(100, 32, seed=2)
+    train(TINY, data, _cfg(steps=10), tmp_path / "r", progress=False)
+    before = (tmp_path / "r/weights.safetensors").read_bytes()
+    with pytest.raises(UserError, match="exists"):
+        train(TINY, data, _cfg(steps=10), tmp_path / "r", progress=False)
+    with pytest.raises(UserError, match="different train"):
+        train(TINY, data, _cfg(steps=20, lr=0.1), tmp_path / "r", resume=True, progress=False)
+    with pytest.raises(UserError, match="different data"):
+        train(TINY, disks(100, 32, seed=3), _cfg(steps=20), tmp_path / "r", resume=True,
+              progress=False)  # fmt: skip
+    assert (tmp_path / "r/weights.safetensors").read_bytes() == before
+
+
+def test_bf16_channels_last_training_runs(tmp_path):
+    r = train(TINY, disks(100, 32, seed=4), _cfg(steps=10, bf16=True, channels_last=True),
+              tmp_path / "r", progress=False)  # fmt: skip
+    assert r["finished"] and np.isfinite(r["eval_psnr"]["25"])
+
+
+def test_ddp_two_gloo_processes_end_with_identical_weights(tmp_path):
+    np.save(tmp_path / "disks.npy", disks(256, 32, seed=5).images)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+           "--master_port=29517", str(Path(sys.executable).parent / "denoiserlens"), "train",
+           "--data", str(tmp_path / "disks.npy"), "--run-dir", str(tmp_path / "ddp"),
+           "--preset", "tiny", "--no-bias", "--norm", "batch", "--steps", "12",
+           "--batch-size", "8", "--checkpoint-every", "6", "--eval-every", "12"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    log = [json.loads(x) for x in (tmp_path / "ddp/log.jsonl").read_text().splitlines()]
+    final = [x for x in log if x.get("final")][-1]
+    assert final["eval_psnr"]["ddp_weights_identical"] is True
+    assert json.loads((tmp_path / "ddp/config.json").read_text())["world_size"] == 2
