@@ -76,7 +76,9 @@ def test_npy_is_memory_mapped_and_npz_carries_labels(tmp_path):
     np.save(tmp_path / "a.npy", a)
     ims = load_arrays(tmp_path / "a.npy")
     assert isinstance(ims.images.base, np.memmap) or isinstance(ims.images, np.memmap)
-    assert ims.images.shape == (5, 3, 8, 8) and np.array_equal(ims.images[2], a[2].transpose(2, 0, 1))
+    assert ims.images.shape == (5, 3, 8, 8) and np.array_equal(
+        ims.images[2], a[2].transpose(2, 0, 1)
+    )
     np.savez(tmp_path / "b.npz", images=a[..., 0].astype(np.float32) / 255, labels=np.arange(5))
     ims = load_arrays(tmp_path / "b.npz")
     assert ims.images.dtype == np.uint8 and np.array_equal(ims.images[:, 0], a[..., 0])
@@ -133,4 +135,6 @@ def test_fashion_mnist_from_debian():
     if not FASHION_MNIST_DIR.exists():
         pytest.skip("Debian's dataset-fashion-mnist is not installed")
     ims = fashion_mnist("test")
-    assert ims.images.shape == (10000, 1, 28, 28) and np.bincount(ims.labels).tolist() == [1000] * 10
+    assert (
+        ims.images.shape == (10000, 1, 28, 28) and np.bincount(ims.labels).tolist() == [1000] * 10
+    )

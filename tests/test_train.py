@@ -59,7 +59,9 @@ def test_resume_equals_an_uninterrupted_run(tmp_path):
     b = load_file(tmp_path / "b/weights.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     c = load_file(tmp_path / "b/train_state.safetensors")
-    assert torch.equal(c["opt.0.exp_avg"], load_file(tmp_path / "a/train_state.safetensors")["opt.0.exp_avg"])
+    assert torch.equal(
+        c["opt.0.exp_avg"], load_file(tmp_path / "a/train_state.safetensors")["opt.0.exp_avg"]
+    )
 
 
 def test_existing_run_is_not_overwritten_and_resume_checks_config(tmp_path):

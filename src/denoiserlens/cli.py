@@ -61,7 +61,8 @@ def data_options(fn):
     opts = [
         click.option("--data", "sources", multiple=True, required=True,
                      help="Folder, image, .npy/.npz, IDX file, fashion-mnist[:test], "
-                          "disks:N:SIZE, c-alpha:N:SIZE:ALPHA. Repeat to concatenate."),
+                          "disks:N:SIZE, c-alpha:N:SIZE:ALPHA, or @LIST (a file naming "
+                          "sources, one per line). Repeat to concatenate."),
         click.option("--channels", type=click.Choice(["1", "3"]), default=None,
                      help="Convert to gray (1) or colour (3)."),
         click.option("--size", type=int, default=None, help="Centre-crop and resize to SIZE."),
@@ -108,20 +109,41 @@ def main() -> None:
 
 @main.command()
 @data_options
-@click.option("--run-dir", "run_dir", type=click.Path(path_type=Path), required=True,
-              help="Run directory (created; refused if it exists, unless --resume).")
-@click.option("--preset", default="small", show_default=True,
-              help="Architecture: paper, paper-567, small, compact, tiny.")
-@click.option("--bias/--no-bias", default=True, show_default=True,
-              help="Convolution biases (bias-free needs --norm batch or none).")
-@click.option("--norm", type=click.Choice(["layer", "batch", "none"]), default="layer",
-              show_default=True)
+@click.option(
+    "--run-dir",
+    "run_dir",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Run directory (created; refused if it exists, unless --resume).",
+)
+@click.option(
+    "--preset",
+    default="small",
+    show_default=True,
+    help="Architecture: paper, paper-567, small, compact, tiny.",
+)
+@click.option(
+    "--bias/--no-bias",
+    default=True,
+    show_default=True,
+    help="Convolution biases (bias-free needs --norm batch or none).",
+)
+@click.option(
+    "--norm", type=click.Choice(["layer", "batch", "none"]), default="layer", show_default=True
+)
 @click.option("--steps", type=int, default=10000, show_default=True)
 @click.option("--batch-size", type=int, default=64, show_default=True, help="Per process.")
 @click.option("--lr", type=float, default=1e-3, show_default=True)
-@click.option("--lr-halve-every", type=int, default=None, help="Halve the learning rate every N steps.")
-@click.option("--sigma-dist", type=click.Choice(["sqrt", "uniform", "log-uniform"]),
-              default="sqrt", show_default=True, help="sqrt: density proportional to 1/sqrt(sigma).")
+@click.option(
+    "--lr-halve-every", type=int, default=None, help="Halve the learning rate every N steps."
+)
+@click.option(
+    "--sigma-dist",
+    type=click.Choice(["sqrt", "uniform", "log-uniform"]),
+    default="sqrt",
+    show_default=True,
+    help="sqrt: density proportional to 1/sqrt(sigma).",
+)
 @click.option("--sigma-min", type=float, default=0.0, show_default=True, help=SIGMA_HELP)
 @click.option("--sigma-max", type=float, default=255.0, show_default=True, help=SIGMA_HELP)
 @click.option("--bf16", is_flag=True, help="bf16 autocast (weights and loss stay float32).")
@@ -131,8 +153,12 @@ def main() -> None:
 @click.option("--eval-every", type=int, default=500, show_default=True)
 @click.option("--checkpoint-every", type=int, default=1000, show_default=True)
 @click.option("--workers", type=int, default=0, show_default=True, help="DataLoader workers.")
-@click.option("--max-minutes", type=float, default=None,
-              help="Checkpoint and stop after this wall time (resume later with --resume).")
+@click.option(
+    "--max-minutes",
+    type=float,
+    default=None,
+    help="Checkpoint and stop after this wall time (resume later with --resume).",
+)
 @click.option("--resume", is_flag=True, help="Continue the run in --run exactly where it stopped.")
 @click.option("--device", default="auto", show_default=True)
 @user_errors
@@ -197,10 +223,20 @@ def _check_images(model, images, pad: bool) -> None:
 
 
 @main.command()
-@click.option("--model", "model_path", type=click.Path(path_type=Path), required=True,
-              help="Run directory, .safetensors file, or a lab .pt checkpoint.")
-@click.option("--input", "input_path", type=click.Path(path_type=Path), required=True,
-              help="An image file or a folder of images (clean, unless --noisy).")
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Run directory, .safetensors file, or a lab .pt checkpoint.",
+)
+@click.option(
+    "--input",
+    "input_path",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="An image file or a folder of images (clean, unless --noisy).",
+)
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
 @click.option("--sigma", type=float, default=None, help=f"Noise to add, {SIGMA_HELP}.")
 @click.option("--noisy", is_flag=True, help="The input is already noisy: only denoise it.")
@@ -251,8 +287,13 @@ def denoise(model_path, input_path, out_dir, sigma, noisy, channels, pad, seed, 
 
 
 @main.command()
-@click.option("--model", "model_paths", type=click.Path(path_type=Path), multiple=True,
-              help="Run directory, .safetensors or lab .pt; repeat to compare several.")
+@click.option(
+    "--model",
+    "model_paths",
+    type=click.Path(path_type=Path),
+    multiple=True,
+    help="Run directory, .safetensors or lab .pt; repeat to compare several.",
+)
 @click.option("--data", "data_path", required=True, help="Test images (folder, file, array...).")
 @click.option("--sigmas", default="15,25,50", show_default=True, help=f"Comma list, {SIGMA_HELP}.")
 @click.option("--bm3d", "with_bm3d", is_flag=True, help="Add BM3D (given the true sigma).")
@@ -293,6 +334,27 @@ def evaluate(model_paths, data_path, sigmas, with_bm3d, out_dir, channels, limit
 def _method_name(path: Path, taken: dict) -> str:
     name = path.parent.parent.name if path.suffix == ".pt" else path.name
     return name if name not in taken else str(path)
+
+
+@main.command()
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=Path("demo-output"),
+    show_default=True,
+)
+@user_errors
+def demo(out_dir):
+    """The main job on the bundled model and images (no download): PSNR/SSIM against BM3D at
+    sigma 15, 25, 50 on ten images shipped with scikit-image, plus example denoisings."""
+    from denoiserlens.demo import run_demo
+
+    result = run_demo(out_dir, progress=lambda s: click.echo(s, err=True))
+    click.echo(result["table"])
+    click.echo("gain over BM3D (dB): " + ", ".join(
+        f"sigma {k}: {v:+.2f}" for k, v in result["gain_over_bm3d_db"].items()))  # fmt: skip
+    click.echo(f"results in {out_dir}/: table.txt, results.json, psnr.png, examples.png")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Specifications: a folder; an image file; ``.npy``/``.npz``; an IDX file (``*-idx3-ubyte[.gz]``);
 ``fashion-mnist[:train|test]``; ``disks:N[:SIZE[:SEED]]``; ``c-alpha:N[:SIZE[:ALPHA[:SEED]]]``;
-a ``.txt`` file listing sources, one per line (paths relative to the list's folder).
+``skimage:NAME[,NAME...]`` (images bundled with scikit-image, e.g. ``skimage:camera,brick``);
+``@LIST``, a text file naming sources, one per line (relative paths from the list's folder).
 """
 
 from __future__ import annotations
@@ -53,7 +54,10 @@ def read_source(spec: str, channels: int | None = None, labels_from_dirs: bool =
         if name == "fashion-mnist" and not Path(spec).exists():
             return fashion_mnist(args[0] if args else "train")
         if name == "disks" and args:
-            size, seed = (int(args[1]) if len(args) > 1 else 32), int(args[2]) if len(args) > 2 else 0
+            size, seed = (
+                (int(args[1]) if len(args) > 1 else 32),
+                int(args[2]) if len(args) > 2 else 0,
+            )
             return disks(int(args[0]), size, seed)
         if name == "c-alpha" and args:
             size = int(args[1]) if len(args) > 1 else 32
@@ -61,6 +65,17 @@ def read_source(spec: str, channels: int | None = None, labels_from_dirs: bool =
             return c_alpha(int(args[0]), size, alpha, seed=int(args[3]) if len(args) > 3 else 0)
     except ValueError as e:
         raise UserError(f"bad data specification {spec!r}: {e}") from None
+    if name == "skimage" and args:
+        return skimage_images(rest.split(","), channels)
+    if spec.startswith("@"):
+        lst = Path(spec[1:])
+        if not lst.is_file():
+            raise UserError(f"{lst}: no such list file")
+        lines = [ln.strip() for ln in lst.read_text().splitlines()]
+        entries = [str(lst.parent / ln) for ln in lines if ln and not ln.startswith("#")]
+        if not entries:
+            raise UserError(f"{lst}: the list names no sources")
+        return concat([read_source(e, channels, labels_from_dirs) for e in entries])
     path = Path(spec)
     if path.is_dir():
         return load_folder(path, channels, labels_from_dirs)
@@ -68,18 +83,39 @@ def read_source(spec: str, channels: int | None = None, labels_from_dirs: bool =
         raise UserError(f"{path}: no such file or folder")
     if path.suffix in (".npy", ".npz"):
         return load_arrays(path)
-    if path.suffix == ".txt":
-        lines = [ln.strip() for ln in path.read_text().splitlines()]
-        entries = [str(path.parent / ln) for ln in lines if ln and not ln.startswith("#")]
-        if not entries:
-            raise UserError(f"{path}: the list names no sources")
-        return concat([read_source(e, channels, labels_from_dirs) for e in entries])
     if "idx" in path.name and "ubyte" in path.name:
         return load_idx(path)
     if path.suffix.lower() in IMAGE_SUFFIXES:
         im = read_image(path, channels)
         return ImageSet(im[None], [str(path)], source=str(path))
     raise UserError(f"{path}: not an image, folder, array or IDX file")
+
+
+SKIMAGE_DEMO = ("camera", "astronaut", "coffee", "chelsea", "brick", "grass", "gravel", "moon",
+                "coins", "clock")  # fmt: skip
+
+
+def skimage_images(names: list[str], channels: int | None = None) -> ImageSet:
+    """Images that ship inside scikit-image (no download), as uint8 (C, H, W)."""
+    import skimage.data
+
+    images = []
+    for n in names:
+        fn = getattr(skimage.data, n, None)
+        if fn is None or n.startswith("_") or not callable(fn):
+            raise UserError(f"skimage has no bundled image {n!r}; try {', '.join(SKIMAGE_DEMO)}")
+        try:
+            a = np.asarray(fn())
+        except Exception as e:  # images that need a download fail here: say so
+            raise UserError(f"skimage image {n!r} is not available offline ({e})") from None
+        a = a.astype(np.uint8) * (255 if a.dtype == bool else 1)
+        im = a[None] if a.ndim == 2 else np.ascontiguousarray(a[..., :3].transpose(2, 0, 1))
+        images.append(im if channels is None else convert_channels(im, channels))
+    if channels is None and len({im.shape[0] for im in images}) > 1:
+        images = [convert_channels(im, 3) for im in images]
+    same = len({im.shape for im in images}) == 1
+    return ImageSet(np.stack(images) if same else images, [f"skimage:{n}" for n in names],
+                    source="skimage:" + ",".join(names))  # fmt: skip
 
 
 def concat(sets: list[ImageSet]) -> ImageSet:
@@ -106,15 +142,19 @@ def _shrink(im: np.ndarray, max_side: int) -> np.ndarray:
     if scale >= 1:
         return im
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return np.stack([np.asarray(Image.fromarray(p).resize(size, Image.Resampling.LANCZOS)) for p in im])
+    return np.stack(
+        [np.asarray(Image.fromarray(p).resize(size, Image.Resampling.LANCZOS)) for p in im]
+    )
 
 
 def open_data(spec: DataSpec) -> ImageSet:
     """Read every source of ``spec``, convert channels, resize or cut patches, and concatenate."""
     sets = [read_source(s, spec.channels, spec.labels_from_dirs) for s in spec.sources]
     out = concat(sets) if len(sets) > 1 or spec.channels is not None else sets[0]
-    if spec.channels is not None and out.channels != spec.channels or (
-        spec.channels is not None and isinstance(out.images, list)
+    if (
+        spec.channels is not None
+        and out.channels != spec.channels
+        or (spec.channels is not None and isinstance(out.images, list))
     ):
         out = _map(out, lambda im: convert_channels(im, spec.channels))
     if spec.max_side:

@@ -66,7 +66,10 @@ def load_folder(path: str | Path, channels: int | None = None, labels_from_dirs:
         raise UserError(f"{root}: no images found")
     images = [read_image(p, channels) for p in files]
     if channels is None and len({im.shape[0] for im in images}) > 1:
-        images = [read_image(p, 3) if im.shape[0] == 1 else im for p, im in zip(files, images)]
+        images = [
+            read_image(p, 3) if im.shape[0] == 1 else im
+            for p, im in zip(files, images, strict=True)
+        ]
     labels = label_names = None
     if labels_from_dirs:
         label_names = sorted({str(p.parent.relative_to(root)) for p in files})
@@ -83,8 +86,10 @@ def _as_nchw_uint8(a: np.ndarray, where: str) -> np.ndarray:
     elif a.ndim == 4 and a.shape[-1] in (1, 3) and a.shape[1] not in (1, 3):
         a = a.transpose(0, 3, 1, 2)  # NHWC -> NCHW (a view; memmaps stay lazy)
     if a.ndim != 4 or a.shape[1] not in (1, 3):
-        raise UserError(f"{where}: expected images (N, H, W), (N, H, W, C) or (N, C, H, W) with "
-                        f"C in (1, 3), got shape {a.shape}")
+        raise UserError(
+            f"{where}: expected images (N, H, W), (N, H, W, C) or (N, C, H, W) with "
+            f"C in (1, 3), got shape {a.shape}"
+        )
     if a.dtype == np.uint8:
         return a
     if np.issubdtype(a.dtype, np.floating):

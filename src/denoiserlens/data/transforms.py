@@ -50,12 +50,16 @@ def extract_patches(
         if h < size or w < size:
             continue
         if mode == "grid":
-            tops = [(t, le) for t in range(0, h - size + 1, size) for le in range(0, w - size + 1, size)]
+            tops = [
+                (t, le) for t in range(0, h - size + 1, size) for le in range(0, w - size + 1, size)
+            ]
             if per_image is not None and len(tops) > per_image:
                 tops = [tops[j] for j in sorted(rng.choice(len(tops), per_image, replace=False))]
         elif mode == "random":
             n = per_image or max(1, (h // size) * (w // size))
-            tops = list(zip(rng.integers(0, h - size + 1, n), rng.integers(0, w - size + 1, n)))
+            tops = list(
+                zip(rng.integers(0, h - size + 1, n), rng.integers(0, w - size + 1, n), strict=True)
+            )
         else:
             raise ValueError(f"patch mode must be 'grid' or 'random', not {mode!r}")
         for t, le in tops:

@@ -1,13 +1,12 @@
 """Denoising performance: PSNR and SSIM over a grid of noise levels, our models vs baselines.
 
 Every method sees the same noisy images: the noise of image i at noise level sigma is drawn from
-a generator seeded by (seed, sigma, i), whatever the other noise levels of the run. Noisy images are not clipped (the standard Gaussian benchmark);
-estimates are clipped to [0, 1] before scoring.
+a generator seeded by (seed, sigma, i), whatever the other noise levels of the run. Noisy images
+are not clipped (the standard Gaussian benchmark); estimates are clipped to [0, 1] before scoring.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -100,7 +99,7 @@ def evaluate(
     for name, method in methods.items():
         t0 = time.time()
         res.psnr[name], res.ssim[name] = [], []
-        for k, sigma in enumerate(sigmas):
+        for sigma in sigmas:
             p, q = [], []
             for i in range(len(images)):
                 x = to_float(images[i])[None]
@@ -139,4 +138,3 @@ def write_results(res: EvalResult, out_dir: str | Path, meta: dict) -> None:
     fig.tight_layout()
     write_atomic(out / "psnr.png", lambda tmp: fig.savefig(tmp, format="png", dpi=120))
     plt.close(fig)
-

@@ -54,7 +54,8 @@ def save_weights(model: Denoiser, path: str | Path) -> None:
 def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     try:
         with safe_open(str(path), framework="pt") as f:
-            return {k: f.get_tensor(k) for k in f.keys()}, (f.metadata() or {})
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
+            return tensors, (f.metadata() or {})
     except Exception as e:  # safetensors raises several types for a damaged header
         raise UserError(f"{path}: not a readable safetensors file ({e})") from None
 
@@ -65,8 +66,11 @@ def _load_state(model: nn.Module, state: dict[str, torch.Tensor], source: Path) 
     unexpected = sorted(set(state) - set(own))
     wrong = [k for k in own.keys() & state.keys() if own[k].shape != state[k].shape]
     if missing or unexpected or wrong:
-        what = (missing and f"missing {missing[:3]}") or (
-            unexpected and f"unexpected {unexpected[:3]}") or f"shape mismatch at {wrong[:3]}"
+        what = (
+            (missing and f"missing {missing[:3]}")
+            or (unexpected and f"unexpected {unexpected[:3]}")
+            or f"shape mismatch at {wrong[:3]}"
+        )
         raise UserError(f"{source}: checkpoint does not fit the architecture ({what})")
     model.load_state_dict(state)
 
@@ -157,7 +161,9 @@ def _import_lab_unet(state: dict[str, torch.Tensor], path: Path) -> UNet:
     blocks["M"] = "mid_block"
     blocks.update({f"D{b + 1}": f"decoder.{b}" for b in range(levels)})
     layers = {name: _lab_groups(state, prefix) for name, prefix in blocks.items()}
-    convs = {n: [g for g in gs if "weight" in g and g["weight"].ndim == 4] for n, gs in layers.items()}
+    convs = {
+        n: [g for g in gs if "weight" in g and g["weight"].ndim == 4] for n, gs in layers.items()
+    }
     norms = {n: [g for g in gs if "gammas" in g] for n, gs in layers.items()}
     all_norms = [g for gs in norms.values() for g in gs]
     cfg = UNetConfig(

@@ -71,8 +71,6 @@ def _step_generator(seed: int, rank: int, step: int, device: torch.device) -> to
     return g
 
 
-
-
 @torch.no_grad()
 def evaluate_psnr(
     model: Denoiser, images: torch.Tensor, sigmas: tuple[float, ...], seed: int, batch: int = 64
@@ -229,7 +227,11 @@ def train(
             if step % 50 == 0 or step == cfg.steps:
                 log.write(step=step, epoch=epoch, loss=loss, psnr=batch_psnr,
                           lr=cfg.lr_at(step - 1), images_per_s=seen / (time.time() - t0))  # fmt: skip
-            if test_x is not None and rank == 0 and (step % cfg.eval_every == 0 or step == cfg.steps):
+            if (
+                test_x is not None
+                and rank == 0
+                and (step % cfg.eval_every == 0 or step == cfg.steps)
+            ):
                 result = evaluate_psnr(model, test_x, cfg.eval_sigmas, cfg.seed)
                 log.write(step=step, eval_psnr=result)
                 bar.write(f"step {step}: test PSNR " + ", ".join(

@@ -1,0 +1,53 @@
+"""PSNR/SSIM table on Set12 and Set68 at sigma 15, 25, 50 (of 255): our models vs BM3D vs the lab's
+BF-CNN, measured in the same run on the same seeded noise (one draw per image and sigma).
+
+    .venv/bin/python benchmarks/psnr_table.py --model work/runs/gray-photos [--out bench-out]
+
+Reads the images and the BF-CNN from ../shared/data. BM3D is given the true sigma; the learned
+denoisers are blind. Writes OUT/<set>/results.json, table.txt and psnr.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from denoiserlens.data import DataSpec, open_data
+from denoiserlens.evaluation import bm3d_method, evaluate, model_method, write_results
+from denoiserlens.models import load_model
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+BFCNN = DATA / "peers/bf_cnn/BSD400_gray/noise_range_0to100/model.pt"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--model", action="append", default=[], help="Run directory (repeatable).")
+    ap.add_argument("--sets", default="Set12,Set68")
+    ap.add_argument("--sigmas", default="15,25,50")
+    ap.add_argument("--no-bm3d", action="store_true")
+    ap.add_argument("--limit", type=int, default=None, help="Only the first N images of each set.")
+    ap.add_argument("--out", default="bench-out/psnr")
+    args = ap.parse_args()
+    if not BFCNN.exists():
+        sys.exit(f"{DATA} is absent: this benchmark needs ../shared beside the checkout")
+    sigmas = [float(s) / 255 for s in args.sigmas.split(",")]
+    methods = {Path(m).name: model_method(load_model(m), pad=True) for m in args.model}
+    methods["BF-CNN (lab, BSD400)"] = model_method(load_model(BFCNN))
+    if not args.no_bm3d:
+        methods["BM3D"] = bm3d_method
+    for name in args.sets.split(","):
+        images = open_data(DataSpec((str(DATA / "test_images/grayscale" / name),)))
+        if args.limit:
+            images = images.subset(list(range(min(args.limit, len(images)))))
+        res = evaluate(methods, images, sigmas, seed=0,
+                       progress=lambda s: print("  " + s, file=sys.stderr, flush=True))  # fmt: skip
+        print(f"\n{name} ({len(images)} images), seed 0")
+        print(res.format_table())
+        print("seconds: " + ", ".join(f"{m} {t:.0f}" for m, t in res.seconds.items()), flush=True)
+        write_results(res, Path(args.out) / name, {"data": name, "seed": 0, "models": args.model})
+
+
+if __name__ == "__main__":
+    main()
