@@ -138,3 +138,20 @@ def test_fashion_mnist_from_debian():
     assert (
         ims.images.shape == (10000, 1, 28, 28) and np.bincount(ims.labels).tolist() == [1000] * 10
     )
+
+
+def test_loader_reads_memmapped_rows_lazily_as_uint8(tmp_path):
+    import torch
+
+    from denoiserlens.data import UInt8Images, collate_to_float
+
+    a = np.random.default_rng(0).integers(0, 256, (50, 1, 8, 8), dtype=np.uint8)
+    np.save(tmp_path / "a.npy", a)
+    ims = load_arrays(tmp_path / "a.npy")
+    ds = UInt8Images(ims, np.array([3, 7, 9]))
+    assert isinstance(ds.images, np.memmap)  # the rows stay on disk
+    assert len(ds) == 3 and ds[1].dtype == torch.uint8 and np.array_equal(ds[1].numpy(), a[7])
+    batch = collate_to_float([ds[0], ds[2]])
+    assert batch.dtype == torch.float32 and torch.allclose(
+        batch[1] * 255, torch.from_numpy(a[9]).float()
+    )

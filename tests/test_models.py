@@ -176,3 +176,15 @@ def test_pickled_code_is_refused_not_run(tmp_path):
     with pytest.raises(UserError, match="refused"):
         load_model(path)
     assert not marker.exists()
+
+
+def test_block_means_are_spatial_means_of_the_block_outputs():
+    m = UNet(preset_config("tiny")).eval()
+    y = torch.rand(2, 1, 32, 32)
+    with torch.no_grad():
+        means = m.block_means(y, stop_after="E2")
+        blocks = {b.name: b for b in m.iter_blocks(y)}
+    assert list(means) == ["E1", "E2"]
+    torch.testing.assert_close(means["E2"][1], blocks["E2"].output.mean(dim=(2, 3)))
+    torch.testing.assert_close(means["E1"][0], y.mean(dim=(2, 3)))
+    assert means["E2"][1].shape == (2, 16) and (means["E2"][1] >= 0).all()  # after the ReLU

@@ -73,6 +73,17 @@ class Denoiser(nn.Module):
         """s(y) = x_hat(y) - y = sigma^2 * score (Eq. 2): what samplers use."""
         return self(y) - y
 
+    def block_means(
+        self, y: torch.Tensor, stop_after: str | None = None
+    ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Spatial means of every block's input and output channels, {name: ((N, C_in), (N, C_out))}.
+
+        Outputs are taken after the ReLU, so the means are the paper's a_bar_j (section 2.1).
+        With ``stop_after`` the blocks after it are not computed.
+        """
+        blocks = self.blocks_until(y, stop_after or self.block_names[-1])
+        return {n: (b.input.mean(dim=(2, 3)), b.output.mean(dim=(2, 3))) for n, b in blocks.items()}
+
     def blocks_until(self, y: torch.Tensor, stop_after: str) -> dict[str, BlockIO]:
         """Every block up to and including ``stop_after``; later blocks are not computed."""
         if stop_after not in self.block_names:

@@ -172,7 +172,8 @@ def train(
     if h % model.size_multiple or w % model.size_multiple:
         raise UserError(f"training images {h}x{w} are not divisible by {model.size_multiple}")
     train_idx, test_idx = split_indices(len(images), cfg.test_fraction, cfg.seed)
-    train_set, test_set = images.subset(train_idx), images.subset(test_idx[: cfg.eval_images])
+    train_set = UInt8Images(images, train_idx)  # a view: a memmap stays on disk
+    test_set = images.subset(test_idx[: cfg.eval_images])
     spec = data if isinstance(data, DataSpec) else data_spec
     data_desc = spec.to_dict() if spec is not None else {"source": images.source}
     config = {
@@ -198,7 +199,7 @@ def train(
         step = load_train_state(run_dir / TRAIN_STATE, model, optimizer)["step"]
     net = DistributedDataParallel(model) if world > 1 else model
 
-    sampler = DistributedSampler(UInt8Images(train_set), num_replicas=world, rank=rank,
+    sampler = DistributedSampler(train_set, num_replicas=world, rank=rank,
                                  shuffle=True, seed=cfg.seed, drop_last=True)  # fmt: skip
     steps_per_epoch = len(sampler) // cfg.batch_size
     if steps_per_epoch == 0:
@@ -214,7 +215,7 @@ def train(
         epoch, skip = divmod(step, steps_per_epoch)
         sampler.set_epoch(epoch)
         indices = list(sampler)[skip * cfg.batch_size :]
-        loader = DataLoader(UInt8Images(train_set), batch_size=cfg.batch_size, sampler=indices,
+        loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=indices,
                             drop_last=True, num_workers=cfg.num_workers,
                             collate_fn=collate_to_float)  # fmt: skip
         for x in loader:
