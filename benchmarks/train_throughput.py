@@ -1,7 +1,7 @@
 """Training throughput (images/s): paper preset at 64x64 and small preset at 32x32, gray,
 fp32 vs bf16 autocast, channels_last off and on. One optimizer step = forward, MSE, backward, Adam.
 
-    .venv/bin/python benchmarks/train_throughput.py [--steps 8] [--repeats 3]
+    .venv/bin/python benchmarks/train_throughput.py [--steps 8] [--repeats 3] [--norms]
 
 Prints the median images/s over repeats (each the median of the timed steps) and the ratio to fp32.
 """
