@@ -20,10 +20,10 @@ from denoiserlens.train.noise import add_noise
 
 
 def images_per_second(
-    preset: str, size: int, batch: int, bf16: bool, cl: bool, steps: int
+    preset: str, size: int, batch: int, bf16: bool, cl: bool, steps: int, **arch
 ) -> float:
     torch.manual_seed(0)
-    model = UNet(preset_config(preset)).train()
+    model = UNet(preset_config(preset, **arch)).train()
     if cl:
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
@@ -49,7 +49,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--norms", action="store_true", help="Compare normalizations (paper, 64x64).")
     args = ap.parse_args()
+    if args.norms:
+        for norm, bias in (("layer", True), ("none", True), ("batch", False)):
+            for bf16, cl in ((False, False), (True, True)):
+                runs = [images_per_second("paper", 64, 16, bf16, cl, args.steps, norm=norm,
+                                          bias=bias) for _ in range(args.repeats)]  # fmt: skip
+                print(f"norm={norm:<6} bias={bias!s:<6} bf16={bf16!s:<6} channels_last={cl!s:<6}"
+                      f"{statistics.median(runs):7.1f} images/s", flush=True)  # fmt: skip
+        return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(
         f"{'preset':<8}{'size':>5}{'batch':>6}  {'bf16':<5}{'ch_last':<8}{'img/s':>8}{'x fp32':>8}"
