@@ -357,5 +357,71 @@ def demo(out_dir):
     click.echo(f"results in {out_dir}/: table.txt, results.json, psnr.png, examples.png")
 
 
+@main.command()
+@click.option("--model", "model_path", type=click.Path(path_type=Path), required=True)
+@data_options
+@click.option(
+    "--out", "out_dir", type=click.Path(path_type=Path), required=True, help="The store directory."
+)
+@click.option("--sigmas", default="25", show_default=True, help=f"Comma list, {SIGMA_HELP}.")
+@click.option(
+    "--n-noise",
+    type=int,
+    default=20,
+    show_default=True,
+    help="Noise draws averaged per image (one at sigma 0).",
+)
+@click.option(
+    "--blocks",
+    default="M",
+    show_default=True,
+    help="Comma list of block names, or 'all'. Only blocks up to the last are computed.",
+)
+@click.option("--inputs", is_flag=True, help="Also store the spatial means of the blocks' inputs.")
+@click.option("--batch-size", type=int, default=16, show_default=True, help="Images per pass.")
+@click.option(
+    "--chunk-size", type=int, default=256, show_default=True, help="Rows per checkpointed chunk."
+)
+@click.option("--bf16", is_flag=True)
+@click.option("--channels-last", is_flag=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--resume", is_flag=True, help="Finish an interrupted store.")
+@click.option("--device", default="auto", show_default=True)
+@user_errors
+def represent(model_path, out_dir, sigmas, n_noise, blocks, inputs, batch_size, chunk_size, bf16,
+              channels_last, seed, resume, device, **data_kw):  # fmt: skip
+    """phi (section 2.3) and block summaries a_bar_j of a data set, streamed to a store.
+
+    phi(x, sigma) is the mean over --n-noise draws of the spatial means of the middle block's
+    output channels for x + sigma z. Resumable; under torchrun the ranks share the work.
+    """
+    from tqdm import tqdm
+
+    from denoiserlens.data import open_data
+    from denoiserlens.represent import RepresentConfig
+    from denoiserlens.represent import represent as run_represent
+    from denoiserlens.represent.store import parse_blocks
+    from denoiserlens.train import init_distributed
+
+    dev = init_distributed() if device == "auto" else _device(device)
+    model = _load_model_cli(model_path, str(dev))
+    images = open_data(_data_spec(data_kw))
+    cfg = RepresentConfig(sigmas=tuple(_sigmas(sigmas)), n_noise=n_noise,
+                          blocks=parse_blocks(blocks, model), inputs=inputs, seed=seed,
+                          batch_size=batch_size, chunk_size=chunk_size, bf16=bf16,
+                          channels_last=channels_last)  # fmt: skip
+    bar = tqdm(total=None, unit="chunk", dynamic_ncols=True)
+
+    def progress(i: int, n: int) -> None:
+        bar.total = n
+        bar.update(1)
+
+    store = run_represent(model, images, out_dir, cfg, resume=resume, model_path=str(model_path),
+                          progress=progress)  # fmt: skip
+    bar.close()
+    click.echo(f"{out_dir}: {len(store.names)} images x {len(cfg.sigmas)} sigma(s); arrays "
+               + ", ".join(f"{k} {tuple(v)}" for k, v in store.meta["arrays"].items()))  # fmt: skip
+
+
 if __name__ == "__main__":
     main()

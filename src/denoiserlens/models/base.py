@@ -38,6 +38,11 @@ class Denoiser(nn.Module):
     def block_names(self) -> list[str]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    @property
+    def middle_block(self) -> str:
+        """The block whose noise-averaged means are phi: "M" in the UNet (section 2.3)."""
+        return self.block_names[len(self.block_names) // 2]
+
     def arch_config(self) -> dict[str, Any]:  # pragma: no cover - abstract
         """JSON-able description from which :func:`denoiserlens.models.build_model` rebuilds this."""
         raise NotImplementedError

@@ -1,0 +1,251 @@
+"""Representation stores: phi and block summaries of a whole data set, streamed to disk.
+
+A store is a directory:
+  meta.json          model (path, architecture, weights hash), data (source, fingerprint, count),
+                     sigmas, n_noise, seed, blocks, arrays and their shapes, ``complete``
+  rows.json          row order: the name of each image
+  labels.npy         the labels, if the data has them
+  {key}.npy          float32 (n_sigmas, N, d) memmaps; key "M" = outputs of block M (phi),
+                     "E2.in" = inputs of E2
+  progress.npy       uint8 (n_sigmas, n_chunks): 1 once a chunk's rows are on disk
+
+Rows are computed in chunks; a chunk is marked done only after its rows are flushed, so a run
+killed at any moment resumes (``resume=True``) without recomputing finished chunks, and a store reads
+as complete only once every chunk is done (``complete`` is written last, atomically). Under
+torchrun, rank r computes the chunks c with c % world == r, writing disjoint rows of the same files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch.distributed as dist
+
+import denoiserlens
+from denoiserlens.data import ImageSet, to_float
+from denoiserlens.errors import UserError
+from denoiserlens.fileio import read_json, write_json
+from denoiserlens.models import Denoiser
+from denoiserlens.represent.summaries import _check_sigma, noise_averaged_means
+
+META, PROGRESS, ROWS, LABELS = "meta.json", "progress.npy", "rows.json", "labels.npy"
+
+
+def weights_hash(model: Denoiser) -> str:
+    """BLAKE2b of the architecture and every tensor of the state dict (16 hex digits)."""
+    h = hashlib.blake2b(digest_size=8)
+    h.update(repr(sorted(model.arch_config().items())).encode())
+    for k, v in model.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().float().numpy().tobytes())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class RepresentConfig:
+    """What to compute. Noise levels in [0, 1] pixel units."""
+
+    sigmas: tuple[float, ...] = (0.1,)
+    n_noise: int = 20
+    blocks: tuple[str, ...] = ("M",)
+    inputs: bool = False
+    seed: int = 0
+    batch_size: int = 16
+    chunk_size: int = 256
+    bf16: bool = False
+    channels_last: bool = False
+
+
+class Store:
+    """A representation store opened for reading: arrays are memory-mapped, read only."""
+
+    def __init__(self, path: str | Path, allow_incomplete: bool = False) -> None:
+        self.path = Path(path)
+        if not (self.path / META).is_file():
+            raise UserError(f"{self.path}: not a representation store (no {META})")
+        self.meta: dict[str, Any] = read_json(self.path / META)
+        if not self.meta.get("complete") and not allow_incomplete:
+            raise UserError(f"{self.path}: incomplete store (rerun represent with --resume)")
+
+    @property
+    def sigmas(self) -> list[float]:
+        return list(self.meta["sigmas"])
+
+    @property
+    def keys(self) -> list[str]:
+        return list(self.meta["arrays"])
+
+    @property
+    def names(self) -> list[str]:
+        return read_json(self.path / ROWS)
+
+    @property
+    def labels(self) -> np.ndarray | None:
+        p = self.path / LABELS
+        return np.load(p) if p.exists() else None
+
+    def array(self, key: str | None = None) -> np.ndarray:
+        """The (n_sigmas, N, d) memmap of ``key`` (default: phi, the middle block's outputs)."""
+        key = key or self.meta["phi_key"]
+        if key not in self.meta["arrays"]:
+            raise UserError(f"{self.path}: no array {key!r}; it has {self.keys}")
+        return np.load(self.path / f"{key}.npy", mmap_mode="r")
+
+    def phi(self, sigma: float | None = None) -> np.ndarray:
+        """phi at one noise level (default: the first), (N, d)."""
+        k = 0 if sigma is None else self._sigma_index(sigma)
+        return self.array()[k]
+
+    def _sigma_index(self, sigma: float) -> int:
+        for k, s in enumerate(self.sigmas):
+            if abs(s - sigma) < 1e-9:
+                return k
+        raise UserError(f"{self.path}: no sigma {sigma * 255:g}/255; it has "
+                        f"{[round(s * 255, 3) for s in self.sigmas]}")  # fmt: skip
+
+    def check_model(self, model: Denoiser) -> None:
+        """Refuse a model other than the one the store was computed with."""
+        if weights_hash(model) != self.meta["model"]["weights_hash"]:
+            raise UserError(f"{self.path}: the store was computed with another model "
+                            f"({self.meta['model']['path']})")  # fmt: skip
+
+
+def _plan(model: Denoiser, images: ImageSet, cfg: RepresentConfig, model_path: str) -> dict:
+    if images.fixed_size is None:
+        raise UserError(f"{images.source}: images differ in size; use --size or patches")
+    for s in cfg.sigmas:
+        _check_sigma(s)
+    unknown = [b for b in cfg.blocks if b not in model.block_names]
+    if unknown:
+        raise UserError(f"unknown block(s) {unknown}; this model has {model.block_names}")
+    if images.channels != model.image_channels:
+        raise UserError(f"the data has {images.channels} channels, the model takes "
+                        f"{model.image_channels}")  # fmt: skip
+    if cfg.n_noise < 1 or cfg.batch_size < 1 or cfg.chunk_size < 1:
+        raise UserError("n_noise, batch size and chunk size must be >= 1")
+    x = to_float(images[0])[None].to(next(model.parameters()).device)
+    dims = {k: v.shape[1] for k, v in noise_averaged_means(
+        model, x, 0.0, cfg.blocks, 1, inputs=cfg.inputs).items()}  # fmt: skip
+    n = len(images)
+    return {
+        "format": "denoiserlens-represent",
+        "version": denoiserlens.__version__,
+        "model": {"path": model_path, "arch": model.arch_config(),
+                  "weights_hash": weights_hash(model)},
+        "data": {"source": images.source, "fingerprint": images.fingerprint, "count": n},
+        "sigmas": list(cfg.sigmas),
+        "sigmas_255": [round(s * 255, 4) for s in cfg.sigmas],
+        "n_noise": cfg.n_noise,
+        "seed": cfg.seed,
+        "blocks": list(cfg.blocks),
+        "inputs": cfg.inputs,
+        "phi_key": model.middle_block if model.middle_block in cfg.blocks else cfg.blocks[0],
+        "arrays": {k: [len(cfg.sigmas), n, d] for k, d in dims.items()},
+        "chunk_size": cfg.chunk_size,
+        "n_chunks": -(-n // cfg.chunk_size),
+        "complete": False,
+    }  # fmt: skip
+
+
+def _same_job(old: dict, new: dict) -> str | None:
+    """The first setting in which two store plans differ (compared as JSON), or None."""
+    new = json.loads(json.dumps(new))
+    if old["model"]["weights_hash"] != new["model"]["weights_hash"]:  # not its path
+        return "model"
+    for key in ("data", "sigmas", "n_noise", "seed", "blocks", "inputs", "chunk_size"):
+        if old.get(key) != new.get(key):
+            return key
+    return None
+
+
+def _create(path: Path, plan: dict, images: ImageSet) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    for key, shape in plan["arrays"].items():
+        np.lib.format.open_memmap(path / f"{key}.npy", "w+", np.float32, tuple(shape)).flush()
+    np.save(path / PROGRESS, np.zeros((len(plan["sigmas"]), plan["n_chunks"]), np.uint8))
+    write_json(path / ROWS, list(images.names))
+    if images.labels is not None:
+        np.save(path / LABELS, np.asarray(images.labels))
+    write_json(path / META, plan)  # last: a store without meta.json is an unfinished creation
+
+
+def represent(
+    model: Denoiser,
+    images: ImageSet,
+    out: str | Path,
+    cfg: RepresentConfig,
+    resume: bool = False,
+    model_path: str = "",
+    progress: Callable[[int, int], None] | None = None,
+    stop_after_chunks: int | None = None,
+) -> Store | None:
+    """Compute the block summaries of every image at every sigma into the store ``out``.
+
+    Returns the complete store, or None when ``stop_after_chunks`` (a test hook) ends early.
+    """
+    out = Path(out)
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    model.eval()
+    plan = _plan(model, images, cfg, model_path)
+    if (out / META).exists():
+        old = read_json(out / META)
+        if not resume:
+            raise UserError(f"{out}: store exists; use --resume to finish it or another --out")
+        diff = _same_job(old, plan)
+        if diff:
+            raise UserError(f"{out}: the store was made with a different {diff}; cannot resume")
+        if old.get("complete"):
+            return Store(out)
+    elif out.exists() and any(out.iterdir()) and not resume:
+        raise UserError(f"{out}: folder exists and is not empty")
+    elif rank == 0:
+        _create(out, plan, images)
+    if world > 1:
+        dist.barrier()
+
+    arrays = {k: np.load(out / f"{k}.npy", mmap_mode="r+") for k in plan["arrays"]}
+    done = np.load(out / PROGRESS, mmap_mode="r+")
+    todo = [(s, c) for s in range(len(cfg.sigmas)) for c in range(plan["n_chunks"])
+            if not done[s, c] and c % world == rank]  # fmt: skip
+    device = next(model.parameters()).device
+    for i, (s, c) in enumerate(todo):
+        if stop_after_chunks is not None and i >= stop_after_chunks:
+            return None
+        lo, hi = c * cfg.chunk_size, min((c + 1) * cfg.chunk_size, len(images))
+        for b0 in range(lo, hi, cfg.batch_size):
+            rows = list(range(b0, min(b0 + cfg.batch_size, hi)))
+            x = to_float(np.stack([images[r] for r in rows])).to(device)
+            means = noise_averaged_means(model, x, cfg.sigmas[s], cfg.blocks, cfg.n_noise,
+                                         cfg.seed, rows, inputs=cfg.inputs, bf16=cfg.bf16,
+                                         channels_last=cfg.channels_last)  # fmt: skip
+            for k, v in means.items():
+                arrays[k][s, rows[0] : rows[-1] + 1] = v.cpu().numpy()
+        for a in arrays.values():
+            a.flush()
+        done[s, c] = 1  # only after the rows are on disk
+        done.flush()
+        if progress:
+            progress(i + 1, len(todo))
+    if world > 1:
+        dist.barrier()
+    if rank == 0:
+        if not np.load(out / PROGRESS).all():
+            raise UserError(f"{out}: some chunks are missing; rerun with --resume")
+        write_json(out / META, {**plan, "complete": True, "finished": time.time()})
+    if world > 1:
+        dist.barrier()
+    return Store(out)
+
+
+def parse_blocks(text: str, model: Denoiser) -> tuple[str, ...]:
+    """'M' / 'E3,M' / 'all' -> block names, in the model's order."""
+    names: Sequence[str] = model.block_names if text == "all" else text.split(",")
+    return tuple(sorted(set(names), key=lambda b: model.block_names.index(b)
+                        if b in model.block_names else -1))  # fmt: skip

@@ -1,0 +1,104 @@
+"""Block summaries and the representation phi (paper sections 2.1 and 2.3).
+
+a_bar_j(y) is the vector of spatial means of block j's output channels (after the ReLU), and
+phi(x, sigma) = E_z[a_bar_M(x + sigma z)], estimated by the mean over ``n_noise`` draws of z
+(the authors used 20; one draw at sigma = 0). Only the blocks up to the last one asked for are
+computed: for phi, the encoder and the middle block, never the decoder.
+
+Noise is reproducible per image: draw j of the image whose global row is g comes from a generator
+seeded by (seed, g, j), so an image's phi does not depend on the batch it was computed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from denoiserlens.errors import UserError
+from denoiserlens.models import Denoiser
+
+
+def _check_sigma(sigma: float) -> None:
+    if not sigma >= 0:  # also refuses NaN
+        raise UserError(f"sigma must be >= 0, got {sigma}")
+
+
+def draw_noise(
+    shape: Sequence[int], seed: int, rows: Sequence[int], draws: Sequence[int]
+) -> torch.Tensor:
+    """z of shape (len(rows) * len(draws), *shape): image-major, draw-minor, one generator each."""
+    z = torch.empty(len(rows) * len(draws), *shape)
+    k = 0
+    for g in rows:
+        for j in draws:
+            gen = torch.Generator().manual_seed((seed * 1_000_003 + int(g)) * 1_009 + int(j))
+            z[k] = torch.randn(*shape, generator=gen)
+            k += 1
+    return z
+
+
+def noise_averaged_means(
+    model: Denoiser,
+    x: torch.Tensor,
+    sigma: float,
+    blocks: Sequence[str] = ("M",),
+    n_noise: int = 20,
+    seed: int = 0,
+    rows: Sequence[int] | None = None,
+    first_draw: int = 0,
+    inputs: bool = False,
+    bf16: bool = False,
+    channels_last: bool = False,
+) -> dict[str, torch.Tensor]:
+    """E_z[a_bar_j(x + sigma z)] for each block j in ``blocks``, each (N, d_j) float32.
+
+    With ``inputs`` the spatial means of the blocks' inputs are returned too, keyed "j.in" (the
+    outputs are keyed "j"). ``rows`` are the images' global row numbers (default 0..N-1): they
+    seed the noise. Draws ``first_draw .. first_draw + n_noise - 1`` are used.
+    """
+    _check_sigma(sigma)
+    unknown = [b for b in blocks if b not in model.block_names]
+    if unknown:
+        raise UserError(f"unknown block(s) {unknown}; this model has {model.block_names}")
+    n, c, h, w = x.shape
+    rows = list(range(n)) if rows is None else list(rows)
+    draws = [first_draw] if sigma == 0 else list(range(first_draw, first_draw + n_noise))
+    device = x.device
+    y = x.repeat_interleave(len(draws), dim=0)
+    if sigma > 0:
+        y = y + sigma * draw_noise((c, h, w), seed, rows, draws).to(device)
+    if channels_last:
+        y = y.contiguous(memory_format=torch.channels_last)
+    stop = max(blocks, key=model.block_names.index)
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        out = model.blocks_until(y, stop)
+    result = {}
+    for b in blocks:
+        result[b] = out[b].output.float().mean(dim=(2, 3)).view(n, len(draws), -1).mean(1)
+        if inputs:
+            result[f"{b}.in"] = (
+                out[b].input.float().mean(dim=(2, 3)).view(n, len(draws), -1).mean(1)
+            )
+    return result
+
+
+def phi(
+    model: Denoiser,
+    x: torch.Tensor,
+    sigma: float,
+    n_noise: int = 20,
+    seed: int = 0,
+    rows: Sequence[int] | None = None,
+    first_draw: int = 0,
+    bf16: bool = False,
+    channels_last: bool = False,
+) -> torch.Tensor:
+    """phi(x, sigma) = E_z[a_bar_M(x + sigma z)] (section 2.3), shape (N, d_M); x in [0, 1].
+
+    M is ``model.middle_block`` (the UNet's middle block; the middle layer of a BF-CNN).
+    """
+    block = model.middle_block
+    means = noise_averaged_means(model, x, sigma, (block,), n_noise, seed, rows, first_draw,
+                                 bf16=bf16, channels_last=channels_last)  # fmt: skip
+    return means[block]

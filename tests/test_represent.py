@@ -1,0 +1,125 @@
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from denoiserlens import UserError
+from denoiserlens.data import disks
+from denoiserlens.models import UNet, preset_config, save_weights
+from denoiserlens.represent import RepresentConfig, Store, noise_averaged_means, phi, represent
+
+EXE = str(Path(sys.executable).parent / "denoiserlens")
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return UNet(preset_config("tiny")).eval()
+
+
+def test_phi_is_the_mean_of_separate_draws(model):
+    x = torch.rand(3, 1, 32, 32)
+    both = phi(model, x, 0.2, n_noise=3, seed=7)
+    separate = [phi(model, x, 0.2, n_noise=1, seed=7, first_draw=j) for j in range(3)]
+    torch.testing.assert_close(both, torch.stack(separate).mean(0), rtol=1e-5, atol=1e-7)
+    assert both.shape == (3, 64) and (both >= 0).all()
+    # the same seed gives the same phi; another seed does not
+    torch.testing.assert_close(both, phi(model, x, 0.2, n_noise=3, seed=7))
+    assert not torch.allclose(both, phi(model, x, 0.2, n_noise=3, seed=8))
+
+
+def test_phi_does_not_depend_on_the_batch(model):
+    x = torch.rand(4, 1, 32, 32)
+    together = phi(model, x, 0.1, n_noise=2, rows=[10, 11, 12, 13])
+    alone = torch.cat([phi(model, x[i : i + 1], 0.1, n_noise=2, rows=[10 + i]) for i in range(4)])
+    torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-7)
+
+
+def test_phi_at_sigma_zero_is_the_clean_middle_block_mean(model):
+    x = torch.rand(2, 1, 32, 32)
+    with torch.no_grad():
+        full = {b.name: b.output for b in model.iter_blocks(x)}
+    torch.testing.assert_close(phi(model, x, 0.0, n_noise=20), full["M"].mean(dim=(2, 3)))
+
+
+def test_inputs_and_several_blocks(model):
+    x = torch.rand(2, 1, 32, 32)
+    means = noise_averaged_means(model, x, 0.1, ("E2", "M"), n_noise=2, inputs=True)
+    assert {k: tuple(v.shape) for k, v in means.items()} == {
+        "E2": (2, 16), "E2.in": (2, 8), "M": (2, 64), "M.in": (2, 32)}  # fmt: skip
+
+
+def test_bad_sigma_and_block(model):
+    x = torch.rand(1, 1, 32, 32)
+    with pytest.raises(UserError, match="sigma must be >= 0"):
+        phi(model, x, -0.1)
+    with pytest.raises(UserError, match="sigma must be >= 0"):
+        phi(model, x, float("nan"))
+    with pytest.raises(UserError, match="unknown block"):
+        noise_averaged_means(model, x, 0.1, ("X9",))
+
+
+def test_store_round_trip_and_model_check(model, tmp_path):
+    ims = disks(20, 32, seed=0)
+    cfg = RepresentConfig(sigmas=(0.0, 0.1), n_noise=2, blocks=("E3", "M"), chunk_size=8)
+    store = represent(model, ims, tmp_path / "s", cfg)
+    assert store.array("M").shape == (2, 20, 64) and store.array("E3").shape == (2, 20, 32)
+    x = torch.from_numpy(ims.images[5:6].astype(np.float32) / 255)
+    expected = phi(model, x, 0.1, n_noise=2, rows=[5])[0].numpy()
+    np.testing.assert_allclose(store.phi(0.1)[5], expected, rtol=1e-5, atol=1e-7)
+    assert store.names[5] == "disk:5"
+    store.check_model(model)
+    other = UNet(preset_config("tiny"))
+    with pytest.raises(UserError, match="another model"):
+        store.check_model(other)
+    with pytest.raises(UserError, match="store exists"):
+        represent(model, ims, tmp_path / "s", cfg)
+    with pytest.raises(UserError, match="different model"):
+        represent(other, ims, tmp_path / "s", cfg, resume=True)
+
+
+def _progress(path: Path) -> int:
+    try:
+        return int(np.load(path / "progress.npy").sum())
+    except (OSError, ValueError, EOFError):
+        return 0
+
+
+def test_store_killed_and_resumed_equals_uninterrupted(model, tmp_path):
+    run = tmp_path / "model"
+    run.mkdir()
+    (run / "config.json").write_text(
+        '{"model": %s}' % __import__("json").dumps(model.arch_config())
+    )
+    save_weights(model, run / "weights.safetensors")
+    np.save(tmp_path / "d.npy", disks(96, 32, seed=3).images)
+    args = ["represent", "--model", run, "--data", tmp_path / "d.npy", "--sigmas", "10,40",
+            "--n-noise", "4", "--chunk-size", "4", "--batch-size", "4", "--blocks", "E2,M"]  # fmt: skip
+    args = [str(a) for a in args]
+    subprocess.run([EXE, *args, "--out", str(tmp_path / "full")], check=True, capture_output=True)
+    proc = subprocess.Popen([EXE, *args, "--out", str(tmp_path / "cut")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 120
+    while _progress(tmp_path / "cut") < 5 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = _progress(tmp_path / "cut")
+    assert 5 <= finished < 48, "the run was not cut in the middle"
+    with pytest.raises(UserError, match="incomplete"):
+        Store(tmp_path / "cut")
+    again = subprocess.run(
+        [EXE, *args, "--out", str(tmp_path / "cut")], capture_output=True, text=True
+    )
+    assert again.returncode == 2 and "--resume" in again.stderr
+    resumed = subprocess.run([EXE, *args, "--out", str(tmp_path / "cut"), "--resume"],
+                             capture_output=True, text=True)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    full, cut = Store(tmp_path / "full"), Store(tmp_path / "cut")
+    for key in ("E2", "M"):
+        assert np.array_equal(full.array(key), cut.array(key))
