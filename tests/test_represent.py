@@ -10,7 +10,7 @@ import torch
 
 from denoiserlens import UserError
 from denoiserlens.data import disks
-from denoiserlens.models import UNet, preset_config, save_weights
+from denoiserlens.models import UNet, preset_config, save_model
 from denoiserlens.represent import RepresentConfig, Store, noise_averaged_means, phi, represent
 
 EXE = str(Path(sys.executable).parent / "denoiserlens")
@@ -92,11 +92,7 @@ def _progress(path: Path) -> int:
 
 def test_store_killed_and_resumed_equals_uninterrupted(model, tmp_path):
     run = tmp_path / "model"
-    run.mkdir()
-    (run / "config.json").write_text(
-        '{"model": %s}' % __import__("json").dumps(model.arch_config())
-    )
-    save_weights(model, run / "weights.safetensors")
+    save_model(model, run)
     np.save(tmp_path / "d.npy", disks(96, 32, seed=3).images)
     args = ["represent", "--model", run, "--data", tmp_path / "d.npy", "--sigmas", "10,40",
             "--n-noise", "4", "--chunk-size", "4", "--batch-size", "4", "--blocks", "E2,M"]  # fmt: skip

@@ -6,6 +6,7 @@ from denoiserlens.models.checkpoint import (
     build_model,
     import_lab_checkpoint,
     load_model,
+    save_model,
     save_weights,
 )
 from denoiserlens.models.presets import PRESETS, preset_config
@@ -23,5 +24,6 @@ __all__ = [
     "load_model",
     "preset_config",
     "receptive_field",
+    "save_model",
     "save_weights",
 ]

@@ -18,7 +18,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from denoiserlens.errors import UserError
-from denoiserlens.fileio import read_json, write_atomic
+from denoiserlens.fileio import read_json, write_atomic, write_json
 from denoiserlens.models.base import Denoiser
 from denoiserlens.models.bfcnn import BFCNN
 from denoiserlens.models.norms import BatchScaleNorm, LayerScaleNorm
@@ -49,6 +49,14 @@ def save_weights(model: Denoiser, path: str | Path) -> None:
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = {"format": "denoiserlens", "arch": json.dumps(model.arch_config())}
     write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+
+
+def save_model(model: Denoiser, run_dir: str | Path, **config: Any) -> None:
+    """A run directory :func:`load_model` reads: weights.safetensors and config.json (the
+    architecture under "model", plus ``config``), both written atomically."""
+    run_dir = Path(run_dir)
+    save_weights(model, run_dir / WEIGHTS)
+    write_json(run_dir / CONFIG, {"model": model.arch_config(), **config})
 
 
 def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
