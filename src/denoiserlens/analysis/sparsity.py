@@ -1,0 +1,57 @@
+"""Channel sparsity of the block summaries (paper section 2.2, Figure 1)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def participation_ratio(a: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Normalized participation ratio PR(a) = ||a||_1^2 / (d ||a||_2^2) along ``axis`` (section 2.2).
+
+    PR lies in (0, 1]: 1/d for a one-hot vector, 1 for a constant one. All-zero vectors give NaN.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    d = a.shape[axis]
+    l1 = np.abs(a).sum(axis=axis)
+    l2 = np.square(a).sum(axis=axis)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(l2 > 0, l1**2 / (d * l2), np.nan)
+
+
+def block_sparsity(summaries: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    """Per-image PR of every stored summary ({key: (N, d)}), summarised by its quartiles.
+
+    Keys are "B" (outputs of block B) and "B.in" (its inputs), as in a representation store.
+    Summaries with a single channel (the image itself) are skipped: their PR is 1 by definition.
+    """
+    out = {}
+    for key, a in summaries.items():
+        if a.shape[-1] < 2:
+            continue
+        pr = participation_ratio(a)
+        pr = pr[np.isfinite(pr)]
+        q1, med, q3 = np.percentile(pr, [25, 50, 75]) if pr.size else (np.nan,) * 3
+        out[key] = {"median": float(med), "q1": float(q1), "q3": float(q3), "n": int(pr.size)}
+    return out
+
+
+def plot_block_sparsity(ax, summaries: dict[str, np.ndarray], blocks: list[str]) -> None:
+    """Figure 1: PR distributions of each block's input (orange) and output (green) summaries."""
+    positions, labels = [], []
+    for i, b in enumerate(blocks):
+        for key, offset, colour in ((f"{b}.in", -0.18, "tab:orange"), (b, 0.18, "tab:green")):
+            a = summaries.get(key)
+            if a is None or a.shape[-1] < 2:
+                continue
+            pr = participation_ratio(a)
+            parts = ax.violinplot(pr[np.isfinite(pr)], [i + offset], widths=0.32,
+                                  showmedians=True)  # fmt: skip
+            for body in parts["bodies"]:
+                body.set_facecolor(colour)
+                body.set_alpha(0.6)
+        positions.append(i)
+        labels.append(b)
+    ax.set_xticks(positions, labels)
+    ax.set_ylabel("participation ratio")
+    ax.set_ylim(0, 1)
+    ax.set_title("channel sparsity: block inputs (orange), outputs (green)", fontsize=9)

@@ -1,0 +1,42 @@
+"""Stability of the block summaries across noise levels (paper section 2.3, Figure 2)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cosine similarity of two (N, d) arrays, shape (N,)."""
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    num = (a * b).sum(-1)
+    den = np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / den, np.nan)
+
+
+def stability_curves(
+    arrays: dict[str, np.ndarray], sigmas: list[float], reference: float = 0.5
+) -> dict[str, np.ndarray]:
+    """For each block: mean over images of cos(a_bar(x_sigma_ref), a_bar(x_sigma)) for every sigma.
+
+    ``arrays`` maps block keys to (n_sigmas, N, d) summaries computed at ``sigmas`` (one of which
+    must be the reference, 0.5 in the paper). Returns {key: (n_sigmas,) mean cosine}.
+    """
+    k_ref = int(np.argmin(np.abs(np.asarray(sigmas) - reference)))
+    if abs(sigmas[k_ref] - reference) > 1e-6:
+        raise ValueError(f"the reference sigma {reference} is not among {sigmas}")
+    return {key: np.array([np.nanmean(cosine_similarity(a[k_ref], a[k]))
+                           for k in range(len(sigmas))])
+            for key, a in arrays.items()}  # fmt: skip
+
+
+def plot_stability(ax, curves: dict[str, np.ndarray], sigmas: list[float], reference: float):
+    """Figure 2: cosine similarity to the summary at sigma_1 = reference, against sigma_2."""
+    for key, c in curves.items():
+        ax.plot(sigmas, c, marker="o", ms=3, label=key, lw=2.5 if key == "M" else 1.2)
+    ax.axvline(reference, color="gray", lw=0.8, ls=":")
+    ax.set_xlabel("sigma_2 (pixel units)")
+    ax.set_ylabel(f"cos(a(x_{reference:g}), a(x_sigma_2))")
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=7, ncol=2)

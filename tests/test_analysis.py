@@ -1,0 +1,73 @@
+import numpy as np
+import pytest
+
+from denoiserlens.analysis import (
+    block_sparsity,
+    channel_participation,
+    cosine_similarity,
+    most_selective_channels,
+    participation_ratio,
+    selectivity_summary,
+    specialized_channels,
+    stability_curves,
+    top_images,
+)
+
+
+@pytest.mark.parametrize("d", [1, 7, 512])
+def test_participation_ratio_known_answers(d):
+    one_hot = np.zeros(d)
+    one_hot[d // 2] = 3.0
+    assert participation_ratio(one_hot) == pytest.approx(1 / d)
+    assert participation_ratio(np.full(d, 0.25)) == pytest.approx(1.0)
+    k = max(1, d // 4)  # k equal active channels: PR = k / d
+    a = np.zeros(d)
+    a[:k] = 2.0
+    assert participation_ratio(a) == pytest.approx(k / d)
+    assert np.isnan(participation_ratio(np.zeros(d)))
+
+
+def test_participation_ratio_along_axes():
+    a = np.array([[1.0, 0, 0, 0], [1, 1, 1, 1]])
+    np.testing.assert_allclose(participation_ratio(a), [0.25, 1.0])
+    np.testing.assert_allclose(participation_ratio(a, axis=0), [1.0, 0.5, 0.5, 0.5])
+
+
+def test_block_sparsity_quartiles_and_skips_single_channels():
+    rng = np.random.default_rng(0)
+    s = block_sparsity({"E1.in": rng.random((10, 1)), "M": np.eye(8)[rng.integers(0, 8, 50)]})
+    assert list(s) == ["M"] and s["M"]["median"] == pytest.approx(1 / 8) and s["M"]["n"] == 50
+
+
+def test_cosine_and_stability_curves():
+    a = np.array([[1.0, 0], [1, 1]])
+    np.testing.assert_allclose(cosine_similarity(a, 2 * a), [1, 1])
+    np.testing.assert_allclose(cosine_similarity(a, a[:, ::-1]), [0, 1])
+    rng = np.random.default_rng(0)
+    base = rng.random((20, 6))
+    # a block whose summary only grows in amplitude with noise is perfectly stable
+    stable = np.stack([base * (1 + s) for s in (0.1, 0.5, 1.0)])
+    noisy = np.stack([base + s * rng.random((20, 6)) * 5 for s in (0.1, 0.5, 1.0)])
+    curves = stability_curves({"M": stable, "E1": noisy}, [0.1, 0.5, 1.0], reference=0.5)
+    np.testing.assert_allclose(curves["M"], 1.0)
+    assert curves["E1"][1] == pytest.approx(1.0) and curves["E1"][0] < 0.999
+    with pytest.raises(ValueError, match="reference"):
+        stability_curves({"M": stable}, [0.1, 0.4, 1.0], reference=0.5)
+
+
+def test_selectivity_on_a_constructed_representation():
+    n = 100
+    phi = np.zeros((n, 4))
+    phi[7, 0] = 5.0  # selective: one image of a hundred
+    phi[:, 1] = 1.0  # common: every image equally
+    phi[:50, 2] = np.linspace(1, 2, 50)  # half the images
+    pr = channel_participation(phi)
+    np.testing.assert_allclose(pr[:2], [1 / n, 1.0])
+    assert 0.45 < pr[2] < 0.5 and np.isnan(pr[3])  # channel 3 is dead
+    summary = selectivity_summary(phi)
+    assert summary["dead"] == 1 and summary["fraction_below"] == pytest.approx(1 / 3)
+    assert summary["fraction_above"] == pytest.approx(1 / 3)
+    assert most_selective_channels(phi, 2).tolist() == [0, 2]
+    assert top_images(phi, 2, 3).tolist() == [49, 48, 47]
+    assert specialized_channels(phi, 7).tolist() == [0]
+    assert specialized_channels(phi, 60).tolist() == []
