@@ -119,3 +119,24 @@ def test_store_killed_and_resumed_equals_uninterrupted(model, tmp_path):
     full, cut = Store(tmp_path / "full"), Store(tmp_path / "cut")
     for key in ("E2", "M"):
         assert np.array_equal(full.array(key), cut.array(key))
+
+
+def test_analyze_a_store_writes_figures_and_metrics(model, tmp_path):
+    import json
+
+    save_model(model, tmp_path / "m")
+    args = ["represent", "--model", tmp_path / "m", "--data", "disks:48:32:1", "--out",
+            tmp_path / "s", "--sigmas", "0,50,127.5", "--n-noise", "2", "--blocks", "all",
+            "--inputs"]  # fmt: skip
+    subprocess.run([EXE, *map(str, args)], check=True, capture_output=True)
+    p = subprocess.run([EXE, "analyze", "--store", str(tmp_path / "s"), "--out",
+                        str(tmp_path / "a")], capture_output=True, text=True)  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    metrics = json.loads((tmp_path / "a/metrics.json").read_text())
+    assert set(metrics["sparsity"]) == {"E1", "E2", "E2.in", "E3", "E3.in", "M", "M.in", "D3",
+                                        "D3.in", "D2", "D2.in", "D1.in"}  # fmt: skip
+    cos = metrics["stability"]["cosine"]["M"]
+    assert len(cos) == 3 and cos[2] == pytest.approx(1.0)  # sigma_2 = sigma_1
+    assert metrics["selectivity"]["channels"] == 64 and not metrics["skipped"]
+    for fig in ("fig1_sparsity", "fig2_stability", "fig3_channel_pr", "fig3_top_images"):
+        assert (tmp_path / "a" / f"{fig}.png").stat().st_size > 5000

@@ -131,6 +131,11 @@ def main() -> None:
 @click.option(
     "--norm", type=click.Choice(["layer", "batch", "none"]), default="layer", show_default=True
 )
+@click.option(
+    "--residual",
+    is_flag=True,
+    help="Parametrize x_hat = y + net(y) (identity at init; trains faster). Paper: off.",
+)
 @click.option("--steps", type=int, default=10000, show_default=True)
 @click.option("--batch-size", type=int, default=64, show_default=True, help="Per process.")
 @click.option("--lr", type=float, default=1e-3, show_default=True)
@@ -162,7 +167,7 @@ def main() -> None:
 @click.option("--resume", is_flag=True, help="Continue the run in --run exactly where it stopped.")
 @click.option("--device", default="auto", show_default=True)
 @user_errors
-def train(run_dir, preset, bias, norm, steps, batch_size, lr, lr_halve_every, sigma_dist,
+def train(run_dir, preset, bias, norm, residual, steps, batch_size, lr, lr_halve_every, sigma_dist,
           sigma_min, sigma_max, bf16, channels_last, seed, test_fraction, eval_every,
           checkpoint_every, workers, max_minutes, resume, device, **data_kw):  # fmt: skip
     """Train a blind denoiser (no noise level input) on images: Eq. 1, Appendix A.3.
@@ -184,7 +189,8 @@ def train(run_dir, preset, bias, norm, steps, batch_size, lr, lr_halve_every, si
 
     images = open_data(spec)
     try:
-        arch = preset_config(preset, image_channels=images.channels, bias=bias, norm=norm)
+        arch = preset_config(preset, image_channels=images.channels, bias=bias, norm=norm,
+                             residual=residual)  # fmt: skip
     except ValueError as e:
         raise UserError(str(e)) from None
     cfg = TrainConfig(
@@ -405,7 +411,8 @@ def represent(model_path, out_dir, sigmas, n_noise, blocks, inputs, batch_size, 
 
     dev = init_distributed() if device == "auto" else _device(device)
     model = _load_model_cli(model_path, str(dev))
-    images = open_data(_data_spec(data_kw))
+    spec = _data_spec(data_kw)
+    images = open_data(spec)
     cfg = RepresentConfig(sigmas=tuple(_sigmas(sigmas)), n_noise=n_noise,
                           blocks=parse_blocks(blocks, model), inputs=inputs, seed=seed,
                           batch_size=batch_size, chunk_size=chunk_size, bf16=bf16,
@@ -417,10 +424,45 @@ def represent(model_path, out_dir, sigmas, n_noise, blocks, inputs, batch_size, 
         bar.update(1)
 
     store = run_represent(model, images, out_dir, cfg, resume=resume, model_path=str(model_path),
-                          progress=progress)  # fmt: skip
+                          progress=progress, data_spec=spec.to_dict())  # fmt: skip
     bar.close()
     click.echo(f"{out_dir}: {len(store.names)} images x {len(cfg.sigmas)} sigma(s); arrays "
                + ", ".join(f"{k} {tuple(v)}" for k, v in store.meta["arrays"].items()))  # fmt: skip
+
+
+@main.command()
+@click.option(
+    "--store",
+    "store_path",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="A store written by `denoiserlens represent`.",
+)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
+@click.option(
+    "--sigma",
+    type=float,
+    default=None,
+    help=f"The store's noise level to analyse, {SIGMA_HELP} (default: its first).",
+)
+@click.option(
+    "--reference",
+    type=float,
+    default=127.5,
+    show_default=True,
+    help=f"sigma_1 of the stability curves (Figure 2), {SIGMA_HELP}.",
+)
+@user_errors
+def analyze(store_path, out_dir, sigma, reference):
+    """Sparsity (Figure 1), stability (Figure 2) and channel selectivity (Figure 3) of a store."""
+    import json
+
+    from denoiserlens.analysis.run import analyze_store
+
+    sig = None if sigma is None else _sigmas(str(sigma))[0]
+    metrics = analyze_store(store_path, out_dir, sig, _sigmas(str(reference))[0])
+    click.echo(json.dumps({k: v for k, v in metrics.items() if k != "stability"}, indent=1))
+    click.echo(f"figures and metrics.json in {out_dir}")
 
 
 if __name__ == "__main__":

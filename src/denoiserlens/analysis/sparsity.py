@@ -49,6 +49,8 @@ def plot_block_sparsity(ax, summaries: dict[str, np.ndarray], blocks: list[str])
             for body in parts["bodies"]:
                 body.set_facecolor(colour)
                 body.set_alpha(0.6)
+            for line in ("cmedians", "cmins", "cmaxes", "cbars"):
+                parts[line].set_color(colour)
         positions.append(i)
         labels.append(b)
     ax.set_xticks(positions, labels)

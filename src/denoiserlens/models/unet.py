@@ -27,6 +27,8 @@ class UNetConfig:
     channels: widths of E1..E3 and then M (the decoder mirrors them). enc_convs and dec_convs list
     the convolutions per block from the finest level up: (E1, E2, E3) and (D1, D2, D3); D1's count
     includes its final plain convolution. The authors used dec_convs (6, 6, 6) and (5, 6, 7).
+    With ``residual`` the network's last layer gives the correction x_hat - y (as in DnCNN and the
+    lab's BF-CNN), so the untrained network is the identity; the output is x_hat either way.
     """
 
     image_channels: int = 1
@@ -37,6 +39,7 @@ class UNetConfig:
     bias: bool = True
     norm: str = "layer"
     kernel_size: int = 3
+    residual: bool = False  # x_hat = y + D1 output (identity at initialization); paper: False
 
     def __post_init__(self) -> None:
         levels = len(self.channels) - 1
@@ -137,6 +140,10 @@ class UNet(Denoiser):
     @property
     def block_names(self) -> list[str]:
         return [*self.names.enc, "M", *self.names.dec]
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        out = super().forward(y)
+        return y + out if self.config.residual else out
 
     def arch_config(self) -> dict[str, Any]:
         return self.config.to_dict()

@@ -110,6 +110,18 @@ class Store:
         raise UserError(f"{self.path}: no sigma {sigma * 255:g}/255; it has "
                         f"{[round(s * 255, 3) for s in self.sigmas]}")  # fmt: skip
 
+    def images(self) -> ImageSet:
+        """Reopen the images the store was computed from (their fingerprint is checked)."""
+        from denoiserlens.data import DataSpec, open_data
+
+        spec = self.meta["data"].get("spec")
+        if not spec:
+            raise UserError(f"{self.path}: the store does not record how its images were read")
+        images = open_data(DataSpec(**{**spec, "sources": tuple(spec["sources"])}))
+        if images.fingerprint != self.meta["data"]["fingerprint"]:
+            raise UserError(f"{self.path}: the images at {spec['sources']} changed since the store")
+        return images
+
     def check_model(self, model: Denoiser) -> None:
         """Refuse a model other than the one the store was computed with."""
         if weights_hash(model) != self.meta["model"]["weights_hash"]:
@@ -117,7 +129,9 @@ class Store:
                             f"({self.meta['model']['path']})")  # fmt: skip
 
 
-def _plan(model: Denoiser, images: ImageSet, cfg: RepresentConfig, model_path: str) -> dict:
+def _plan(
+    model: Denoiser, images: ImageSet, cfg: RepresentConfig, model_path: str, data_spec: dict | None
+) -> dict:
     if images.fixed_size is None:
         raise UserError(f"{images.source}: images differ in size; use --size or patches")
     for s in cfg.sigmas:
@@ -139,7 +153,8 @@ def _plan(model: Denoiser, images: ImageSet, cfg: RepresentConfig, model_path: s
         "version": denoiserlens.__version__,
         "model": {"path": model_path, "arch": model.arch_config(),
                   "weights_hash": weights_hash(model)},
-        "data": {"source": images.source, "fingerprint": images.fingerprint, "count": n},
+        "data": {"source": images.source, "fingerprint": images.fingerprint, "count": n,
+                 "spec": data_spec},
         "sigmas": list(cfg.sigmas),
         "sigmas_255": [round(s * 255, 4) for s in cfg.sigmas],
         "n_noise": cfg.n_noise,
@@ -184,16 +199,17 @@ def represent(
     resume: bool = False,
     model_path: str = "",
     progress: Callable[[int, int], None] | None = None,
-    stop_after_chunks: int | None = None,
-) -> Store | None:
+    data_spec: dict | None = None,
+) -> Store:
     """Compute the block summaries of every image at every sigma into the store ``out``.
 
-    Returns the complete store, or None when ``stop_after_chunks`` (a test hook) ends early.
+    ``data_spec`` (a :class:`~denoiserlens.data.DataSpec` as a dict) is recorded so that the
+    analyses can reopen the images.
     """
     out = Path(out)
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     model.eval()
-    plan = _plan(model, images, cfg, model_path)
+    plan = _plan(model, images, cfg, model_path, data_spec)
     if (out / META).exists():
         old = read_json(out / META)
         if not resume:
@@ -216,8 +232,6 @@ def represent(
             if not done[s, c] and c % world == rank]  # fmt: skip
     device = next(model.parameters()).device
     for i, (s, c) in enumerate(todo):
-        if stop_after_chunks is not None and i >= stop_after_chunks:
-            return None
         lo, hi = c * cfg.chunk_size, min((c + 1) * cfg.chunk_size, len(images))
         for b0 in range(lo, hi, cfg.batch_size):
             rows = list(range(b0, min(b0 + cfg.batch_size, hi)))

@@ -1,0 +1,86 @@
+"""Run every measure that a store's contents allow, writing figures and metrics.json.
+
+- Figure 1 (sparsity) needs the inputs and outputs of several blocks (``represent --blocks all
+  --inputs``); - Figure 2 (stability) needs several sigmas including 0.5 (127.5 of 255);
+- Figure 3 (selectivity) needs phi, and the images (reopened from the store) for its grid.
+A measure whose inputs are missing is skipped with the reason in metrics.json.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from denoiserlens.analysis.selectivity import (
+    most_selective_channels,
+    plot_channel_pr,
+    plot_top_images,
+    selectivity_summary,
+)
+from denoiserlens.analysis.sparsity import block_sparsity, plot_block_sparsity
+from denoiserlens.analysis.stability import plot_stability, stability_curves
+from denoiserlens.errors import UserError
+from denoiserlens.fileio import write_atomic, write_json
+from denoiserlens.represent import Store
+
+
+def _figure(path: Path, draw, figsize=(6, 3.5), nrows=1, ncols=1) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(nrows, ncols, figsize=figsize, squeeze=False)
+    draw(axes if nrows * ncols > 1 else axes[0][0])
+    fig.tight_layout()
+    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
+
+
+def analyze_store(
+    store_path: str | Path, out_dir: str | Path, sigma: float | None = None, reference: float = 0.5
+) -> dict:
+    """Measures of paper section 2 on a store; returns (and writes) the metrics."""
+    store, out = Store(store_path), Path(out_dir)
+    k = 0 if sigma is None else store._sigma_index(sigma)
+    sig = store.sigmas[k]
+    metrics: dict = {"store": str(store_path), "sigma": sig, "sigma_255": round(sig * 255, 3),
+                     "skipped": {}}  # fmt: skip
+    order = [b for b in store.meta["blocks"]]
+    at_sigma = {key: np.asarray(store.array(key)[k]) for key in store.keys}
+
+    if len(order) > 1 and store.meta["inputs"]:
+        metrics["sparsity"] = block_sparsity(at_sigma)
+        _figure(out / "fig1_sparsity.png",
+                lambda ax: plot_block_sparsity(ax, at_sigma, order), figsize=(7, 3.5))  # fmt: skip
+    else:
+        metrics["skipped"]["sparsity"] = "needs several blocks with inputs (--blocks all --inputs)"
+
+    sigmas = store.sigmas
+    if len(sigmas) >= 3 and any(abs(s - reference) < 1e-6 for s in sigmas):
+        arrays = {b: np.asarray(store.array(b)) for b in order}
+        curves = stability_curves(arrays, sigmas, reference)
+        metrics["stability"] = {"reference": reference, "sigmas": sigmas,
+                                "cosine": {b: c.tolist() for b, c in curves.items()}}  # fmt: skip
+        _figure(
+            out / "fig2_stability.png", lambda ax: plot_stability(ax, curves, sigmas, reference)
+        )
+    else:
+        metrics["skipped"]["stability"] = f"needs >= 3 sigmas including {reference * 255:g}/255"
+
+    phi = at_sigma[store.meta["phi_key"]]
+    metrics["selectivity"] = selectivity_summary(phi)
+    _figure(out / "fig3_channel_pr.png", lambda ax: plot_channel_pr(ax, phi))
+    try:
+        images = store.images()
+    except UserError as e:
+        metrics["skipped"]["top_images"] = str(e)
+    else:
+        channels = most_selective_channels(phi, 6)
+        metrics["selectivity"]["most_selective"] = channels.tolist()
+        _figure(out / "fig3_top_images.png",
+                lambda axes: plot_top_images(axes, images, phi, channels, 8),
+                figsize=(8, 1.1 * len(channels) + 0.3), nrows=len(channels), ncols=8)  # fmt: skip
+    write_json(out / "metrics.json", metrics)
+    return metrics
