@@ -188,3 +188,12 @@ def test_block_means_are_spatial_means_of_the_block_outputs():
     torch.testing.assert_close(means["E2"][1], blocks["E2"].output.mean(dim=(2, 3)))
     torch.testing.assert_close(means["E1"][0], y.mean(dim=(2, 3)))
     assert means["E2"][1].shape == (2, 16) and (means["E2"][1] >= 0).all()  # after the ReLU
+
+
+def test_residual_parametrization_outputs_y_plus_the_last_block():
+    m = UNet(preset_config("tiny", bias=False, norm="batch", residual=True)).eval()
+    y = torch.rand(2, 1, 32, 32)
+    with torch.no_grad():
+        last = list(m.iter_blocks(y))[-1].output
+        torch.testing.assert_close(m(y), y + last)
+        torch.testing.assert_close(m(2 * y), 2 * m(y), rtol=1e-4, atol=1e-6)
