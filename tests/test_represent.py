@@ -138,5 +138,33 @@ def test_analyze_a_store_writes_figures_and_metrics(model, tmp_path):
     cos = metrics["stability"]["cosine"]["M"]
     assert len(cos) == 3 and cos[2] == pytest.approx(1.0)  # sigma_2 = sigma_1
     assert metrics["selectivity"]["channels"] == 64 and not metrics["skipped"]
-    for fig in ("fig1_sparsity", "fig2_stability", "fig3_channel_pr", "fig3_top_images"):
+    figs = (
+        "fig1_sparsity",
+        "fig2_stability",
+        "fig3_channel_pr",
+        "fig3_top_images",
+        "fig4_specialized",
+    )
+    for fig in figs:
         assert (tmp_path / "a" / f"{fig}.png").stat().st_size > 5000
+    p = subprocess.run([EXE, "analyze", "--store", str(tmp_path / "s"), "--out", str(tmp_path / "b"),
+                        "--query", "999"], capture_output=True, text=True)  # fmt: skip
+    assert p.returncode == 2 and "outside" in p.stderr and not (tmp_path / "b").exists()
+
+
+def test_represent_under_torchrun_matches_one_process(model, tmp_path):
+    import os
+
+    save_model(model, tmp_path / "m")
+    args = ["represent", "--model", tmp_path / "m", "--data", "disks:40:32:2", "--sigmas", "20",
+            "--n-noise", "3", "--chunk-size", "6", "--blocks", "E3,M"]  # fmt: skip
+    args = [str(a) for a in args]
+    subprocess.run([EXE, *args, "--out", str(tmp_path / "one")], check=True, capture_output=True)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+           "--master_port=29533", EXE, *args, "--out", str(tmp_path / "two")]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    one, two = Store(tmp_path / "one"), Store(tmp_path / "two")
+    for key in ("E3", "M"):
+        np.testing.assert_allclose(one.array(key), two.array(key), rtol=1e-5, atol=1e-7)

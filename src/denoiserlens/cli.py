@@ -452,15 +452,22 @@ def represent(model_path, out_dir, sigmas, n_noise, blocks, inputs, batch_size, 
     show_default=True,
     help=f"sigma_1 of the stability curves (Figure 2), {SIGMA_HELP}.",
 )
+@click.option(
+    "--query",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Row of the image whose specialized channels Figure 4 shows.",
+)
 @user_errors
-def analyze(store_path, out_dir, sigma, reference):
-    """Sparsity (Figure 1), stability (Figure 2) and channel selectivity (Figure 3) of a store."""
+def analyze(store_path, out_dir, sigma, reference, query):
+    """Sparsity (Figure 1), stability (Figure 2), channel selectivity (Figures 3, 4) of a store."""
     import json
 
     from denoiserlens.analysis.run import analyze_store
 
     sig = None if sigma is None else _sigmas(str(sigma))[0]
-    metrics = analyze_store(store_path, out_dir, sig, _sigmas(str(reference))[0])
+    metrics = analyze_store(store_path, out_dir, sig, _sigmas(str(reference))[0], query)
     click.echo(json.dumps({k: v for k, v in metrics.items() if k != "stability"}, indent=1))
     click.echo(f"figures and metrics.json in {out_dir}")
 

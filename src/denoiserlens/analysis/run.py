@@ -15,8 +15,10 @@ import numpy as np
 from denoiserlens.analysis.selectivity import (
     most_selective_channels,
     plot_channel_pr,
+    plot_specialized,
     plot_top_images,
     selectivity_summary,
+    specialized_channels,
 )
 from denoiserlens.analysis.sparsity import block_sparsity, plot_block_sparsity
 from denoiserlens.analysis.stability import plot_stability, stability_curves
@@ -39,11 +41,19 @@ def _figure(path: Path, draw, figsize=(6, 3.5), nrows=1, ncols=1) -> None:
 
 
 def analyze_store(
-    store_path: str | Path, out_dir: str | Path, sigma: float | None = None, reference: float = 0.5
+    store_path: str | Path,
+    out_dir: str | Path,
+    sigma: float | None = None,
+    reference: float = 0.5,
+    query: int = 0,
 ) -> dict:
     """Measures of paper section 2 on a store; returns (and writes) the metrics."""
     store, out = Store(store_path), Path(out_dir)
     k = 0 if sigma is None else store._sigma_index(sigma)
+    if not 0 <= query < store.meta["data"]["count"]:
+        raise UserError(
+            f"query row {query} is outside the store's {store.meta['data']['count']} rows"
+        )
     sig = store.sigmas[k]
     metrics: dict = {"store": str(store_path), "sigma": sig, "sigma_255": round(sig * 255, 3),
                      "skipped": {}}  # fmt: skip
@@ -82,5 +92,12 @@ def analyze_store(
         _figure(out / "fig3_top_images.png",
                 lambda axes: plot_top_images(axes, images, phi, channels, 8),
                 figsize=(8, 1.1 * len(channels) + 0.3), nrows=len(channels), ncols=8)  # fmt: skip
+        special = specialized_channels(phi, query, n=4)
+        metrics["selectivity"]["query"] = {"row": query, "name": store.names[query],
+                                           "specialized_channels": special.tolist()}  # fmt: skip
+        if len(special):
+            _figure(out / "fig4_specialized.png",
+                    lambda axes: plot_specialized(axes, images, phi, query, special, 6),
+                    figsize=(7, 1.1 * len(special) + 0.4), nrows=len(special), ncols=7)  # fmt: skip
     write_json(out / "metrics.json", metrics)
     return metrics

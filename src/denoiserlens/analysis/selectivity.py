@@ -68,6 +68,24 @@ def plot_channel_pr(ax, phi: np.ndarray, low: float = 0.3, high: float = 0.6) ->
     ax.set_ylabel("channels")
 
 
+def plot_specialized(axes, images, phi: np.ndarray, row: int, channels, k: int = 6) -> None:
+    """Figure 4: the query image (first column) and, for each of its specialized channels (rows),
+    the k images of the data set that most activate that channel."""
+    query = np.asarray(images[row])
+    for r, ch in enumerate(channels):
+        _show(axes[r][0], query)
+        axes[r][0].set_title("query" if r == 0 else "", fontsize=7)
+        axes[r][0].set_ylabel(f"ch {int(ch)}", fontsize=7)
+        for j, other in enumerate(top_images(phi, int(ch), k)):
+            _show(axes[r][j + 1], np.asarray(images[other]))
+
+
+def _show(ax, im: np.ndarray) -> None:
+    ax.imshow(im[0] if im.shape[0] == 1 else im.transpose(1, 2, 0), cmap="gray", vmin=0, vmax=255)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
 def plot_top_images(axes, images: np.ndarray, phi: np.ndarray, channels, k: int = 6) -> None:
     """Figure 3 (right): for each channel (a row of ``axes``), its k most activating images.
 
@@ -76,11 +94,7 @@ def plot_top_images(axes, images: np.ndarray, phi: np.ndarray, channels, k: int 
     pr = channel_participation(phi)
     for r, ch in enumerate(channels):
         for j, row in enumerate(top_images(phi, int(ch), k)):
-            im = np.asarray(images[row])
             ax = axes[r][j]
-            ax.imshow(im[0] if im.shape[0] == 1 else im.transpose(1, 2, 0), cmap="gray",
-                      vmin=0, vmax=255)  # fmt: skip
-            ax.set_xticks([])
-            ax.set_yticks([])
+            _show(ax, np.asarray(images[row]))
             if j == 0:
                 ax.set_ylabel(f"ch {int(ch)}\nPR {pr[int(ch)]:.2f}", fontsize=7)
