@@ -96,5 +96,5 @@ def test_ddp_two_gloo_processes_end_with_identical_weights(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     log = [json.loads(x) for x in (tmp_path / "ddp/log.jsonl").read_text().splitlines()]
     final = [x for x in log if x.get("final")][-1]
-    assert final["eval_psnr"]["ddp_weights_identical"] is True
+    assert final["ddp_weights_identical"] is True
     assert json.loads((tmp_path / "ddp/config.json").read_text())["world_size"] == 2

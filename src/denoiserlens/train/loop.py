@@ -159,31 +159,7 @@ def train(
     run_dir = Path(run_dir)
     rank, world = _dist_info()
     device = torch.device(device)
-    images = data if isinstance(data, ImageSet) else open_data(data)
-    if images.fixed_size is None:
-        raise UserError(f"{images.source}: training images must share one size (use patches)")
-    with torch.random.fork_rng(devices=[]):  # the initial weights depend on the seed only
-        torch.manual_seed(cfg.seed)
-        model = build_model(model_arch)
-    if images.channels != model.image_channels:
-        raise UserError(f"the data has {images.channels} channels, the model takes "
-                        f"{model.image_channels}; set --channels")  # fmt: skip
-    h, w = images.fixed_size
-    if h % model.size_multiple or w % model.size_multiple:
-        raise UserError(f"training images {h}x{w} are not divisible by {model.size_multiple}")
-    train_idx, test_idx = split_indices(len(images), cfg.test_fraction, cfg.seed)
-    train_set = UInt8Images(images, train_idx)  # a view: a memmap stays on disk
-    test_set = images.subset(test_idx[: cfg.eval_images])
-    spec = data if isinstance(data, DataSpec) else data_spec
-    data_desc = spec.to_dict() if spec is not None else {"source": images.source}
-    config = {
-        "model": model.arch_config(),
-        "train": asdict(cfg),
-        "data": {**data_desc, "fingerprint": images.fingerprint, "count": len(images),
-                 "train_count": len(train_idx), "test_count": len(test_idx)},
-        "world_size": world,
-        "version": denoiserlens.__version__,
-    }  # fmt: skip
+    model, train_set, test_set, config = _setup(model_arch, data, cfg, data_spec, world)
     to_write = _prepare_run(run_dir, config, resume)  # every rank checks before anyone writes
     if world > 1:
         dist.barrier()
@@ -223,8 +199,7 @@ def train(
             step += 1
             seen += len(x) * world
             bar.update(1)
-            bar.set_postfix(loss=f"{loss:.2e}", psnr=f"{batch_psnr:.2f}dB",
-                            sigma_max=f"{cfg.sigma_max * 255:g}")  # fmt: skip
+            bar.set_postfix(loss=f"{loss:.2e}", psnr=f"{batch_psnr:.2f}dB")
             if step % 50 == 0 or step == cfg.steps:
                 log.write(step=step, epoch=epoch, loss=loss, psnr=batch_psnr,
                           lr=cfg.lr_at(step - 1), images_per_s=seen / (time.time() - t0))  # fmt: skip
@@ -237,21 +212,48 @@ def train(
                 log.write(step=step, eval_psnr=result)
                 bar.write(f"step {step}: test PSNR " + ", ".join(
                     f"sigma {k}: {v:.2f} dB" for k, v in result.items()))  # fmt: skip
-            out_of_time = max_minutes is not None and time.time() - t0 > 60 * max_minutes
-            if world > 1:  # every rank must agree to stop at the same step
-                flag = torch.tensor([float(out_of_time)], device=device)
-                dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-                out_of_time = bool(flag.item())
+            out_of_time = _agree(max_minutes is not None and time.time() - t0 > 60 * max_minutes,
+                                 world, device)  # fmt: skip
             if step % cfg.checkpoint_every == 0 or step == cfg.steps or out_of_time:
                 _checkpoint(run_dir, model, optimizer, step, rank)
             if step >= cfg.steps or out_of_time:
                 stop = True
                 break
     bar.close()
-    if world > 1:
-        result["ddp_weights_identical"] = _ranks_identical(model, device)
-    log.write(step=step, final=True, **({"eval_psnr": result} if result else {}))
-    return {"step": step, "eval_psnr": result, "finished": step >= cfg.steps}
+    identical = _ranks_identical(model) if world > 1 else None
+    log.write(step=step, final=True, eval_psnr=result, ddp_weights_identical=identical)
+    return {"step": step, "eval_psnr": result, "finished": step >= cfg.steps,
+            "ddp_weights_identical": identical}  # fmt: skip
+
+
+def _setup(model_arch: dict, data, cfg: TrainConfig, data_spec, world: int):
+    """Read the data, build the seeded model, split the data, and describe the run."""
+    images = data if isinstance(data, ImageSet) else open_data(data)
+    if images.fixed_size is None:
+        raise UserError(f"{images.source}: training images must share one size (use patches)")
+    with torch.random.fork_rng(devices=[]):  # the initial weights depend on the seed only
+        torch.manual_seed(cfg.seed)
+        model = build_model(model_arch)
+    if images.channels != model.image_channels:
+        raise UserError(f"the data has {images.channels} channels, the model takes "
+                        f"{model.image_channels}; set --channels")  # fmt: skip
+    h, w = images.fixed_size
+    if h % model.size_multiple or w % model.size_multiple:
+        raise UserError(f"training images {h}x{w} are not divisible by {model.size_multiple}")
+    train_idx, test_idx = split_indices(len(images), cfg.test_fraction, cfg.seed)
+    train_set = UInt8Images(images, train_idx)  # a view: a memmap stays on disk
+    test_set = images.subset(test_idx[: cfg.eval_images])
+    spec = data if isinstance(data, DataSpec) else data_spec
+    data_desc = spec.to_dict() if spec is not None else {"source": images.source}
+    config = {
+        "model": model.arch_config(),
+        "train": asdict(cfg),
+        "data": {**data_desc, "fingerprint": images.fingerprint, "count": len(images),
+                 "train_count": len(train_idx), "test_count": len(test_idx)},
+        "world_size": world,
+        "version": denoiserlens.__version__,
+    }  # fmt: skip
+    return model, train_set, test_set, config
 
 
 def _train_step(net, optimizer, x, cfg: TrainConfig, rank: int, step: int, device):
@@ -280,7 +282,16 @@ def _checkpoint(run_dir: Path, model: Denoiser, optimizer, step: int, rank: int)
     save_weights(model, run_dir / WEIGHTS)
 
 
-def _ranks_identical(model: Denoiser, device) -> bool:
+def _agree(flag: bool, world: int, device) -> bool:
+    """True on every rank if it is true on any (so that all ranks stop at the same step)."""
+    if world == 1:
+        return flag
+    t = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def _ranks_identical(model: Denoiser) -> bool:
     """Parameters and buffers equal on every rank? Buffers (running statistics) follow rank 0, as
     DistributedDataParallel broadcasts them before each forward pass."""
     for buf in model.buffers():
