@@ -35,10 +35,10 @@ class LayerScaleNorm(nn.Module):
         self.gain = nn.Parameter(small_gains(channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # The statistic is computed in float32 even under bf16 autocast: a bf16 variance of 10^5
-        # values loses most of its digits.
+        # The statistic is computed in float32 even under bf16 autocast (a bf16 variance of 10^5
+        # values loses most of its digits); the (N, C, 1, 1) scale is applied in x's own dtype.
         var = x.float().var(dim=(1, 2, 3), keepdim=True, unbiased=False)
-        return (x.float() * torch.rsqrt(var + EPS) * self.gain).to(x.dtype)
+        return x * (torch.rsqrt(var + EPS) * self.gain).to(x.dtype)
 
 
 class BatchScaleNorm(nn.Module):
@@ -57,7 +57,7 @@ class BatchScaleNorm(nn.Module):
                 self.running_sd.lerp_(sd, self.momentum)
         else:
             sd = self.running_sd
-        return (x.float() / sd * self.gain).to(x.dtype)
+        return x * (self.gain / sd).to(x.dtype)
 
 
 NORMS: dict[str, type[nn.Module]] = {"layer": LayerScaleNorm, "batch": BatchScaleNorm}

@@ -210,7 +210,8 @@ def represent(
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     model.eval()
     plan = _plan(model, images, cfg, model_path, data_spec)
-    if (out / META).exists():
+    create = not (out / META).exists()  # every rank decides before rank 0 writes anything
+    if not create:
         old = read_json(out / META)
         if not resume:
             raise UserError(f"{out}: store exists; use --resume to finish it or another --out")
@@ -221,7 +222,9 @@ def represent(
             return Store(out)
     elif out.exists() and any(out.iterdir()) and not resume:
         raise UserError(f"{out}: folder exists and is not empty")
-    elif rank == 0:
+    if world > 1:
+        dist.barrier()
+    if create and rank == 0:
         _create(out, plan, images)
     if world > 1:
         dist.barrier()
