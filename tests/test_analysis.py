@@ -71,3 +71,36 @@ def test_selectivity_on_a_constructed_representation():
     assert top_images(phi, 2, 3).tolist() == [49, 48, 47]
     assert specialized_channels(phi, 7).tolist() == [0]
     assert specialized_channels(phi, 60).tolist() == []
+
+
+def test_channel_statistics_known_answers():
+    from denoiserlens.analysis.channel_stats import (
+        channel_statistics,
+        marginal_kurtosis,
+        pca_dimension,
+        spatial_sparsity,
+    )
+
+    n = 200
+    rng = np.random.default_rng(0)
+    phi = rng.uniform(1, 2, size=(n, 3))  # common, light-tailed channels (excess kurtosis -1.2)
+    phi[:, 2] = 0.0
+    phi[5, 2] = 1.0  # active on one image: a Bernoulli(p = 1/n) marginal
+    p = 1 / n
+    k = marginal_kurtosis(phi)
+    assert k[2] == pytest.approx((1 - 3 * p + 3 * p * p) / (p * (1 - p)) - 3, rel=1e-9)
+    assert -1.5 < k[0] < -0.9
+    maps = np.zeros((4, 2, 8, 8))
+    maps[:, 0, 3, 3] = 1.0  # one pixel: spatial PR 1/64
+    maps[:, 1] = 2.0  # constant: spatial PR 1
+    np.testing.assert_allclose(spatial_sparsity(maps), [1 / 64, 1.0])
+    # maps = coefficients x orthonormal patterns; orthogonal equal-norm coefficients: exact variances
+    patterns = np.linalg.qr(rng.normal(size=(64, 3)))[0].T  # (3, 64) orthonormal
+    coef = rng.normal(size=(12, 3))
+    coef -= coef.mean(0)
+    coef = np.linalg.qr(coef)[0]  # centred, orthonormal columns
+    one = (coef[:, :1] @ patterns[:1]).reshape(12, 1, 8, 8)
+    three = (coef @ patterns).reshape(12, 1, 8, 8)
+    assert pca_dimension(np.concatenate([one, three], 1)).tolist() == [1, 3]
+    st = channel_statistics(phi, np.abs(rng.normal(size=(10, 3, 4, 4))))
+    assert set(st["spearman_with_channel_pr"]) == {"kurtosis", "spatial_pr", "pca_dim"}

@@ -130,7 +130,8 @@ def test_analyze_a_store_writes_figures_and_metrics(model, tmp_path):
             "--inputs"]  # fmt: skip
     subprocess.run([EXE, *map(str, args)], check=True, capture_output=True)
     p = subprocess.run([EXE, "analyze", "--store", str(tmp_path / "s"), "--out",
-                        str(tmp_path / "a")], capture_output=True, text=True)  # fmt: skip
+                        str(tmp_path / "a"), "--model", str(tmp_path / "m"), "--map-images", "20"],
+                       capture_output=True, text=True)  # fmt: skip
     assert p.returncode == 0, p.stderr
     metrics = json.loads((tmp_path / "a/metrics.json").read_text())
     assert set(metrics["sparsity"]) == {"E1", "E2", "E2.in", "E3", "E3.in", "M", "M.in", "D3",
@@ -144,7 +145,9 @@ def test_analyze_a_store_writes_figures_and_metrics(model, tmp_path):
         "fig3_channel_pr",
         "fig3_top_images",
         "fig4_specialized",
+        "fig13_channel_stats",
     )
+    assert metrics["channel_statistics"]["map_images"] == 20
     for fig in figs:
         assert (tmp_path / "a" / f"{fig}.png").stat().st_size > 5000
     p = subprocess.run([EXE, "analyze", "--store", str(tmp_path / "s"), "--out", str(tmp_path / "b"),

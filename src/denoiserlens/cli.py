@@ -459,15 +459,33 @@ def represent(model_path, out_dir, sigmas, n_noise, blocks, inputs, batch_size, 
     show_default=True,
     help="Row of the image whose specialized channels Figure 4 shows.",
 )
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The store's model: adds Figure 13 (statistics of the activation maps).",
+)
+@click.option(
+    "--map-images",
+    type=int,
+    default=256,
+    show_default=True,
+    help="Images whose maps Figure 13 uses.",
+)
+@click.option("--device", default="auto", show_default=True)
 @user_errors
-def analyze(store_path, out_dir, sigma, reference, query):
-    """Sparsity (Figure 1), stability (Figure 2), channel selectivity (Figures 3, 4) of a store."""
+def analyze(store_path, out_dir, sigma, reference, query, model_path, map_images, device):
+    """Sparsity (Figure 1), stability (Figure 2), channel selectivity (Figures 3, 4) of a store,
+    and with --model the statistics of the channels' activation maps (Figure 13)."""
     import json
 
     from denoiserlens.analysis.run import analyze_store
 
     sig = None if sigma is None else _sigmas(str(sigma))[0]
-    metrics = analyze_store(store_path, out_dir, sig, _sigmas(str(reference))[0], query)
+    model = None if model_path is None else _load_model_cli(model_path, device)
+    metrics = analyze_store(store_path, out_dir, sig, _sigmas(str(reference))[0], query, model,
+                            map_images)  # fmt: skip
     click.echo(json.dumps({k: v for k, v in metrics.items() if k != "stability"}, indent=1))
     click.echo(f"figures and metrics.json in {out_dir}")
 

@@ -46,6 +46,8 @@ def analyze_store(
     sigma: float | None = None,
     reference: float = 0.5,
     query: int = 0,
+    model=None,
+    map_images: int = 256,
 ) -> dict:
     """Measures of paper section 2 on a store; returns (and writes) the metrics."""
     store, out = Store(store_path), Path(out_dir)
@@ -99,5 +101,37 @@ def analyze_store(
             _figure(out / "fig4_specialized.png",
                     lambda axes: plot_specialized(axes, images, phi, query, special, 6),
                     figsize=(7, 1.1 * len(special) + 0.4), nrows=len(special), ncols=7)  # fmt: skip
+        if model is None:
+            metrics["skipped"]["channel_statistics"] = "needs the model (--model) for the maps"
+        else:
+            metrics["channel_statistics"] = _channel_statistics(
+                store, model, images, phi, sig, map_images, out
+            )
     write_json(out / "metrics.json", metrics)
     return metrics
+
+
+def _channel_statistics(store, model, images, phi, sigma, n_images, out: Path) -> dict:
+    """Figure 13 from the middle block's maps of the first ``n_images`` images."""
+    import torch
+
+    from denoiserlens.analysis.channel_stats import channel_statistics, plot_channel_statistics
+    from denoiserlens.data import to_float
+    from denoiserlens.represent import noise_averaged_maps
+
+    store.check_model(model)
+    device = next(model.parameters()).device
+    n = min(n_images, len(images))
+    maps = []
+    for b0 in range(0, n, 16):
+        rows = list(range(b0, min(b0 + 16, n)))
+        x = to_float(np.stack([images[r] for r in rows])).to(device)
+        with torch.no_grad():
+            maps.append(noise_averaged_maps(model, x, sigma, store.meta["phi_key"],
+                                            store.meta["n_noise"], store.meta["seed"],
+                                            rows).cpu().numpy())  # fmt: skip
+    st = channel_statistics(phi, np.concatenate(maps))
+    _figure(out / "fig13_channel_stats.png",
+            lambda axes: plot_channel_statistics(axes[0], st, phi), figsize=(12, 3), ncols=4)  # fmt: skip
+    return {"map_images": n, "spearman_with_channel_pr": st["spearman_with_channel_pr"],
+            "median_kurtosis": float(np.nanmedian(st["kurtosis"]))}  # fmt: skip

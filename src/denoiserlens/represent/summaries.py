@@ -38,6 +38,31 @@ def draw_noise(
     return z
 
 
+def _noisy_blocks(model, x, sigma, blocks, n_noise, seed, rows, first_draw, bf16, channels_last):
+    """Run the blocks up to the last of ``blocks`` on the tiled noisy batch (image-major, draw-
+    minor); returns ({name: BlockIO}, number of draws)."""
+    _check_sigma(sigma)
+    unknown = [b for b in blocks if b not in model.block_names]
+    if unknown:
+        raise UserError(f"unknown block(s) {unknown}; this model has {model.block_names}")
+    n, c, h, w = x.shape
+    rows = list(range(n)) if rows is None else list(rows)
+    draws = [first_draw] if sigma == 0 else list(range(first_draw, first_draw + n_noise))
+    y = x.repeat_interleave(len(draws), dim=0)
+    if sigma > 0:
+        y = y + sigma * draw_noise((c, h, w), seed, rows, draws).to(x.device)
+    if channels_last:
+        y = y.contiguous(memory_format=torch.channels_last)
+    stop = max(blocks, key=model.block_names.index)
+    with torch.no_grad(), torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+        return model.blocks_until(y, stop), len(draws)
+
+
+def _draw_mean(t: torch.Tensor, n: int, draws: int) -> torch.Tensor:
+    """Average (N * draws, ...) over the draws of each image: (N, ...) float32."""
+    return t.float().view(n, draws, *t.shape[1:]).mean(1)
+
+
 def noise_averaged_means(
     model: Denoiser,
     x: torch.Tensor,
@@ -57,30 +82,32 @@ def noise_averaged_means(
     outputs are keyed "j"). ``rows`` are the images' global row numbers (default 0..N-1): they
     seed the noise. Draws ``first_draw .. first_draw + n_noise - 1`` are used.
     """
-    _check_sigma(sigma)
-    unknown = [b for b in blocks if b not in model.block_names]
-    if unknown:
-        raise UserError(f"unknown block(s) {unknown}; this model has {model.block_names}")
-    n, c, h, w = x.shape
-    rows = list(range(n)) if rows is None else list(rows)
-    draws = [first_draw] if sigma == 0 else list(range(first_draw, first_draw + n_noise))
-    device = x.device
-    y = x.repeat_interleave(len(draws), dim=0)
-    if sigma > 0:
-        y = y + sigma * draw_noise((c, h, w), seed, rows, draws).to(device)
-    if channels_last:
-        y = y.contiguous(memory_format=torch.channels_last)
-    stop = max(blocks, key=model.block_names.index)
-    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-        out = model.blocks_until(y, stop)
+    out, draws = _noisy_blocks(model, x, sigma, blocks, n_noise, seed, rows, first_draw, bf16,
+                               channels_last)  # fmt: skip
+    n = len(x)
     result = {}
     for b in blocks:
-        result[b] = out[b].output.float().mean(dim=(2, 3)).view(n, len(draws), -1).mean(1)
+        result[b] = _draw_mean(out[b].output.float().mean(dim=(2, 3)), n, draws)
         if inputs:
-            result[f"{b}.in"] = (
-                out[b].input.float().mean(dim=(2, 3)).view(n, len(draws), -1).mean(1)
-            )
+            result[f"{b}.in"] = _draw_mean(out[b].input.float().mean(dim=(2, 3)), n, draws)
     return result
+
+
+def noise_averaged_maps(
+    model: Denoiser,
+    x: torch.Tensor,
+    sigma: float,
+    block: str | None = None,
+    n_noise: int = 20,
+    seed: int = 0,
+    rows: Sequence[int] | None = None,
+    bf16: bool = False,
+) -> torch.Tensor:
+    """E_z[a_j(x + sigma z)]: the activation maps of one block (default: the middle block),
+    averaged over the same noise draws as phi, shape (N, d_j, h_j, w_j) float32."""
+    block = block or model.middle_block
+    out, draws = _noisy_blocks(model, x, sigma, (block,), n_noise, seed, rows, 0, bf16, False)
+    return _draw_mean(out[block].output, len(x), draws)
 
 
 def phi(

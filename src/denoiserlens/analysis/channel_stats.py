@@ -1,0 +1,90 @@
+"""Statistics that channel selectivity predicts (paper Appendix B, Figure 13).
+
+For each channel i of the middle block: the kurtosis of the marginal of phi[i] over images
+(selective channels are heavy-tailed: zero for most images, large for a few), the spatial sparsity
+of its activation maps, and the number of principal components its maps need to explain 90% of
+their variance across images (selective channels need fewer).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from scipy import stats
+
+from denoiserlens.analysis.selectivity import channel_participation
+from denoiserlens.analysis.sparsity import participation_ratio
+
+
+def marginal_kurtosis(phi: np.ndarray) -> np.ndarray:
+    """Excess (Fisher) kurtosis of phi[:, i] across images, shape (d,); NaN for dead channels."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        k = stats.kurtosis(np.asarray(phi, np.float64), axis=0, fisher=True, bias=True)
+    return np.where(np.asarray(phi).std(0) > 0, k, np.nan)
+
+
+def spatial_sparsity(maps: np.ndarray) -> np.ndarray:
+    """Mean over images of the spatial participation ratio of each channel's map, (d,).
+
+    ``maps`` is (N, d, h, w); images on which the channel is silent are left out (NaN if always).
+    """
+    n, d = maps.shape[:2]
+    pr = participation_ratio(np.asarray(maps, np.float64).reshape(n, d, -1))  # (N, d)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: silent channels
+        return np.nanmean(pr, axis=0)
+
+
+def pca_dimension(maps: np.ndarray, fraction: float = 0.9) -> np.ndarray:
+    """Per channel, the number of principal components of its maps across images (N, h*w) that
+    explain ``fraction`` of their variance, shape (d,); 0 for a channel with no variance."""
+    n, d = maps.shape[:2]
+    flat = np.asarray(maps, np.float64).reshape(n, d, -1)
+    out = np.zeros(d, dtype=np.int64)
+    for i in range(d):
+        a = flat[:, i] - flat[:, i].mean(0)
+        s2 = np.linalg.svd(a, compute_uv=False) ** 2
+        if s2.sum() > 0:
+            out[i] = int(np.searchsorted(np.cumsum(s2) / s2.sum(), fraction - 1e-12) + 1)
+    return out
+
+
+def channel_statistics(phi: np.ndarray, maps: np.ndarray, fraction: float = 0.9) -> dict:
+    """Figure 13's quantities per channel, and their Spearman correlation with the channel's PR.
+
+    ``phi`` (N, d) gives the selectivity (channel PR across images) and kurtosis; ``maps``
+    (N', d, h, w), on the same or a subset of images, the spatial sparsity and PCA dimension.
+    """
+    pr = channel_participation(phi)
+    out = {"channel_pr": pr, "kurtosis": marginal_kurtosis(phi),
+           "spatial_pr": spatial_sparsity(maps), "pca_dim": pca_dimension(maps, fraction)}  # fmt: skip
+    corr = {}
+    for key in ("kurtosis", "spatial_pr", "pca_dim"):
+        ok = np.isfinite(pr) & np.isfinite(out[key].astype(np.float64))
+        rho = stats.spearmanr(pr[ok], out[key][ok]).statistic if ok.sum() > 2 else np.nan
+        corr[key] = float(rho)
+    out["spearman_with_channel_pr"] = corr
+    return out
+
+
+def plot_channel_statistics(axes, st: dict, phi: np.ndarray, n_show: int = 4) -> None:
+    """Figure 13, one row: marginals of the most selective and most common channels, spatial PR
+    against channel PR, PCA dimension against channel PR (four axes)."""
+    pr = st["channel_pr"]
+    live = np.flatnonzero(np.isfinite(pr))
+    order = live[np.argsort(pr[live])]
+    for ax, channels, title in ((axes[0], order[:n_show], "selective"),
+                                (axes[1], order[-n_show:], "common")):  # fmt: skip
+        for ch in channels:
+            ax.hist(phi[:, ch], bins=40, histtype="step", density=True, label=f"ch {ch}")
+        ax.set_yscale("log")
+        ax.set_title(f"phi[i], {title} channels", fontsize=8)
+        ax.legend(fontsize=6)
+    for ax, key, label in ((axes[2], "spatial_pr", "spatial PR of the maps"),
+                           (axes[3], "pca_dim", "PCs for 90% of map variance")):  # fmt: skip
+        ax.scatter(pr, st[key], s=6, alpha=0.6)
+        rho = st["spearman_with_channel_pr"][key]
+        ax.set_xlabel("channel PR across images")
+        ax.set_ylabel(label)
+        ax.set_title(f"Spearman rho = {rho:.2f}", fontsize=8)
