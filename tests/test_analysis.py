@@ -104,3 +104,22 @@ def test_channel_statistics_known_answers():
     assert pca_dimension(np.concatenate([one, three], 1)).tolist() == [1, 3]
     st = channel_statistics(phi, np.abs(rng.normal(size=(10, 3, 4, 4))))
     assert set(st["spearman_with_channel_pr"]) == {"kurtosis", "spatial_pr", "pca_dim"}
+
+
+def test_union_of_subspaces_on_a_constructed_representation():
+    from denoiserlens.analysis.subspaces import active_dimension, subspace_channels
+
+    rng = np.random.default_rng(1)
+    n, d = 60, 10
+    phi = np.zeros((n, d))
+    phi[:, 0] = rng.uniform(1, 2, n)  # common to all
+    phi[:30, 3] = rng.uniform(1, 2, 30)  # selective for group A (rows 0-29)
+    phi[30:, 7] = rng.uniform(1, 2, 30)  # selective for group B
+    phi[:, 1] = rng.uniform(1, 2, n) * 0.5  # another, weaker common channel
+    phi[0, 5] = 1.0  # a channel active on one image only
+    a, b = np.arange(30), np.arange(30, 60)
+    ch = subspace_channels(phi, a, b, low=0.6, high=0.8)
+    assert ch == {"common": 0, "selective_a": 3, "selective_b": 7}
+    dims = active_dimension(phi, fraction=0.999999)
+    assert dims[0] == 4 and (dims[1:] == 3).all()
+    assert active_dimension(np.eye(4)[:1] * 5).tolist() == [1]

@@ -138,7 +138,7 @@ def test_analyze_a_store_writes_figures_and_metrics(model, tmp_path):
                                         "D3.in", "D2", "D2.in", "D1.in"}  # fmt: skip
     cos = metrics["stability"]["cosine"]["M"]
     assert len(cos) == 3 and cos[2] == pytest.approx(1.0)  # sigma_2 = sigma_1
-    assert metrics["selectivity"]["channels"] == 64 and not metrics["skipped"]
+    assert metrics["selectivity"]["channels"] == 64
     figs = (
         "fig1_sparsity",
         "fig2_stability",
@@ -148,6 +148,8 @@ def test_analyze_a_store_writes_figures_and_metrics(model, tmp_path):
         "fig13_channel_stats",
     )
     assert metrics["channel_statistics"]["map_images"] == 20
+    assert metrics["skipped"] == {"subspaces": "needs labels to form two groups"}
+    assert 1 <= metrics["active_dimension"]["median"] <= 64
     for fig in figs:
         assert (tmp_path / "a" / f"{fig}.png").stat().st_size > 5000
     p = subprocess.run([EXE, "analyze", "--store", str(tmp_path / "s"), "--out", str(tmp_path / "b"),
@@ -171,3 +173,17 @@ def test_represent_under_torchrun_matches_one_process(model, tmp_path):
     one, two = Store(tmp_path / "one"), Store(tmp_path / "two")
     for key in ("E3", "M"):
         np.testing.assert_allclose(one.array(key), two.array(key), rtol=1e-5, atol=1e-7)
+
+
+def test_analyze_labelled_store_draws_the_union_of_subspaces(model, tmp_path):
+    from denoiserlens.analysis.run import analyze_store
+
+    ims = disks(40, 32, seed=4)
+    ims.labels = (ims.params[:, 0] > 8).astype(np.int64)  # small vs large disks
+    represent(model, ims, tmp_path / "s", RepresentConfig(sigmas=(0.1,), n_noise=2))
+    m = analyze_store(tmp_path / "s", tmp_path / "a", groups=(0, 1))
+    ch = m["subspaces"]["channels"]
+    assert m["subspaces"]["groups"] == [0, 1] and len(set(ch.values())) == 3
+    assert (tmp_path / "a/fig5_subspaces.png").stat().st_size > 5000
+    with pytest.raises(UserError, match="two labels"):
+        analyze_store(tmp_path / "s", tmp_path / "b", groups=(0, 7))

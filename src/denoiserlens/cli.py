@@ -473,19 +473,29 @@ def represent(model_path, out_dir, sigmas, n_noise, blocks, inputs, batch_size, 
     show_default=True,
     help="Images whose maps Figure 13 uses.",
 )
+@click.option(
+    "--groups",
+    default=None,
+    help="Two labels A,B for Figure 5 (default: the two most frequent labels).",
+)
 @click.option("--device", default="auto", show_default=True)
 @user_errors
-def analyze(store_path, out_dir, sigma, reference, query, model_path, map_images, device):
+def analyze(store_path, out_dir, sigma, reference, query, model_path, map_images, groups, device):
     """Sparsity (Figure 1), stability (Figure 2), channel selectivity (Figures 3, 4) of a store,
-    and with --model the statistics of the channels' activation maps (Figure 13)."""
+    union of subspaces for two labelled groups (Figure 5), and with --model the statistics of the
+    channels' activation maps (Figure 13)."""
     import json
 
     from denoiserlens.analysis.run import analyze_store
 
     sig = None if sigma is None else _sigmas(str(sigma))[0]
     model = None if model_path is None else _load_model_cli(model_path, device)
+    try:
+        pair = None if groups is None else tuple(int(g) for g in groups.split(","))
+    except ValueError:
+        raise UserError(f"--groups takes two integer labels A,B, got {groups!r}") from None
     metrics = analyze_store(store_path, out_dir, sig, _sigmas(str(reference))[0], query, model,
-                            map_images)  # fmt: skip
+                            map_images, pair)  # fmt: skip
     click.echo(json.dumps({k: v for k, v in metrics.items() if k != "stability"}, indent=1))
     click.echo(f"figures and metrics.json in {out_dir}")
 

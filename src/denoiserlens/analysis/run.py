@@ -22,6 +22,7 @@ from denoiserlens.analysis.selectivity import (
 )
 from denoiserlens.analysis.sparsity import block_sparsity, plot_block_sparsity
 from denoiserlens.analysis.stability import plot_stability, stability_curves
+from denoiserlens.analysis.subspaces import active_dimension, plot_subspaces, subspace_channels
 from denoiserlens.errors import UserError
 from denoiserlens.fileio import write_atomic, write_json
 from denoiserlens.represent import Store
@@ -48,6 +49,7 @@ def analyze_store(
     query: int = 0,
     model=None,
     map_images: int = 256,
+    groups: tuple[int, int] | None = None,
 ) -> dict:
     """Measures of paper section 2 on a store; returns (and writes) the metrics."""
     store, out = Store(store_path), Path(out_dir)
@@ -83,6 +85,11 @@ def analyze_store(
 
     phi = at_sigma[store.meta["phi_key"]]
     metrics["selectivity"] = selectivity_summary(phi)
+    dims = active_dimension(phi)
+    metrics["active_dimension"] = {"fraction": 0.99, "median": float(np.median(dims)),
+                                   "q1": float(np.percentile(dims, 25)),
+                                   "q3": float(np.percentile(dims, 75)), "d": int(phi.shape[1])}  # fmt: skip
+    metrics["subspaces"] = _subspaces(store, phi, groups, out, metrics["skipped"])
     _figure(out / "fig3_channel_pr.png", lambda ax: plot_channel_pr(ax, phi))
     try:
         images = store.images()
@@ -109,6 +116,33 @@ def analyze_store(
             )
     write_json(out / "metrics.json", metrics)
     return metrics
+
+
+def _subspaces(store, phi, groups, out: Path, skipped: dict) -> dict | None:
+    """Figure 5 for two labelled groups (default: the two most frequent labels)."""
+    labels = store.labels
+    if labels is None:
+        skipped["subspaces"] = "needs labels to form two groups"
+        return None
+    if groups is None:
+        values, counts = np.unique(labels, return_counts=True)
+        groups = tuple(int(v) for v in values[np.argsort(-counts, kind="stable")[:2]])
+    rows = [np.flatnonzero(labels == g) for g in groups]
+    if len(groups) != 2 or any(len(r) == 0 for r in rows):
+        raise UserError(f"groups {groups}: need two labels present in the store")
+    try:
+        channels = subspace_channels(phi, rows[0], rows[1])
+    except ValueError as e:
+        skipped["subspaces"] = str(e)
+        return None
+
+    def draw(fig_axes) -> None:
+        fig = fig_axes.figure
+        fig_axes.remove()
+        plot_subspaces(fig.add_subplot(projection="3d"), phi, rows[0], rows[1], channels)
+
+    _figure(out / "fig5_subspaces.png", draw, figsize=(5, 4.5))
+    return {"groups": list(groups), "channels": channels}
 
 
 def _channel_statistics(store, model, images, phi, sigma, n_images, out: Path) -> dict:
