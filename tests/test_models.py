@@ -197,3 +197,15 @@ def test_residual_parametrization_outputs_y_plus_the_last_block():
         last = list(m.iter_blocks(y))[-1].output
         torch.testing.assert_close(m(y), y + last)
         torch.testing.assert_close(m(2 * y), 2 * m(y), rtol=1e-4, atol=1e-6)
+
+
+def test_colour_bfcnn_imports_and_denoises():
+    from conftest import DATA
+
+    m = load_model(need(DATA / "peers/bf_cnn/BSD300_color/noise_range_0to100/model.pt"))
+    assert m.image_channels == 3
+    g = torch.Generator().manual_seed(0)
+    x = torch.full((1, 3, 48, 48), 0.5)
+    y = x + 0.1 * torch.randn(x.shape, generator=g)
+    err_in = (y - x).pow(2).mean()
+    assert (m.denoise(y) - x).pow(2).mean() < 0.1 * err_in  # a flat image is easy
