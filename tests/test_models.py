@@ -168,6 +168,7 @@ class _Exploit:
         return (open, (str(self.marker), "w"))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_pickled_code_is_refused_not_run(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pt"
