@@ -34,3 +34,10 @@ def test_bundled_model_loads_when_present():
         pytest.skip("no bundled model in this checkout")
     model = load_model(BUNDLED_GRAY)
     assert model.image_channels == 1 and not model.training
+
+
+def test_bundled_assets_stay_small():
+    from denoiserlens.demo import ASSETS
+
+    total = sum(p.stat().st_size for p in ASSETS.rglob("*") if p.is_file())
+    assert total <= 20 * 2**20  # issue 7: 20 MB at most for the bundled models
