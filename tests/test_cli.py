@@ -128,7 +128,7 @@ def test_missing_model_and_data_paths(images, tmp_path):
 def test_train_refuses_an_existing_run_and_bad_sigma(tiny_run, tmp_path):
     before = (tiny_run / "weights.safetensors").read_bytes()
     p = run("train", "--data", "disks:64:32", "--run-dir", tiny_run, "--preset", "tiny",
-            "--steps", 5, ok=False)  # fmt: skip
+            "--steps", 5, "--batch-size", 8, ok=False)  # fmt: skip
     assert_user_error(p, "run directory exists")
     assert (tiny_run / "weights.safetensors").read_bytes() == before
     p = run("train", "--data", "disks:64:32", "--run-dir", tmp_path / "r", "--sigma-max", "nan",
@@ -162,3 +162,18 @@ def test_bfcnn_reproduces_the_recorded_set12_psnr():
     x = to_float(read_image(need(SET12) / "01.png"))[None]
     value = float(psnr(model.denoise(noisy_image(x, 25 / 255, 0, 0)).clamp(0, 1), x)[0])
     assert abs(value - 29.81) < 0.05
+
+
+def test_unwritable_output_is_one_line(tiny_run, images, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    p = run("denoise", "--model", tiny_run, "--input", images / "imgs", "--sigma", 25, "--out",
+            blocker / "sub", ok=False)  # fmt: skip
+    assert_user_error(p, "file")
+
+
+def test_bad_training_settings_exit_2(tmp_path):
+    p = run("train", "--data", "disks:64:32", "--run-dir", tmp_path / "r", "--preset", "tiny",
+            "--batch-size", "0", ok=False)  # fmt: skip
+    assert_user_error(p, "batch_size must be >= 1")
+    assert not (tmp_path / "r").exists()

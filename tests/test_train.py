@@ -98,3 +98,24 @@ def test_ddp_two_gloo_processes_end_with_identical_weights(tmp_path):
     final = [x for x in log if x.get("final")][-1]
     assert final["ddp_weights_identical"] is True
     assert json.loads((tmp_path / "ddp/config.json").read_text())["world_size"] == 2
+
+
+def test_bad_settings_are_refused_before_anything_is_written(tmp_path):
+    with pytest.raises(ValueError, match="batch_size"):
+        TrainConfig(batch_size=0)
+    with pytest.raises(ValueError, match="log-uniform"):
+        TrainConfig(sigma_dist="log-uniform", sigma_min=0.0)
+    with pytest.raises(UserError, match="exceeds"):
+        train(TINY, disks(20, 32, seed=0), _cfg(batch_size=64), tmp_path / "r", progress=False)
+    assert not (tmp_path / "r").exists()
+
+
+def test_resume_survives_a_log_line_cut_by_a_kill(tmp_path):
+    data = disks(100, 32, seed=6)
+    train(TINY, data, _cfg(steps=10), tmp_path / "r", progress=False)
+    with open(tmp_path / "r/log.jsonl", "a") as f:
+        f.write('{"step": 11, "lo')  # half a line
+    r = train(TINY, data, _cfg(steps=20), tmp_path / "r", resume=True, progress=False)
+    assert r["finished"]
+    lines = (tmp_path / "r/log.jsonl").read_text().splitlines()
+    assert all(json.loads(ln) for ln in lines)

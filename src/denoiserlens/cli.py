@@ -29,6 +29,8 @@ def user_errors(fn):
             return fn(*args, **kwargs)
         except UserError as e:
             _fail(str(e))
+        except OSError as e:  # a path we cannot write or read: one line, not a traceback
+            _fail(f"{e.filename or ''}: {e.strerror or e}")
 
     return wrapper
 
@@ -175,7 +177,7 @@ def train(run_dir, preset, bias, norm, residual, steps, batch_size, lr, lr_halve
     Runs on one process, or on many under torchrun (DistributedDataParallel).
     """
     from denoiserlens.models import preset_config
-    from denoiserlens.train import TrainConfig, init_distributed
+    from denoiserlens.train import init_distributed
     from denoiserlens.train import train as run_training
 
     spec = _data_spec(data_kw)
@@ -184,7 +186,8 @@ def train(run_dir, preset, bias, norm, residual, steps, batch_size, lr, lr_halve
             raise UserError(f"noise levels must be >= 0, got {v}")
     if sigma_min > sigma_max:
         raise UserError("--sigma-min exceeds --sigma-max")
-    dev = init_distributed() if device == "auto" else _device(device)
+    dev = init_distributed()  # under torchrun, always
+    dev = dev if device == "auto" else _device(device)
     from denoiserlens.data import open_data
 
     images = open_data(spec)
@@ -193,7 +196,7 @@ def train(run_dir, preset, bias, norm, residual, steps, batch_size, lr, lr_halve
                              residual=residual)  # fmt: skip
     except ValueError as e:
         raise UserError(str(e)) from None
-    cfg = TrainConfig(
+    cfg = _train_config(
         steps=steps, batch_size=batch_size, lr=lr, lr_halve_every=lr_halve_every,
         sigma_dist=sigma_dist, sigma_min=sigma_min / 255, sigma_max=sigma_max / 255, bf16=bf16,
         channels_last=channels_last, seed=seed, test_fraction=test_fraction,
@@ -207,6 +210,15 @@ def train(run_dir, preset, bias, norm, residual, steps, batch_size, lr, lr_halve
         click.echo("test PSNR: " + ", ".join(f"sigma {k}: {v:.2f} dB"
                                              for k, v in result["eval_psnr"].items()
                                              if isinstance(v, float)))  # fmt: skip
+
+
+def _train_config(**kw):
+    from denoiserlens.train import TrainConfig
+
+    try:
+        return TrainConfig(**kw)
+    except ValueError as e:
+        raise UserError(str(e)) from None
 
 
 def _load_model_cli(path: Path, device: str):
@@ -409,7 +421,8 @@ def represent(model_path, out_dir, sigmas, n_noise, blocks, inputs, batch_size, 
     from denoiserlens.represent.store import parse_blocks
     from denoiserlens.train import init_distributed
 
-    dev = init_distributed() if device == "auto" else _device(device)
+    dev = init_distributed()  # under torchrun, always
+    dev = dev if device == "auto" else _device(device)
     model = _load_model_cli(model_path, str(dev))
     spec = _data_spec(data_kw)
     images = open_data(spec)

@@ -30,9 +30,9 @@ CONFIG = "config.json"
 
 def build_model(arch: dict[str, Any]) -> Denoiser:
     """Rebuild an untrained model from its ``arch_config()`` dictionary."""
-    arch = dict(arch)
-    kind = arch.pop("arch", None)
     try:
+        arch = dict(arch)
+        kind = arch.pop("arch", None)
         if kind == "unet":
             for key in ("channels", "enc_convs", "dec_convs"):
                 arch[key] = tuple(arch[key])
@@ -148,7 +148,10 @@ def import_lab_checkpoint(path: str | Path) -> Denoiser:
             raise UserError(f"{path}: not a BF-CNN state dict we can read ({e})") from None
         return model
     if any(k.startswith("encoder.") for k in state):
-        return _import_lab_unet(state, Path(path))
+        try:
+            return _import_lab_unet(state, Path(path))
+        except (ValueError, KeyError, IndexError, RuntimeError) as e:
+            raise UserError(f"{path}: not a lab UNet state dict we can read ({e})") from None
     raise UserError(f"{path}: unrecognised checkpoint layout (neither BF-CNN nor the lab's UNet)")
 
 

@@ -58,6 +58,17 @@ class TrainConfig:
     num_workers: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "eval_every", "checkpoint_every", "eval_images"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if self.lr_halve_every is not None and self.lr_halve_every < 1:
+            raise ValueError("lr_halve_every must be >= 1")
+        if not 0 <= self.sigma_min <= self.sigma_max:
+            raise ValueError("need 0 <= sigma_min <= sigma_max")
+        if self.sigma_dist == "log-uniform" and self.sigma_min <= 0:
+            raise ValueError("log-uniform noise levels need sigma_min > 0")
+
     def lr_at(self, step: int) -> float:
         """The paper's schedule: the learning rate halves every ``lr_halve_every`` steps."""
         if not self.lr_halve_every:
@@ -109,10 +120,19 @@ def _prepare_run(run_dir: Path, config: dict[str, Any], resume: bool) -> dict[st
     old_train = {k: v for k, v in old["train"].items() if k != "steps"}
     new_train = {k: v for k, v in new["train"].items() if k != "steps"}
     for key, a, b in (("model", old["model"], new["model"]), ("train", old_train, new_train),
-                      ("data", old["data"], new["data"])):  # fmt: skip
+                      ("data", old["data"], new["data"]),
+                      ("number of processes", old.get("world_size", 1), new["world_size"])):  # fmt: skip
         if a != b:
             raise UserError(f"{run_dir}: --resume with a different {key} configuration")
     return {**old, "train": new["train"]} if old["train"] != new["train"] else None
+
+
+def _step_of(line: str) -> float:
+    """The step of a log line; a line cut short by a kill (or empty) counts as past the end."""
+    try:
+        return json.loads(line).get("step", 0)
+    except ValueError:
+        return float("inf")
 
 
 class _Log:
@@ -121,8 +141,7 @@ class _Log:
     def __init__(self, path: Path, enabled: bool, resume_step: int) -> None:
         self.path, self.enabled = path, enabled
         if enabled and path.exists():
-            keep = [ln for ln in path.read_text().splitlines()
-                    if ln and json.loads(ln).get("step", 0) <= resume_step]  # fmt: skip
+            keep = [ln for ln in path.read_text().splitlines() if _step_of(ln) <= resume_step]
             write_atomic(path, lambda tmp: tmp.write_text("".join(k + "\n" for k in keep)))
 
     def write(self, **record: Any) -> None:
@@ -241,6 +260,9 @@ def _setup(model_arch: dict, data, cfg: TrainConfig, data_spec, world: int):
     if h % model.size_multiple or w % model.size_multiple:
         raise UserError(f"training images {h}x{w} are not divisible by {model.size_multiple}")
     train_idx, test_idx = split_indices(len(images), cfg.test_fraction, cfg.seed)
+    if len(train_idx) // world < cfg.batch_size:  # checked before anything is written
+        raise UserError(f"batch size {cfg.batch_size} exceeds the {len(train_idx) // world} "
+                        f"training images per process")  # fmt: skip
     train_set = UInt8Images(images, train_idx)  # a view: a memmap stays on disk
     test_set = images.subset(test_idx[: cfg.eval_images])
     spec = data if isinstance(data, DataSpec) else data_spec
