@@ -119,3 +119,26 @@ def test_resume_survives_a_log_line_cut_by_a_kill(tmp_path):
     assert r["finished"]
     lines = (tmp_path / "r/log.jsonl").read_text().splitlines()
     assert all(json.loads(ln) for ln in lines)
+
+
+def test_init_from_starts_from_the_given_weights_and_checks_the_architecture(tmp_path):
+    from denoiserlens.models import build_model, save_model
+
+    data = disks(200, 32, seed=2)
+    with torch.random.fork_rng():
+        torch.manual_seed(123)  # weights no seeded run would start from
+        start = build_model(TINY)
+    save_model(start, tmp_path / "start")
+    # zero steps of training: the saved model is the starting point itself
+    train(TINY, data, _cfg(steps=1, lr=1e-12, init_from=str(tmp_path / "start")),
+          tmp_path / "ft", progress=False)  # fmt: skip
+    a, b = load_model(tmp_path / "start").state_dict(), load_model(tmp_path / "ft").state_dict()
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
+    fresh = build_model(TINY).state_dict()
+    assert not all(torch.equal(a[k], fresh[k]) for k in a if a[k].is_floating_point())
+    config = json.loads((tmp_path / "ft/config.json").read_text())
+    assert config["train"]["init_from"] == str(tmp_path / "start")
+    other = preset_config("tiny", bias=False, norm="batch").to_dict()
+    with pytest.raises(UserError, match="same architecture"):
+        train(other, data, _cfg(init_from=str(tmp_path / "start")), tmp_path / "x", progress=False)
+    assert not (tmp_path / "x").exists()

@@ -166,12 +166,18 @@ def main() -> None:
     default=None,
     help="Checkpoint and stop after this wall time (resume later with --resume).",
 )
-@click.option("--resume", is_flag=True, help="Continue the run in --run exactly where it stopped.")
+@click.option("--resume", is_flag=True, help="Continue the run in --run-dir exactly where it stopped.")
+@click.option(
+    "--init-from",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="Fine-tune: start from this model's weights (run dir or .safetensors; same architecture).",
+)
 @click.option("--device", default="auto", show_default=True)
 @user_errors
 def train(run_dir, preset, bias, norm, residual, steps, batch_size, lr, lr_halve_every, sigma_dist,
           sigma_min, sigma_max, bf16, channels_last, seed, test_fraction, eval_every,
-          checkpoint_every, workers, max_minutes, resume, device, **data_kw):  # fmt: skip
+          checkpoint_every, workers, max_minutes, resume, init_from, device, **data_kw):  # fmt: skip
     """Train a blind denoiser (no noise level input) on images: Eq. 1, Appendix A.3.
 
     Runs on one process, or on many under torchrun (DistributedDataParallel).
@@ -201,6 +207,7 @@ def train(run_dir, preset, bias, norm, residual, steps, batch_size, lr, lr_halve
         sigma_dist=sigma_dist, sigma_min=sigma_min / 255, sigma_max=sigma_max / 255, bf16=bf16,
         channels_last=channels_last, seed=seed, test_fraction=test_fraction,
         eval_every=eval_every, checkpoint_every=checkpoint_every, num_workers=workers,
+        init_from=None if init_from is None else str(init_from),
     )  # fmt: skip
     result = run_training(arch.to_dict(), images, cfg, run_dir, resume=resume, device=dev,
                           max_minutes=max_minutes, data_spec=spec)  # fmt: skip
@@ -294,7 +301,7 @@ def denoise(model_path, input_path, out_dir, sigma, noisy, channels, pad, seed, 
             write_atomic(Path(out_dir) / f"{stem}_{tag}.png",
                          lambda tmp, pil=pil: pil.save(tmp, format="PNG"))  # fmt: skip
         if not noisy:
-            scores[images.names[i]] = {"psnr_noisy": float(psnr(y.clamp(0, 1), x)[0]),
+            scores[images.names[i]] = {"psnr_noisy": float(psnr(y, x)[0]),
                                        "psnr_denoised": float(psnr(est, x)[0])}  # fmt: skip
             click.echo(f"{images.names[i]}: PSNR {scores[images.names[i]]['psnr_noisy']:.2f} -> "
                        f"{scores[images.names[i]]['psnr_denoised']:.2f} dB")  # fmt: skip

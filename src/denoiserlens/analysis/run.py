@@ -58,9 +58,12 @@ def analyze_store(
         raise UserError(
             f"query row {query} is outside the store's {store.meta['data']['count']} rows"
         )
+    if model is not None:
+        store.check_model(model)  # every check before the first figure is written
     sig = store.sigmas[k]
     metrics: dict = {"store": str(store_path), "sigma": sig, "sigma_255": round(sig * 255, 3),
                      "skipped": {}}  # fmt: skip
+    group_rows = _group_rows(store, groups, metrics["skipped"])
     order = [b for b in store.meta["blocks"]]
     at_sigma = {key: np.asarray(store.array(key)[k]) for key in store.keys}
 
@@ -89,7 +92,7 @@ def analyze_store(
     metrics["active_dimension"] = {"fraction": 0.99, "median": float(np.median(dims)),
                                    "q1": float(np.percentile(dims, 25)),
                                    "q3": float(np.percentile(dims, 75)), "d": int(phi.shape[1])}  # fmt: skip
-    metrics["subspaces"] = _subspaces(store, phi, groups, out, metrics["skipped"])
+    metrics["subspaces"] = _subspaces(phi, group_rows, out, metrics["skipped"])
     _figure(out / "fig3_channel_pr.png", lambda ax: plot_channel_pr(ax, phi))
     try:
         images = store.images()
@@ -118,8 +121,8 @@ def analyze_store(
     return metrics
 
 
-def _subspaces(store, phi, groups, out: Path, skipped: dict) -> dict | None:
-    """Figure 5 for two labelled groups (default: the two most frequent labels)."""
+def _group_rows(store, groups, skipped: dict):
+    """The two labelled groups of Figure 5 (default: the two most frequent labels) and their rows."""
     labels = store.labels
     if labels is None:
         skipped["subspaces"] = "needs labels to form two groups"
@@ -130,6 +133,14 @@ def _subspaces(store, phi, groups, out: Path, skipped: dict) -> dict | None:
     rows = [np.flatnonzero(labels == g) for g in groups]
     if len(groups) != 2 or any(len(r) == 0 for r in rows):
         raise UserError(f"groups {groups}: need two labels present in the store")
+    return groups, rows
+
+
+def _subspaces(phi, group_rows, out: Path, skipped: dict) -> dict | None:
+    """Figure 5: phi on one common and two selective channels for two groups of images."""
+    if group_rows is None:
+        return None
+    groups, rows = group_rows
     try:
         channels = subspace_channels(phi, rows[0], rows[1])
     except ValueError as e:
@@ -153,7 +164,6 @@ def _channel_statistics(store, model, images, phi, sigma, n_images, out: Path) -
     from denoiserlens.data import to_float
     from denoiserlens.represent import noise_averaged_maps
 
-    store.check_model(model)
     device = next(model.parameters()).device
     n = min(n_images, len(images))
     maps = []

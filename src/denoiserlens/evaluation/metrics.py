@@ -6,6 +6,8 @@ import numpy as np
 import torch
 from skimage.metrics import structural_similarity
 
+from denoiserlens.errors import UserError
+
 
 def psnr(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Per-image PSNR in dB, 10 log10(1 / MSE), for (N, C, H, W) images in [0, 1]; shape (N,)."""
@@ -15,6 +17,9 @@ def psnr(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 def ssim(x_hat: torch.Tensor, x: torch.Tensor) -> np.ndarray:
     """Per-image SSIM (Wang et al. 2004; scikit-image, Gaussian window as in the paper), shape (N,)."""
+    if min(x.shape[-2:]) < 11:
+        raise UserError(f"SSIM needs images of at least 11x11 pixels (its Gaussian window), "
+                        f"got {x.shape[-2]}x{x.shape[-1]}")  # fmt: skip
     out = []
     for a, b in zip(x_hat.float().cpu().numpy(), x.float().cpu().numpy(), strict=True):
         out.append(structural_similarity(a, b, data_range=1.0, channel_axis=0,

@@ -28,7 +28,7 @@ from denoiserlens.data.open import split_indices
 from denoiserlens.errors import UserError
 from denoiserlens.evaluation.metrics import psnr
 from denoiserlens.fileio import read_json, write_atomic, write_json
-from denoiserlens.models import Denoiser, build_model, save_weights
+from denoiserlens.models import Denoiser, build_model, load_model, save_weights
 from denoiserlens.models.checkpoint import CONFIG, WEIGHTS
 from denoiserlens.train.noise import add_noise, sample_sigma
 from denoiserlens.train.state import TRAIN_STATE, load_train_state, save_train_state
@@ -56,6 +56,7 @@ class TrainConfig:
     eval_sigmas: tuple[float, ...] = (15 / 255, 25 / 255, 50 / 255)
     checkpoint_every: int = 1000
     num_workers: int = 0
+    init_from: str | None = None  # start from these weights (a run directory or weights file)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -253,6 +254,8 @@ def _setup(model_arch: dict, data, cfg: TrainConfig, data_spec, world: int):
     with torch.random.fork_rng(devices=[]):  # the initial weights depend on the seed only
         torch.manual_seed(cfg.seed)
         model = build_model(model_arch)
+    if cfg.init_from is not None:
+        _init_from(model, cfg.init_from)
     if images.channels != model.image_channels:
         raise UserError(f"the data has {images.channels} channels, the model takes "
                         f"{model.image_channels}; set --channels")  # fmt: skip
@@ -276,6 +279,14 @@ def _setup(model_arch: dict, data, cfg: TrainConfig, data_spec, world: int):
         "version": denoiserlens.__version__,
     }  # fmt: skip
     return model, train_set, test_set, config
+
+
+def _init_from(model: Denoiser, path: str) -> None:
+    """Fine-tuning: copy the weights of ``path``, which must have the same architecture."""
+    source = load_model(path)
+    if source.arch_config() != model.arch_config():
+        raise UserError(f"{path}: --init-from needs the same architecture as the run")
+    model.load_state_dict(source.state_dict())
 
 
 def _train_step(net, optimizer, x, cfg: TrainConfig, rank: int, step: int, device):
