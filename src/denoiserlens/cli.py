@@ -166,7 +166,9 @@ def main() -> None:
     default=None,
     help="Checkpoint and stop after this wall time (resume later with --resume).",
 )
-@click.option("--resume", is_flag=True, help="Continue the run in --run-dir exactly where it stopped.")
+@click.option(
+    "--resume", is_flag=True, help="Continue the run in --run-dir exactly where it stopped."
+)
 @click.option(
     "--init-from",
     type=click.Path(exists=True, path_type=Path),
