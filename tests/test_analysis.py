@@ -123,3 +123,46 @@ def test_union_of_subspaces_on_a_constructed_representation():
     dims = active_dimension(phi, fraction=0.999999)
     assert dims[0] == 4 and (dims[1:] == 3).all()
     assert active_dimension(np.eye(4)[:1] * 5).tolist() == [1]
+
+
+def test_block_sparsity_leaves_out_the_images_by_name():
+    rng = np.random.default_rng(0)
+    rgb = {"E1.in": rng.random((10, 3)), "E1": rng.random((10, 8)), "D1": rng.random((10, 3))}
+    assert list(block_sparsity(rgb, exclude=("E1.in", "D1"))) == ["E1"]
+
+
+def test_bimodality_coefficient_known_answers():
+    from denoiserlens.analysis.findings import UNIFORM_BIMODALITY, bimodality_coefficient
+
+    rng = np.random.default_rng(0)
+    n = 200_000
+    assert bimodality_coefficient(rng.random(n)) == pytest.approx(UNIFORM_BIMODALITY, abs=0.005)
+    assert bimodality_coefficient(rng.standard_normal(n)) == pytest.approx(1 / 3, abs=0.005)
+    two_modes = np.concatenate([rng.normal(0.15, 0.05, n // 2), rng.normal(0.8, 0.05, n // 2)])
+    assert bimodality_coefficient(two_modes) > 0.8
+    assert np.isnan(bimodality_coefficient(np.ones(10)))
+
+
+def test_paper_findings_verdicts_follow_the_numbers():
+    from denoiserlens.analysis.findings import paper_findings
+
+    q = {"q1": 0.2, "q3": 0.3}
+    metrics = {
+        "sparsity": {"E2.in": {"median": 0.5, **q}, "E2": {"median": 0.6, **q},
+                     "M.in": {"median": 0.5, **q}, "M": {"median": 0.25, **q},
+                     "D2.in": {"median": 0.5, **q}, "D2": {"median": 0.4, **q}},
+        "stability": {"reference": 0.5, "sigmas": [0.1, 0.5, 0.9],
+                      "cosine": {"E2": [0.5, 1.0, 0.6], "M": [0.9, 1.0, 0.95]}},
+        "selectivity": {"bimodality": 0.7, "fraction_below": 0.4, "fraction_above": 0.3},
+        "channel_statistics": {"spearman_with_channel_pr":
+                               {"kurtosis": -0.5, "spatial_pr": 0.4, "pca_dim": 0.3}},
+    }  # fmt: skip
+    found = paper_findings(metrics)
+    assert len(found) == 5 and all(f["holds"] for f in found), found
+    metrics["sparsity"]["D2"]["median"] = 0.55  # D2 no longer sparsifies
+    metrics["sparsity"]["M"]["median"] = 0.45  # and phi is not sparse enough
+    metrics["stability"]["cosine"]["E2"] = [0.99, 1.0, 0.99]  # E2 is the most stable
+    metrics["selectivity"]["fraction_above"] = 0.05  # no common mode
+    metrics["channel_statistics"]["spearman_with_channel_pr"]["kurtosis"] = 0.1
+    assert not any(f["holds"] for f in paper_findings(metrics))
+    assert paper_findings({}) == []

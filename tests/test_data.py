@@ -155,3 +155,21 @@ def test_loader_reads_memmapped_rows_lazily_as_uint8(tmp_path):
     assert batch.dtype == torch.float32 and torch.allclose(
         batch[1] * 255, torch.from_numpy(a[9]).float()
     )
+
+
+def test_pad_to_centres_images_on_a_black_canvas(tmp_path):
+    rng = np.random.default_rng(0)
+    a = rng.integers(1, 256, (5, 28, 28), dtype=np.uint8)
+    np.save(tmp_path / "a.npy", a)
+    ims = open_data(DataSpec((str(tmp_path / "a.npy"),), pad_to=32))
+    assert ims.images.shape == (5, 1, 32, 32) and ims.fixed_size == (32, 32)
+    assert np.array_equal(ims.images[:, 0, 2:30, 2:30], a)
+    border = ims.images.copy()
+    border[:, :, 2:30, 2:30] = 0
+    assert not border.any()
+    first = open_data(DataSpec((str(tmp_path / "a.npy"),), pad_to=32, limit=3))
+    assert np.array_equal(first.images, ims.images[:3]) and first.names == ims.names[:3]
+    with pytest.raises(UserError, match="limit must be >= 1"):
+        open_data(DataSpec((str(tmp_path / "a.npy"),), limit=0))
+    with pytest.raises(UserError, match="cannot pad 28x28 images to 24x24"):
+        open_data(DataSpec((str(tmp_path / "a.npy"),), pad_to=24))

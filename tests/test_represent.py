@@ -150,6 +150,9 @@ def test_analyze_a_store_writes_figures_and_metrics(model, tmp_path):
     assert metrics["channel_statistics"]["map_images"] == 20
     assert metrics["skipped"] == {"subspaces": "needs labels to form two groups"}
     assert 1 <= metrics["active_dimension"]["median"] <= 64
+    claims = [f["claim"] for f in metrics["findings"]]
+    assert len(claims) == 5 and all(isinstance(f["holds"], bool) for f in metrics["findings"])
+    assert all(("[holds] " + c in p.stdout) or ("[does not hold] " + c in p.stdout) for c in claims)
     for fig in figs:
         assert (tmp_path / "a" / f"{fig}.png").stat().st_size > 5000
     p = subprocess.run([EXE, "analyze", "--store", str(tmp_path / "s"), "--out", str(tmp_path / "b"),

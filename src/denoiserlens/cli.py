@@ -75,6 +75,10 @@ def data_options(fn):
         click.option("--patches-per-image", type=int, default=None),
         click.option("--labels-from-dirs", is_flag=True, help="Label images by their folder."),
         click.option("--data-seed", type=int, default=0, help="Seed of random patches."),
+        click.option("--pad-to", type=int, default=None,
+                     help="Centre images on a black SIZE x SIZE canvas (Fashion-MNIST: 32)."),
+        click.option("--limit", type=int, default=None,
+                     help="Keep only the first N images (after patches)."),
     ]  # fmt: skip
     for opt in reversed(opts):
         fn = opt(fn)
@@ -94,6 +98,8 @@ def _data_spec(kw: dict):
         patches_per_image=kw.pop("patches_per_image"),
         labels_from_dirs=kw.pop("labels_from_dirs"),
         seed=kw.pop("data_seed"),
+        pad_to=kw.pop("pad_to"),
+        limit=kw.pop("limit"),
     )
 
 
@@ -518,7 +524,10 @@ def analyze(store_path, out_dir, sigma, reference, query, model_path, map_images
         raise UserError(f"--groups takes two integer labels A,B, got {groups!r}") from None
     metrics = analyze_store(store_path, out_dir, sig, _sigmas(str(reference))[0], query, model,
                             map_images, pair)  # fmt: skip
-    click.echo(json.dumps({k: v for k, v in metrics.items() if k != "stability"}, indent=1))
+    click.echo(json.dumps({k: v for k, v in metrics.items()
+                           if k not in ("stability", "findings")}, indent=1))  # fmt: skip
+    for f in metrics["findings"]:
+        click.echo(f"[{'holds' if f['holds'] else 'does not hold'}] {f['claim']}: {f['measured']}")
     click.echo(f"figures and metrics.json in {out_dir}")
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from denoiserlens.analysis.findings import paper_findings
 from denoiserlens.analysis.selectivity import (
     most_selective_channels,
     plot_channel_pr,
@@ -67,10 +68,13 @@ def analyze_store(
     order = [b for b in store.meta["blocks"]]
     at_sigma = {key: np.asarray(store.array(key)[k]) for key in store.keys}
 
+    every = store.meta.get("model_blocks")  # the network's input and output are images
+    images_keys = (f"{every[0]}.in", every[-1]) if every else ()
     if len(order) > 1 and store.meta["inputs"]:
-        metrics["sparsity"] = block_sparsity(at_sigma)
+        metrics["sparsity"] = block_sparsity(at_sigma, images_keys)
         _figure(out / "fig1_sparsity.png",
-                lambda ax: plot_block_sparsity(ax, at_sigma, order), figsize=(7, 3.5))  # fmt: skip
+                lambda ax: plot_block_sparsity(ax, at_sigma, order, images_keys),
+                figsize=(7, 3.5))  # fmt: skip
     else:
         metrics["skipped"]["sparsity"] = "needs several blocks with inputs (--blocks all --inputs)"
 
@@ -117,6 +121,7 @@ def analyze_store(
             metrics["channel_statistics"] = _channel_statistics(
                 store, model, images, phi, sig, map_images, out
             )
+    metrics["findings"] = paper_findings(metrics, store.meta["phi_key"])
     write_json(out / "metrics.json", metrics)
     return metrics
 

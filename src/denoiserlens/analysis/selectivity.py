@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from denoiserlens.analysis.findings import bimodality_coefficient
 from denoiserlens.analysis.sparsity import participation_ratio
 
 
@@ -29,6 +30,7 @@ def selectivity_summary(phi: np.ndarray, low: float = 0.3, high: float = 0.6) ->
         "fraction_below": float((pr[alive] < low).mean()) if alive.any() else float("nan"),
         "fraction_above": float((pr[alive] > high).mean()) if alive.any() else float("nan"),
         "median": float(np.median(pr[alive])) if alive.any() else float("nan"),
+        "bimodality": bimodality_coefficient(pr[alive]),
         "low": low,
         "high": high,
     }

@@ -18,15 +18,18 @@ def participation_ratio(a: np.ndarray, axis: int = -1) -> np.ndarray:
         return np.where(l2 > 0, l1**2 / (d * l2), np.nan)
 
 
-def block_sparsity(summaries: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+def block_sparsity(
+    summaries: dict[str, np.ndarray], exclude: tuple[str, ...] = ()
+) -> dict[str, dict[str, float]]:
     """Per-image PR of every stored summary ({key: (N, d)}), summarised by its quartiles.
 
     Keys are "B" (outputs of block B) and "B.in" (its inputs), as in a representation store.
-    Summaries with a single channel (the image itself) are skipped: their PR is 1 by definition.
+    Left out, as in Figure 1: the keys in ``exclude`` (the network's input and output, which are
+    images) and summaries with a single channel (PR 1 by definition).
     """
     out = {}
     for key, a in summaries.items():
-        if a.shape[-1] < 2:
+        if key in exclude or a.shape[-1] < 2:
             continue
         pr = participation_ratio(a)
         pr = pr[np.isfinite(pr)]
@@ -35,13 +38,15 @@ def block_sparsity(summaries: dict[str, np.ndarray]) -> dict[str, dict[str, floa
     return out
 
 
-def plot_block_sparsity(ax, summaries: dict[str, np.ndarray], blocks: list[str]) -> None:
+def plot_block_sparsity(
+    ax, summaries: dict[str, np.ndarray], blocks: list[str], exclude: tuple[str, ...] = ()
+) -> None:
     """Figure 1: PR distributions of each block's input (orange) and output (green) summaries."""
     positions, labels = [], []
     for i, b in enumerate(blocks):
         for key, offset, colour in ((f"{b}.in", -0.18, "tab:orange"), (b, 0.18, "tab:green")):
             a = summaries.get(key)
-            if a is None or a.shape[-1] < 2:
+            if a is None or key in exclude or a.shape[-1] < 2:
                 continue
             pr = participation_ratio(a)
             parts = ax.violinplot(pr[np.isfinite(pr)], [i + offset], widths=0.32,

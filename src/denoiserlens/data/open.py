@@ -24,7 +24,12 @@ from denoiserlens.data.sources import (
     read_image,
 )
 from denoiserlens.data.synthetic import c_alpha, disks
-from denoiserlens.data.transforms import center_crop_resize, convert_channels, extract_patches
+from denoiserlens.data.transforms import (
+    center_crop_resize,
+    convert_channels,
+    extract_patches,
+    pad_center,
+)
 from denoiserlens.errors import UserError
 
 
@@ -41,6 +46,8 @@ class DataSpec:
     patches_per_image: int | None = None
     labels_from_dirs: bool = False
     seed: int = 0
+    pad_to: int | None = None  # centre on a black pad_to x pad_to canvas (after resize/patches)
+    limit: int | None = None  # keep the first ``limit`` images (after patches)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -167,6 +174,19 @@ def open_data(spec: DataSpec) -> ImageSet:
                                   spec.seed)  # fmt: skip
         except ValueError as e:
             raise UserError(str(e)) from None
+    if spec.pad_to:
+        try:
+            if isinstance(out.images, np.ndarray):  # one vectorized pad (e.g. 60k Fashion-MNIST)
+                out = ImageSet(pad_center(out.images, spec.pad_to), out.names, out.labels,
+                               out.label_names, source=out.source)  # fmt: skip
+            else:
+                out = _map(out, lambda im: pad_center(im, spec.pad_to))
+        except ValueError as e:
+            raise UserError(f"{out.source}: {e}") from None
+    if spec.limit is not None:
+        if spec.limit < 1:
+            raise UserError(f"limit must be >= 1, got {spec.limit}")
+        out = out.subset(np.arange(min(spec.limit, len(out))))
     return out
 
 

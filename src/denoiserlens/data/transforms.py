@@ -34,6 +34,16 @@ def center_crop_resize(im: np.ndarray, size: int) -> np.ndarray:
     return np.stack(planes)
 
 
+def pad_center(ims: np.ndarray, size: int) -> np.ndarray:
+    """Centre (..., C, H, W) images on a black ``size`` x ``size`` canvas (e.g. 28x28 -> 32x32)."""
+    h, w = ims.shape[-2:]
+    if h > size or w > size:
+        raise ValueError(f"cannot pad {h}x{w} images to {size}x{size}: they are larger")
+    top, left = (size - h) // 2, (size - w) // 2
+    widths = [(0, 0)] * (ims.ndim - 2) + [(top, size - h - top), (left, size - w - left)]
+    return np.pad(ims, widths)
+
+
 def extract_patches(
     ims: ImageSet, size: int, mode: str = "grid", per_image: int | None = None, seed: int = 0
 ) -> ImageSet:

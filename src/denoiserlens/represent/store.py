@@ -160,7 +160,10 @@ def _plan(
         "n_noise": cfg.n_noise,
         "seed": cfg.seed,
         "blocks": list(cfg.blocks),
-        "inputs": cfg.inputs,
+        "model_blocks": list(model.block_names),  # all of them: the first input and last output
+        "inputs": cfg.inputs,  # are images, left out of Figure 1
+        "bf16": cfg.bf16,
+        "channels_last": cfg.channels_last,
         "phi_key": model.middle_block if model.middle_block in cfg.blocks else cfg.blocks[0],
         "arrays": {k: [len(cfg.sigmas), n, d] for k, d in dims.items()},
         "chunk_size": cfg.chunk_size,
