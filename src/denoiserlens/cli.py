@@ -419,10 +419,15 @@ def demo(out_dir):
 @click.option("--channels-last", is_flag=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Finish an interrupted store.")
+@click.option(
+    "--random-weights",
+    is_flag=True,
+    help="The control: the architecture of --model with fresh weights seeded by --seed.",
+)
 @click.option("--device", default="auto", show_default=True)
 @user_errors
 def represent(model_path, out_dir, sigmas, n_noise, blocks, inputs, batch_size, chunk_size, bf16,
-              channels_last, seed, resume, device, **data_kw):  # fmt: skip
+              channels_last, seed, resume, random_weights, device, **data_kw):  # fmt: skip
     """phi (section 2.3) and block summaries a_bar_j of a data set, streamed to a store.
 
     phi(x, sigma) is the mean over --n-noise draws of the spatial means of the middle block's
@@ -439,6 +444,11 @@ def represent(model_path, out_dir, sigmas, n_noise, blocks, inputs, batch_size, 
     dev = init_distributed()  # under torchrun, always
     dev = dev if device == "auto" else _device(device)
     model = _load_model_cli(model_path, str(dev))
+    if random_weights:
+        from denoiserlens.models import build_model
+
+        model = build_model(model.arch_config(), seed=seed).to(dev)
+        model_path = f"{model_path} (random weights, seed {seed})"
     spec = _data_spec(data_kw)
     images = open_data(spec)
     cfg = RepresentConfig(sigmas=tuple(_sigmas(sigmas)), n_noise=n_noise,
@@ -529,6 +539,98 @@ def analyze(store_path, out_dir, sigma, reference, query, model_path, map_images
     for f in metrics["findings"]:
         click.echo(f"[{'holds' if f['holds'] else 'does not hold'}] {f['claim']}: {f['measured']}")
     click.echo(f"figures and metrics.json in {out_dir}")
+
+
+def _store_sigma(sigma: float | None) -> float | None:
+    return None if sigma is None else _sigmas(str(sigma))[0]
+
+
+@main.command()
+@click.option("--store", "store_path", type=click.Path(path_type=Path), required=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
+@click.option(
+    "--query", "queries", default="0", show_default=True, help="Comma list of query rows."
+)
+@click.option("--k", type=int, default=8, show_default=True, help="Neighbours per query.")
+@click.option("--sigma", type=float, default=None, help=f"phi at this store sigma, {SIGMA_HELP}.")
+@user_errors
+def neighbours(store_path, out_dir, queries, k, sigma):
+    """Nearest images by cosine similarity in phi and, side by side, in pixels (Figures 5, 14)."""
+    from denoiserlens.analysis.semantics import neighbours_figure
+
+    try:
+        rows = [int(q) for q in queries.split(",")]
+    except ValueError:
+        raise UserError(f"--query takes comma-separated rows, got {queries!r}") from None
+    result = neighbours_figure(store_path, out_dir, rows, k, _store_sigma(sigma))
+    for q in result["queries"]:
+        line = f"row {q['row']} ({q['name']}): phi {q['phi']}, pixels {q['pixels']}"
+        if "label" in q:
+            line += (f"; same label: phi {q['same_label_phi']:.0%}, "
+                     f"pixels {q['same_label_pixels']:.0%}")  # fmt: skip
+        click.echo(line)
+    click.echo(f"fig14_neighbours.png and neighbours.json in {out_dir}")
+
+
+@main.command()
+@click.option("--store", "store_path", type=click.Path(path_type=Path), required=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
+@click.option("--k", type=int, required=True, help="Number of clusters.")
+@click.option("--sigma", type=float, default=None, help=f"phi at this store sigma, {SIGMA_HELP}.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--n-init", type=int, default=10, show_default=True, help="K-means restarts.")
+@click.option(
+    "--pairs", type=int, default=200, show_default=True, help="Random pairs for separation."
+)
+@user_errors
+def cluster(store_path, out_dir, k, sigma, seed, n_init, pairs):
+    """K-means on phi (Figure 6): assignments, centroids, separation of cluster pairs (and class
+    pairs), members and t-SNE of a few clusters, NMI/ARI/purity against labels if any."""
+    from denoiserlens.analysis.semantics import cluster_store
+
+    r = cluster_store(store_path, out_dir, k, _store_sigma(sigma), seed, n_init, pairs)
+    cs = r["cluster_separation"]
+    click.echo(f"{k} clusters ({r['method']}), sizes {min(r['sizes'])}-{max(r['sizes'])}; "
+               f"{cs['fraction_separated']:.0%} of {cs['pairs']} cluster pairs > 2 sd apart")  # fmt: skip
+    if "labels" in r:
+        lab, cl = r["labels"], r["class_separation"]
+        click.echo(f"against labels: NMI {lab['nmi']:.3f}, ARI {lab['ari']:.3f}, purity "
+                   f"{lab['purity']:.3f}; {cl['fraction_separated']:.0%} of {cl['pairs']} "
+                   f"class pairs > 2 sd apart")  # fmt: skip
+    click.echo(f"clusters.json, assignments.npy, centroids.npy and figures in {out_dir}")
+
+
+@main.command()
+@click.option(
+    "--store",
+    "stores",
+    multiple=True,
+    required=True,
+    help="NAME=STORE (or STORE); repeat, e.g. trained=... random=... (same images).",
+)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
+@click.option("--pixels/--no-pixels", default=True, show_default=True, help="Add raw pixels.")
+@click.option("--k", type=int, default=10, show_default=True, help="Neighbours of the kNN vote.")
+@click.option("--query-fraction", type=float, default=0.2, show_default=True)
+@click.option("--linear/--no-linear", default=True, show_default=True, help="Add a linear probe.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@user_errors
+def probe(stores, out_dir, pixels, k, query_fraction, linear, seed):
+    """Label accuracy of phi (every store, every sigma) and of pixels: kNN vote and linear probe
+    on one seeded split of the rows. Needs labels."""
+    from denoiserlens.analysis.semantics import format_probe_table, probe_stores
+
+    named = {}
+    for i, entry in enumerate(stores):
+        name, _, path = entry.rpartition("=") if "=" in entry else (f"store{i}", "", entry)
+        named[name or f"store{i}"] = path
+    if not 0 < query_fraction < 1:
+        raise UserError(f"--query-fraction must be in (0, 1), got {query_fraction}")
+    result = probe_stores(named, out_dir, pixels, k, query_fraction, seed, linear)
+    click.echo(f"{result['references']} references, {result['queries']} queries, "
+               f"{result['classes']} classes")  # fmt: skip
+    click.echo(format_probe_table(result))
+    click.echo(f"probe.json in {out_dir}")
 
 
 if __name__ == "__main__":

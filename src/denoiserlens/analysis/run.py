@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from denoiserlens.analysis.figures import save_figure
 from denoiserlens.analysis.findings import paper_findings
 from denoiserlens.analysis.selectivity import (
     most_selective_channels,
@@ -25,21 +26,8 @@ from denoiserlens.analysis.sparsity import block_sparsity, plot_block_sparsity
 from denoiserlens.analysis.stability import plot_stability, stability_curves
 from denoiserlens.analysis.subspaces import active_dimension, plot_subspaces, subspace_channels
 from denoiserlens.errors import UserError
-from denoiserlens.fileio import write_atomic, write_json
+from denoiserlens.fileio import write_json
 from denoiserlens.represent import Store
-
-
-def _figure(path: Path, draw, figsize=(6, 3.5), nrows=1, ncols=1) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(nrows, ncols, figsize=figsize, squeeze=False)
-    draw(axes if nrows * ncols > 1 else axes[0][0])
-    fig.tight_layout()
-    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
 
 
 def analyze_store(
@@ -72,7 +60,7 @@ def analyze_store(
     images_keys = (f"{every[0]}.in", every[-1]) if every else ()
     if len(order) > 1 and store.meta["inputs"]:
         metrics["sparsity"] = block_sparsity(at_sigma, images_keys)
-        _figure(out / "fig1_sparsity.png",
+        save_figure(out / "fig1_sparsity.png",
                 lambda ax: plot_block_sparsity(ax, at_sigma, order, images_keys),
                 figsize=(7, 3.5))  # fmt: skip
     else:
@@ -84,7 +72,7 @@ def analyze_store(
         curves = stability_curves(arrays, sigmas, reference)
         metrics["stability"] = {"reference": reference, "sigmas": sigmas,
                                 "cosine": {b: c.tolist() for b, c in curves.items()}}  # fmt: skip
-        _figure(
+        save_figure(
             out / "fig2_stability.png", lambda ax: plot_stability(ax, curves, sigmas, reference)
         )
     else:
@@ -97,7 +85,7 @@ def analyze_store(
                                    "q1": float(np.percentile(dims, 25)),
                                    "q3": float(np.percentile(dims, 75)), "d": int(phi.shape[1])}  # fmt: skip
     metrics["subspaces"] = _subspaces(phi, group_rows, out, metrics["skipped"])
-    _figure(out / "fig3_channel_pr.png", lambda ax: plot_channel_pr(ax, phi))
+    save_figure(out / "fig3_channel_pr.png", lambda ax: plot_channel_pr(ax, phi))
     try:
         images = store.images()
     except UserError as e:
@@ -105,14 +93,14 @@ def analyze_store(
     else:
         channels = most_selective_channels(phi, 6)
         metrics["selectivity"]["most_selective"] = channels.tolist()
-        _figure(out / "fig3_top_images.png",
+        save_figure(out / "fig3_top_images.png",
                 lambda axes: plot_top_images(axes, images, phi, channels, 8),
                 figsize=(8, 1.1 * len(channels) + 0.3), nrows=len(channels), ncols=8)  # fmt: skip
         special = specialized_channels(phi, query, n=4)
         metrics["selectivity"]["query"] = {"row": query, "name": store.names[query],
                                            "specialized_channels": special.tolist()}  # fmt: skip
         if len(special):
-            _figure(out / "fig4_specialized.png",
+            save_figure(out / "fig4_specialized.png",
                     lambda axes: plot_specialized(axes, images, phi, query, special, 6),
                     figsize=(7, 1.1 * len(special) + 0.4), nrows=len(special), ncols=7)  # fmt: skip
         if model is None:
@@ -157,7 +145,7 @@ def _subspaces(phi, group_rows, out: Path, skipped: dict) -> dict | None:
         fig_axes.remove()
         plot_subspaces(fig.add_subplot(projection="3d"), phi, rows[0], rows[1], channels)
 
-    _figure(out / "fig5_subspaces.png", draw, figsize=(5, 4.5))
+    save_figure(out / "fig5_subspaces.png", draw, figsize=(5, 4.5))
     return {"groups": list(groups), "channels": channels}
 
 
@@ -180,7 +168,7 @@ def _channel_statistics(store, model, images, phi, sigma, n_images, out: Path) -
                                             store.meta["n_noise"], store.meta["seed"],
                                             rows).cpu().numpy())  # fmt: skip
     st = channel_statistics(phi, np.concatenate(maps))
-    _figure(out / "fig13_channel_stats.png",
+    save_figure(out / "fig13_channel_stats.png",
             lambda axes: plot_channel_statistics(axes[0], st, phi), figsize=(12, 3), ncols=4)  # fmt: skip
     return {"map_images": n, "spearman_with_channel_pr": st["spearman_with_channel_pr"],
             "median_kurtosis": float(np.nanmedian(st["kurtosis"]))}  # fmt: skip

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from denoiserlens.analysis.figures import show_image
 from denoiserlens.analysis.findings import bimodality_coefficient
 from denoiserlens.analysis.sparsity import participation_ratio
 
@@ -75,17 +76,11 @@ def plot_specialized(axes, images, phi: np.ndarray, row: int, channels, k: int =
     the k images of the data set that most activate that channel."""
     query = np.asarray(images[row])
     for r, ch in enumerate(channels):
-        _show(axes[r][0], query)
+        show_image(axes[r][0], query)
         axes[r][0].set_title("query" if r == 0 else "", fontsize=7)
         axes[r][0].set_ylabel(f"ch {int(ch)}", fontsize=7)
         for j, other in enumerate(top_images(phi, int(ch), k)):
-            _show(axes[r][j + 1], np.asarray(images[other]))
-
-
-def _show(ax, im: np.ndarray) -> None:
-    ax.imshow(im[0] if im.shape[0] == 1 else im.transpose(1, 2, 0), cmap="gray", vmin=0, vmax=255)
-    ax.set_xticks([])
-    ax.set_yticks([])
+            show_image(axes[r][j + 1], np.asarray(images[other]))
 
 
 def plot_top_images(axes, images: np.ndarray, phi: np.ndarray, channels, k: int = 6) -> None:
@@ -97,6 +92,6 @@ def plot_top_images(axes, images: np.ndarray, phi: np.ndarray, channels, k: int 
     for r, ch in enumerate(channels):
         for j, row in enumerate(top_images(phi, int(ch), k)):
             ax = axes[r][j]
-            _show(ax, np.asarray(images[row]))
+            show_image(ax, np.asarray(images[row]))
             if j == 0:
                 ax.set_ylabel(f"ch {int(ch)}\nPR {pr[int(ch)]:.2f}", fontsize=7)

@@ -28,8 +28,13 @@ WEIGHTS = "weights.safetensors"
 CONFIG = "config.json"
 
 
-def build_model(arch: dict[str, Any]) -> Denoiser:
-    """Rebuild an untrained model from its ``arch_config()`` dictionary."""
+def build_model(arch: dict[str, Any], seed: int | None = None) -> Denoiser:
+    """Rebuild an untrained model from its ``arch_config()`` dictionary; with ``seed``, its initial
+    weights depend on the seed only (the global random state is left as it was)."""
+    if seed is not None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return build_model(arch)
     try:
         arch = dict(arch)
         kind = arch.pop("arch", None)

@@ -251,9 +251,7 @@ def _setup(model_arch: dict, data, cfg: TrainConfig, data_spec, world: int):
     images = data if isinstance(data, ImageSet) else open_data(data)
     if images.fixed_size is None:
         raise UserError(f"{images.source}: training images must share one size (use patches)")
-    with torch.random.fork_rng(devices=[]):  # the initial weights depend on the seed only
-        torch.manual_seed(cfg.seed)
-        model = build_model(model_arch)
+    model = build_model(model_arch, seed=cfg.seed)  # the initial weights depend on the seed only
     if cfg.init_from is not None:
         _init_from(model, cfg.init_from)
     if images.channels != model.image_channels:

@@ -1,0 +1,210 @@
+"""Semantic similarity on representation stores: neighbours, clusters, label alignment
+(paper section 2.5, Figures 5, 6 and 14). Each function reads stores written by ``represent`` and
+writes its figures and a JSON file into an output folder; the CLI commands ``neighbours``,
+``cluster`` and ``probe`` call them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from denoiserlens.analysis.clusters import (
+    kmeans,
+    plot_members,
+    plot_separation,
+    plot_tsne,
+    separation,
+    tsne_embedding,
+)
+from denoiserlens.analysis.figures import save_figure
+from denoiserlens.analysis.labels import cluster_label_scores, knn_accuracy, linear_probe_accuracy
+from denoiserlens.analysis.neighbours import nearest_neighbours, plot_neighbours
+from denoiserlens.data.open import split_indices
+from denoiserlens.errors import UserError
+from denoiserlens.fileio import atomic_path, write_json
+from denoiserlens.represent import Store
+
+
+def pixels(images, rows: np.ndarray | None = None) -> np.ndarray:
+    """Images as float32 rows in [0, 1] (N, C*H*W): the pixel baseline."""
+    rows = np.arange(len(images)) if rows is None else rows
+    return np.stack([images[int(r)] for r in rows]).reshape(len(rows), -1).astype(np.float32) / 255
+
+
+def _phi(store: Store, sigma: float | None) -> tuple[np.ndarray, float]:
+    k = 0 if sigma is None else store._sigma_index(sigma)
+    return np.asarray(store.array()[k], np.float32), store.sigmas[k]
+
+
+def _needs_labels(store: Store, what: str) -> np.ndarray:
+    labels = store.labels
+    if labels is None:
+        raise UserError(f"{store.path}: {what} needs labels, and the store has none")
+    return labels
+
+
+def neighbours_figure(
+    store_path: str | Path,
+    out_dir: str | Path,
+    queries: list[int],
+    k: int = 8,
+    sigma: float | None = None,
+) -> dict[str, Any]:
+    """Figures 5 and 14: each query's k nearest images by cosine similarity in phi and in pixels."""
+    store = Store(store_path)
+    n = store.meta["data"]["count"]
+    bad = [q for q in queries if not 0 <= q < n]
+    if bad:
+        raise UserError(f"query rows {bad} are outside the store's {n} rows")
+    if not 1 <= k < n:
+        raise UserError(f"k = {k} needs 1 <= k < {n} (the store's rows)")
+    phi, sig = _phi(store, sigma)
+    images = store.images()
+    x = pixels(images)
+    exclude = np.asarray(queries)
+    phi_nn, phi_sim = nearest_neighbours(phi[queries], phi, k, exclude=exclude)
+    pix_nn, pix_sim = nearest_neighbours(x[queries], x, k, exclude=exclude)
+    out = Path(out_dir)
+    save_figure(out / "fig14_neighbours.png",
+                lambda axes: plot_neighbours(axes, images, queries, phi_nn, pix_nn),
+                figsize=(1.0 * (k + 1), 2.1 * len(queries)), nrows=2 * len(queries),
+                ncols=k + 1)  # fmt: skip
+    names, labels = store.names, store.labels
+    result = {"store": str(store_path), "sigma": sig, "k": k, "queries": []}
+    for i, q in enumerate(queries):
+        entry = {"row": q, "name": names[q], "phi": phi_nn[i].tolist(),
+                 "phi_cosine": phi_sim[i].tolist(), "pixels": pix_nn[i].tolist(),
+                 "pixel_cosine": pix_sim[i].tolist()}  # fmt: skip
+        if labels is not None:
+            entry["label"] = int(labels[q])
+            entry["same_label_phi"] = float(np.mean(labels[phi_nn[i]] == labels[q]))
+            entry["same_label_pixels"] = float(np.mean(labels[pix_nn[i]] == labels[q]))
+        result["queries"].append(entry)
+    write_json(out / "neighbours.json", result)
+    return result
+
+
+def cluster_store(
+    store_path: str | Path,
+    out_dir: str | Path,
+    k: int,
+    sigma: float | None = None,
+    seed: int = 0,
+    n_init: int = 10,
+    n_pairs: int = 200,
+    show: int = 6,
+    members: int = 10,
+    tsne_clusters: int = 5,
+) -> dict[str, Any]:
+    """K-means on phi (Figure 6): assignments.npy, centroids.npy, clusters.json, the separation
+    scatter for pairs of clusters (and of labelled classes), random members of ``show`` clusters,
+    and a t-SNE of ``tsne_clusters`` clusters. NMI, ARI and purity when the store has labels."""
+    store = Store(store_path)
+    phi, sig = _phi(store, sigma)
+    if not 2 <= k <= len(phi):
+        raise UserError(f"k = {k} clusters needs 2 <= k <= {len(phi)} (the store's rows)")
+    out = Path(out_dir)
+    result: dict[str, Any] = {"store": str(store_path), "sigma": sig, "k": k, "seed": seed,
+                              "n_init": n_init}  # fmt: skip
+    km = kmeans(phi, k, seed=seed, n_init=n_init)
+    for name, arr in (("assignments.npy", km.assignment), ("centroids.npy", km.centroids)):
+        with atomic_path(out / name) as tmp, open(tmp, "wb") as f:
+            np.save(f, arr)
+    sizes = np.bincount(km.assignment, minlength=k)
+    result.update(method=km.method, inertia=km.inertia, sizes=sizes.tolist())
+    sep_clusters = separation(phi, km.assignment, n_pairs, seed)
+    result["cluster_separation"] = _brief(sep_clusters)
+    sep_classes = None
+    labels = store.labels
+    if labels is not None:
+        result["labels"] = cluster_label_scores(km.assignment, labels)
+        sep_classes = separation(phi, labels, n_pairs, seed)
+        result["class_separation"] = _brief(sep_classes)
+    save_figure(out / "fig6_separation.png",
+                lambda ax: plot_separation(ax, sep_clusters, sep_classes), figsize=(5, 4))  # fmt: skip
+    rng = np.random.default_rng(seed)
+    big = np.flatnonzero(sizes >= 2)
+    shown = np.sort(rng.choice(big, size=min(show, len(big)), replace=False))
+    try:
+        images = store.images()
+    except UserError as e:
+        result["skipped"] = {"members": str(e)}
+    else:
+        save_figure(out / "fig6_members.png",
+                    lambda axes: plot_members(axes, images, km.assignment, shown, members, seed),
+                    figsize=(0.9 * members, 1.0 * len(shown) + 0.3), nrows=len(shown),
+                    ncols=members)  # fmt: skip
+    few = shown[:tsne_clusters]
+    rows = np.flatnonzero(np.isin(km.assignment, few))
+    if len(rows) > 5:
+        emb = tsne_embedding(phi[rows], seed)
+        save_figure(out / "fig6_tsne.png",
+                    lambda ax: plot_tsne(ax, emb, km.assignment[rows]), figsize=(5, 4))  # fmt: skip
+    result["shown_clusters"] = shown.tolist()
+    write_json(out / "clusters.json", result)
+    return result
+
+
+def _brief(sep: dict) -> dict[str, Any]:
+    return {"pairs": len(sep["pairs"]), "fraction_separated": sep["fraction_separated"],
+            "median_ratio": sep["median_ratio"]}  # fmt: skip
+
+
+def probe_stores(
+    stores: dict[str, str | Path],
+    out_dir: str | Path,
+    with_pixels: bool = True,
+    k: int = 10,
+    query_fraction: float = 0.2,
+    seed: int = 0,
+    linear: bool = True,
+) -> dict[str, Any]:
+    """kNN (cosine, ``k``) and linear-probe label accuracy of phi from each store, at each of its
+    sigmas, and of raw pixels, on one seeded reference/query split of the rows.
+
+    The stores must hold the same images in the same order (e.g. a trained model and the same
+    architecture with random weights, ``represent --random-weights``): the control that shows
+    what training adds.
+    """
+    opened = {name: Store(p) for name, p in stores.items()}
+    if not opened:
+        raise UserError("give at least one store")
+    first = next(iter(opened.values()))
+    labels = _needs_labels(first, "a label probe")
+    for s in opened.values():
+        if s.meta["data"]["fingerprint"] != first.meta["data"]["fingerprint"]:
+            raise UserError(f"{s.path}: holds other images than {first.path}")
+    ref, qry = split_indices(len(labels), query_fraction, seed)
+    rows: list[dict[str, Any]] = []
+
+    def score(name: str, sigma: float | None, x: np.ndarray) -> None:
+        row = {"representation": name, "sigma_255": None if sigma is None else
+               round(sigma * 255, 3), "dim": int(x.shape[1]),
+               "knn": knn_accuracy(x[ref], labels[ref], x[qry], labels[qry], k)}  # fmt: skip
+        if linear:
+            row["linear"] = linear_probe_accuracy(x[ref], labels[ref], x[qry], labels[qry], seed)
+        rows.append(row)
+
+    if with_pixels:
+        score("pixels", None, pixels(first.images()))
+    for name, s in opened.items():
+        for i, sig in enumerate(s.sigmas):
+            score(name, sig, np.asarray(s.array()[i], np.float32))
+    result = {"k": k, "query_fraction": query_fraction, "seed": seed, "references": len(ref),
+              "queries": len(qry), "classes": int(len(np.unique(labels))), "rows": rows,
+              "stores": {n: str(p) for n, p in stores.items()}}  # fmt: skip
+    write_json(Path(out_dir) / "probe.json", result)
+    return result
+
+
+def format_probe_table(result: dict[str, Any]) -> str:
+    """The probe's rows as an aligned text table."""
+    lines = [f"{'representation':<24}{'sigma':>8}{'dim':>7}{'kNN':>8}{'linear':>8}"]
+    for r in result["rows"]:
+        sigma = "-" if r["sigma_255"] is None else f"{r['sigma_255']:g}"
+        linear = f"{r['linear']:.3f}" if "linear" in r else "-"
+        lines.append(f"{r['representation']:<24}{sigma:>8}{r['dim']:>7}{r['knn']:>8.3f}{linear:>8}")
+    return "\n".join(lines)
