@@ -31,9 +31,11 @@ def test_neighbours_exact_and_faiss_agree(metric):
     i_flat, s_flat = nearest_neighbours(q, x, 10, metric, method="flat")
     # an IVF index probing every list is exact
     i_ivf, s_ivf = nearest_neighbours(q, x, 10, metric, method="ivf", nprobe=10_000)
-    for i, s in ((i_flat, s_flat), (i_ivf, s_ivf)):
-        np.testing.assert_allclose(s, s_np, rtol=1e-4, atol=1e-3)  # float32 rounding
-        assert (i == i_np).mean() > 0.99  # equal up to exact ties
+    np.testing.assert_allclose(s_flat, s_np, rtol=1e-4, atol=1e-3)  # float32 rounding
+    assert (i_flat == i_np).mean() > 0.99  # equal up to exact ties
+    scale = np.abs(s_np).max()
+    np.testing.assert_allclose(s_ivf, s_np, atol=0.01 * scale)  # 8-bit quantized vectors
+    assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(i_ivf, i_np, strict=True)]) > 0.95
     assert np.all(
         np.diff(s_np, axis=1) <= 1e-6 if metric == "cosine" else np.diff(s_np, 1) >= -1e-4
     )
