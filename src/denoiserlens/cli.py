@@ -633,5 +633,85 @@ def probe(stores, out_dir, pixels, k, query_fraction, linear, seed):
     click.echo(f"probe.json in {out_dir}")
 
 
+@main.command()
+@click.option("--model", "model_path", type=click.Path(path_type=Path), required=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
+@click.option("--n", "count", type=int, default=16, show_default=True, help="Number of samples.")
+@click.option("--size", type=int, default=32, show_default=True, help="Height and width.")
+@click.option("--mean", type=float, default=0.5, show_default=True, help="Data mean, in [0, 1].")
+@click.option("--sigma-0", type=float, default=255.0, show_default=True, help=SIGMA_HELP)
+@click.option("--sigma-L", "sigma_L", type=float, default=2.55, show_default=True,
+              help=f"Stop below this effective noise level, {SIGMA_HELP}.")  # fmt: skip
+@click.option("--h0", type=float, default=0.01, show_default=True, help="Initial step size.")
+@click.option("--beta", type=float, default=0.5, show_default=True, help="1 - injected noise.")
+@click.option("--fixed-step", is_flag=True, help="h_t = h0 at every step (slower, less biased).")
+@click.option("--max-steps", type=int, default=5000, show_default=True)
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--bf16", is_flag=True, help="bf16 autocast for the network.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@user_errors
+def sample(model_path, out_dir, count, size, mean, sigma_0, sigma_L, h0, beta, fixed_step,
+           max_steps, batch_size, bf16, seed, device):  # fmt: skip
+    """Unconditional samples (Figure 19): the blind sampler of Kadkhodaie & Simoncelli (2021),
+    the noise level read off the residual. Writes samples.png, samples.npy and sampling.json."""
+    import numpy as np
+    import torch
+    from tqdm import tqdm
+
+    from denoiserlens.analysis.figures import save_image_grid
+    from denoiserlens.fileio import atomic_path, write_json
+    from denoiserlens.sampling import SamplerConfig
+    from denoiserlens.sampling import sample as run_sampler
+
+    try:
+        cfg = SamplerConfig(sigma_0=sigma_0 / 255, sigma_L=sigma_L / 255, h0=h0, beta=beta,
+                            fixed_step=fixed_step, max_steps=max_steps)  # fmt: skip
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    if count < 1 or batch_size < 1:
+        raise UserError("--n and --batch-size must be >= 1")
+    dev = _device(device)
+    model = _load_model_cli(model_path, device)
+    if size < 1 or size % model.size_multiple:
+        raise UserError(f"--size {size} is not divisible by {model.size_multiple}")
+
+    def denoise(y):
+        with torch.autocast(torch.device(dev).type, dtype=torch.bfloat16, enabled=bf16):
+            return model.denoise(y).float()
+
+    images, steps, finished, last = [], [], [], []
+    bar = tqdm(total=count, unit="sample", dynamic_ncols=True)
+    for b0 in range(0, count, batch_size):  # batch b is seeded by (seed, b): any batch size
+        n = min(batch_size, count - b0)
+        g = torch.Generator(device=dev).manual_seed(seed * 1_000_003 + b0)
+        done = [0]
+
+        def progress(k, total, done=done):
+            bar.update(k - done[0])
+            done[0] = k
+
+        out = run_sampler(denoise, (n, model.image_channels, size, size), cfg, mean=mean,
+                          generator=g, device=dev, progress=progress)  # fmt: skip
+        images.append(out.images.cpu().numpy().astype(np.float32))
+        steps += out.steps.tolist()
+        finished += out.finished.tolist()
+        hist = out.sigmas.cpu().numpy()
+        last += [float(hist[int(t) - 1, i]) for i, t in enumerate(out.steps.tolist())]
+    bar.close()
+    x = np.concatenate(images)
+    with atomic_path(Path(out_dir) / "samples.npy") as tmp, open(tmp, "wb") as f:
+        np.save(f, x)
+    save_image_grid(Path(out_dir) / "samples.png", x)
+    write_json(Path(out_dir) / "sampling.json", {
+        "model": str(model_path), "seed": seed, "mean": mean, "size": size,
+        "config": {"sigma_0": cfg.sigma_0, "sigma_L": cfg.sigma_L, "h0": h0, "beta": beta,
+                   "fixed_step": fixed_step, "max_steps": max_steps},
+        "steps": steps, "finished": finished, "final_sigma": last})  # fmt: skip
+    n_done = sum(finished)
+    click.echo(f"{count} samples ({n_done} reached sigma_L), median {int(np.median(steps))} "
+               f"steps; samples.png, samples.npy, sampling.json in {out_dir}")  # fmt: skip
+
+
 if __name__ == "__main__":
     main()

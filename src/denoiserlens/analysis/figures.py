@@ -34,3 +34,20 @@ def show_image(ax, im: np.ndarray, title: str = "") -> None:
     ax.set_yticks([])
     if title:
         ax.set_title(title, fontsize=7)
+
+
+def save_image_grid(path: str | Path, images: np.ndarray, ncols: int = 8, pad: int = 2) -> None:
+    """Float (N, C, H, W) images in [0, 1] tiled on a white grid, written atomically as PNG."""
+    from PIL import Image
+
+    ims = np.clip(np.round(np.asarray(images, np.float32) * 255), 0, 255).astype(np.uint8)
+    n, c, h, w = ims.shape
+    ncols = max(1, min(ncols, n))
+    nrows = -(-n // ncols)
+    grid = np.full((c, nrows * (h + pad) + pad, ncols * (w + pad) + pad), 255, np.uint8)
+    for i, im in enumerate(ims):
+        r, k = divmod(i, ncols)
+        top, left = pad + r * (h + pad), pad + k * (w + pad)
+        grid[:, top : top + h, left : left + w] = im
+    pil = Image.fromarray(grid[0] if c == 1 else grid.transpose(1, 2, 0))
+    write_atomic(Path(path), lambda tmp: pil.save(tmp, format="PNG"))

@@ -1,0 +1,125 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from denoiserlens.models import UNet, preset_config, save_model
+from denoiserlens.sampling import GaussianPrior, SamplerConfig, effective_sigma, sample
+
+EXE = str(Path(sys.executable).parent / "denoiserlens")
+
+
+@pytest.fixture(scope="module")
+def prior():
+    """A Gaussian on 8x8 images with 4 signal directions (std 0.07-0.22) in 60 of near-zero
+    variance: as for images, the denoiser removes nearly all the noise, so ||residual|| ~ sigma."""
+    n = 64
+    g = torch.Generator().manual_seed(0)
+    q, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))
+    lam = torch.full((n,), 1e-6, dtype=torch.float64)
+    lam[-4:] = torch.logspace(-2.3, -1.3, 4, dtype=torch.float64)
+    return GaussianPrior(torch.full((n,), 0.5, dtype=torch.float64), (q * lam) @ q.T, (1, 8, 8))
+
+
+def test_gaussian_prior_closed_forms(prior):
+    g = torch.Generator().manual_seed(1)
+    x = prior.draw(4000, g)
+    emp = torch.cov(x.reshape(4000, -1).T)
+    assert (emp - prior.cov).norm() / prior.cov.norm() < 0.06
+    y = x + 0.05 * torch.randn(x.shape, generator=g, dtype=torch.float64)
+    sig = prior.ml_sigma(y)
+    assert abs(sig.mean().item() - 0.05) < 0.002 and sig.std().item() < 0.01
+    # Tweedie: x_hat = y + sigma^2 score
+    np.testing.assert_allclose(prior.denoise(y, 0.05), y + 0.05**2 * prior.score(y, 0.05),
+                               atol=1e-12)  # fmt: skip
+    # the MMSE denoiser beats the identity and the blind one is as good as the oracle
+    mse = lambda a: ((a - x) ** 2).mean().item()  # noqa: E731
+    assert mse(prior.denoise(y, 0.05)) < 0.1 * mse(y)
+    assert mse(prior.blind_denoise(y)) < 1.02 * mse(prior.denoise(y, 0.05))
+
+
+def test_unconditional_samples_have_the_priors_mean_and_covariance(prior):
+    n = 1500
+    cfg = SamplerConfig(sigma_0=1.0, sigma_L=0.01, h0=0.02, beta=0.5, fixed_step=True)
+    out = sample(lambda y: prior.blind_denoise(y).float(), (n, 1, 8, 8), cfg, seed=0)
+    assert out.finished.all()
+    x = out.images.double().reshape(n, -1)
+    # mean: within sampling error (the norm of the error is about sqrt(tr Sigma / n))
+    err = (x.mean(0) - prior.mean).norm() / (prior.eigvals.sum() / n).sqrt()
+    assert err < 2.5
+    # covariance: the variance along each signal direction within sampling error (sd ~ 0.04)
+    v = ((x - x.mean(0)) @ prior.eigvecs).var(0)
+    ratio = v[-4:] / prior.eigvals[-4:]
+    assert torch.all((ratio > 0.88) & (ratio < 1.12)), ratio
+    cov = torch.cov(x.T)
+    assert (cov - prior.cov).norm() / prior.cov.norm() < 0.1
+
+
+def test_sampling_is_seeded_and_finished_samples_cost_nothing(prior):
+    calls = []
+
+    def denoise(y):
+        calls.append(len(y))
+        return prior.blind_denoise(y).float()
+
+    cfg = SamplerConfig(sigma_0=1.0, sigma_L=0.02, h0=0.05)
+    a = sample(denoise, (16, 1, 8, 8), cfg, seed=3)
+    n_calls = list(calls)
+    b = sample(denoise, (16, 1, 8, 8), cfg, seed=3)
+    c = sample(lambda y: prior.blind_denoise(y).float(), (16, 1, 8, 8), cfg, seed=4)
+    assert torch.equal(a.images, b.images) and not torch.equal(a.images, c.images)
+    # each step evaluates only the unfinished samples; the batch shrinks as they finish
+    assert sum(n_calls) == int(a.steps.sum()) and n_calls == sorted(n_calls, reverse=True)
+    assert len(set(a.steps.tolist())) > 1  # samples finished at different steps
+    for i in range(16):
+        t = int(a.steps[i])
+        sig = a.sigmas[:, i]
+        assert torch.isfinite(sig[:t]).all() and torch.isnan(sig[t:]).all()
+        assert sig[t - 1] < cfg.sigma_L <= sig[: t - 1].min()
+
+
+def test_effective_sigma_of_a_residual():
+    z = torch.randn(3, 1, 64, 64, generator=torch.Generator().manual_seed(0))
+    np.testing.assert_allclose(effective_sigma(0.3 * z), [0.3] * 3, rtol=0.02)
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        (dict(sigma_L=2.0), "sigma_L"),
+        (dict(h0=0.0), "h0"),
+        (dict(beta=1.5), "beta"),
+        (dict(max_steps=0), "max_steps"),
+    ],
+)
+def test_sampler_config_is_validated(kw, message):
+    with pytest.raises(ValueError, match=message):
+        SamplerConfig(**kw)
+
+
+def test_sample_command(tmp_path):
+    torch.manual_seed(0)
+    save_model(UNet(preset_config("tiny", bias=False, norm="batch")).eval(), tmp_path / "m")
+    args = [EXE, "sample", "--model", str(tmp_path / "m"), "--n", "4", "--size", "16",
+            "--out", str(tmp_path / "s"), "--seed", "1", "--max-steps", "30"]  # fmt: skip
+    p = subprocess.run(args, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    samples = np.load(tmp_path / "s/samples.npy")
+    info = json.loads((tmp_path / "s/sampling.json").read_text())
+    assert samples.shape == (4, 1, 16, 16) and samples.dtype == np.float32
+    assert len(info["steps"]) == 4 and max(info["steps"]) <= 30
+    from PIL import Image
+
+    with Image.open(tmp_path / "s/samples.png") as grid:  # 4 tiles of 16 in one row, 2 px apart
+        assert grid.size == (4 * 18 + 2, 20)
+    p = subprocess.run(args[:-2] + ["--max-steps", "30"], capture_output=True, text=True)
+    assert p.returncode == 0  # the same seed again: the same samples
+    assert np.array_equal(np.load(tmp_path / "s/samples.npy"), samples)
+    bad = subprocess.run(args[:7] + ["12"] + args[8:], capture_output=True, text=True)
+    assert bad.returncode == 2 and "divisible by 8" in bad.stderr
+    bad = subprocess.run(args + ["--sigma-L", "300"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "sigma_L" in bad.stderr
