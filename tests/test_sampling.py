@@ -123,3 +123,79 @@ def test_sample_command(tmp_path):
     assert bad.returncode == 2 and "divisible by 8" in bad.stderr
     bad = subprocess.run(args + ["--sigma-L", "300"], capture_output=True, text=True)
     assert bad.returncode == 2 and "sigma_L" in bad.stderr
+
+
+def _aligned_target(prior):
+    """phi = A x with A two of the prior's signal eigenvectors, and a target image."""
+    a = prior.eigvecs[:, [-4, -2]].T.float()
+    xc = prior.draw(1, torch.Generator().manual_seed(5)).float()
+    s, sig = a.double(), prior.cov
+    k = sig @ s.T @ torch.linalg.inv(s @ sig @ s.T)
+    mean_c = prior.mean + k @ (s @ (xc.double().flatten() - prior.mean))
+    return a, xc, mean_c, sig - k @ s @ sig
+
+
+@pytest.mark.parametrize("variant", ["ancestral", "adaptive", "paper"])
+def test_reconstruction_with_a_linear_phi_samples_the_conditional_gaussian(prior, variant):
+    from denoiserlens.sampling.reconstruct import GuidanceConfig, reconstruct
+
+    a, xc, mean_c, cov_c = _aligned_target(prior)
+    n = 1200
+    kw = dict(guidance=GuidanceConfig(lr=0.5, max_iter=3, tol=1e-6), n_noise=20,
+              generator=torch.Generator().manual_seed(1))  # fmt: skip
+    if variant == "adaptive":
+        kw["adaptive"] = SamplerConfig(sigma_0=1.0, sigma_L=0.01, h0=0.02, fixed_step=True)
+    else:
+        kw.update(sigmas=torch.logspace(0, -2, 200), ancestral=variant == "ancestral")
+    r = reconstruct(lambda x: x.flatten(1) @ a.T, lambda y: prior.blind_denoise(y).float(), xc,
+                    n, **kw)  # fmt: skip
+    x = r.images.double().reshape(n, -1)
+    assert r.cosine.min() > 0.999 and r.relative_error.max() < 0.05  # phi is matched
+    lam, vec = torch.linalg.eigh(cov_c)
+    ratio = ((x - x.mean(0)) @ vec[:, -2:]).var(0) / lam[-2:]  # the two free directions
+    if variant == "paper":
+        # Algorithm 1 as printed: the variance of well-resolved directions halves (docstring)
+        assert torch.all((ratio > 0.4) & (ratio < 0.6)), ratio
+        return
+    assert (x.mean(0) - mean_c).norm() / (cov_c.trace() / n).sqrt() < 2.5
+    assert torch.all((ratio > 0.88) & (ratio < 1.12)), ratio
+    assert (torch.cov(x.T) - cov_c).norm() / cov_c.norm() < 0.1
+    # Figure 20: the matching step leaves the noise level as it was
+    before, after = r.sigma_before.flatten(), r.sigma_after.flatten()
+    ok = torch.isfinite(before)
+    assert ((after[ok] - before[ok]).abs() / before[ok]).median() < 0.02
+
+
+def test_guidance_stops_each_sample_on_its_own():
+    from denoiserlens.sampling.reconstruct import GuidanceConfig, guidance_step
+
+    a = torch.tensor([[1.0, 0.0], [0.0, 0.3]])  # error along the second row converges slower
+    phi_fn = lambda x: x.flatten(1) @ a.T  # noqa: E731
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]).view(3, 1, 1, 2)
+    target = torch.zeros(3, 2)
+    out, info = guidance_step(phi_fn, x, target, GuidanceConfig(lr=0.2, max_iter=100, tol=0.01))
+    it = info["iterations"].tolist()
+    assert it[2] == 0 and torch.equal(out[2], x[2])  # already matched: never moved
+    assert 0 < it[0] < it[1] < 100
+    assert torch.all(info["final_loss"][:2] <= 0.01 * info["initial_loss"][:2])
+
+
+def test_reconstruct_command(tmp_path):
+    torch.manual_seed(0)
+    save_model(UNet(preset_config("tiny")).eval(), tmp_path / "m")
+    from denoiserlens.data import disks
+
+    np.save(tmp_path / "d.npy", disks(6, 16, seed=1).images)
+    args = [EXE, "reconstruct", "--model", str(tmp_path / "m"), "--data", str(tmp_path / "d.npy"),
+            "--rows", "0,3", "--n-samples", "3", "--steps", "6", "--max-iter", "3",
+            "--n-noise", "2", "--out", str(tmp_path / "r")]  # fmt: skip
+    p = subprocess.run(args, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    info = json.loads((tmp_path / "r/reconstruct.json").read_text())
+    assert info["rows"] == [0, 3] and np.array(info["phi_cosine"]).shape == (2, 3)
+    assert np.load(tmp_path / "r/samples.npy").shape == (6, 1, 16, 16)
+    for fig in ("fig7_reconstructions", "fig20_noise_levels"):
+        assert (tmp_path / "r" / f"{fig}.png").stat().st_size > 3000
+    p = subprocess.run(args[:7] + ["0,9"] + args[8:-2] + ["--out", str(tmp_path / "x")],
+                       capture_output=True, text=True)  # fmt: skip
+    assert p.returncode == 2 and "outside" in p.stderr and not (tmp_path / "x").exists()

@@ -1,0 +1,208 @@
+"""Self-guided stochastic reconstruction from phi (paper section 3, Algorithms 1 and 2, Figures 7
+and 20).
+
+Samples are drawn whose phi matches that of a target image x^c. Each step alternates
+- the guidance step (Algorithm 2): gradient descent on L(x_t) = ||phi(x_t) - phi(x^c_t)||^2 with
+  x^c_t = x^c + sigma_t z, back-propagated through the encoder and the middle block only; each
+  sample stops on its own once its loss is below ``tol`` times its initial loss, or after
+  ``max_iter`` steps; the target phi(x^c_t) is averaged over ``n_noise`` draws of z;
+- the score step: with the fixed schedule of Algorithm 1, x_{t-1} = x_t + s(x_t) + sigma_{t-1} z;
+  with the adaptive variant, the step of the unconditional sampler (``unconditional.py``), the
+  noise level read off the residual, and the target computed at the mean noise level of the
+  target's unfinished samples.
+
+``phi_fn`` must be differentiable (for a UNet: :func:`middle_means`); ``denoise`` is called
+without gradients.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from denoiserlens.models import Denoiser
+from denoiserlens.sampling.unconditional import SamplerConfig, effective_sigma
+
+PhiFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def middle_means(model: Denoiser) -> PhiFn:
+    """a_bar_M(x): spatial means of the middle block's outputs, differentiable, decoder not run."""
+    block = model.middle_block
+
+    def phi_fn(x: torch.Tensor) -> torch.Tensor:
+        return model.blocks_until(x, block)[block].output.float().mean(dim=(2, 3))
+
+    return phi_fn
+
+
+@dataclass(frozen=True)
+class GuidanceConfig:
+    """Algorithm 2: learning rate, iteration cap and relative stopping threshold per sample."""
+
+    lr: float = 1.0
+    max_iter: int = 20
+    tol: float = 0.05
+
+    def __post_init__(self) -> None:
+        if not self.lr > 0 or self.max_iter < 0 or not 0 <= self.tol < 1:
+            raise ValueError("guidance needs lr > 0, max_iter >= 0 and 0 <= tol < 1")
+
+
+def guidance_step(
+    phi_fn: PhiFn, x: torch.Tensor, target: torch.Tensor, cfg: GuidanceConfig
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Algorithm 2 on a batch: returns the matched x and, per sample, the initial and final
+    losses and the number of gradient steps taken."""
+    x = x.detach().clone()
+    b = len(x)
+    initial = torch.zeros(b, device=x.device)
+    iters = torch.zeros(b, dtype=torch.long, device=x.device)
+    active = torch.ones(b, dtype=torch.bool, device=x.device)
+    for it in range(cfg.max_iter + 1):
+        idx = active.nonzero().squeeze(1)
+        if len(idx) == 0:
+            break
+        xi = x[idx].requires_grad_(True)
+        with torch.enable_grad():
+            loss = (phi_fn(xi) - target[idx]).pow(2).sum(1)
+            if it == cfg.max_iter:  # no step left: this was the final evaluation
+                break
+            grad = torch.autograd.grad(loss.sum(), xi)[0]
+        loss = loss.detach()
+        if it == 0:
+            initial[idx] = loss
+        done = loss <= cfg.tol * initial[idx]
+        go = ~done
+        x[idx[go]] = x[idx[go]] - cfg.lr * grad[go]
+        iters[idx[go]] += 1
+        active[idx[done]] = False
+    with torch.no_grad():
+        final = (phi_fn(x) - target).pow(2).sum(1)
+    return x, {"initial_loss": initial, "final_loss": final, "iterations": iters}
+
+
+def target_phi(
+    phi_fn: PhiFn, xc: torch.Tensor, sigma: torch.Tensor, n_noise: int, generator: torch.Generator
+) -> torch.Tensor:
+    """phi(x^c + sigma z) averaged over ``n_noise`` draws, one sigma per target: (K, d)."""
+    k = len(xc)
+    z = torch.randn((k * n_noise, *xc.shape[1:]), generator=generator, device=xc.device)
+    y = xc.repeat_interleave(n_noise, 0) + sigma.repeat_interleave(n_noise).view(-1, 1, 1, 1) * z
+    with torch.no_grad():
+        return phi_fn(y).view(k, n_noise, -1).mean(1)
+
+
+def _scatter(b: int, idx: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """A (b,) row holding ``values`` at ``idx`` and NaN elsewhere (finished samples)."""
+    return torch.full((b,), float("nan"), device=values.device).index_copy_(0, idx, values.float())
+
+
+@dataclass
+class Reconstruction:
+    """Samples (K * S, ...) target-major; per step, the effective noise level before and after
+    guidance (Figure 20) and the guidance losses; the final phi match per sample."""
+
+    images: torch.Tensor
+    sigma_before: torch.Tensor  # (steps, B), NaN once finished
+    sigma_after: torch.Tensor
+    loss_initial: torch.Tensor
+    loss_final: torch.Tensor
+    cosine: torch.Tensor  # (B,) cos(phi(sample), phi(target)) at the end
+    relative_error: torch.Tensor  # (B,) ||phi(sample) - phi(target)|| / ||phi(target)||
+
+
+def reconstruct(
+    phi_fn: PhiFn,
+    denoise: Callable[[torch.Tensor], torch.Tensor],
+    targets: torch.Tensor,
+    n_samples: int,
+    sigmas: torch.Tensor | None = None,
+    adaptive: SamplerConfig | None = None,
+    guidance: GuidanceConfig = GuidanceConfig(),
+    n_noise: int = 20,
+    mean: float | torch.Tensor = 0.5,
+    generator: torch.Generator | None = None,
+    final_phi_sigma: float = 0.0,
+    ancestral: bool = False,
+) -> Reconstruction:
+    """``n_samples`` reconstructions of each target image (K, C, H, W) from its phi.
+
+    Give ``sigmas`` (decreasing, sigma_T .. sigma_0: Algorithm 1) or ``adaptive`` (the step rule
+    of the unconditional sampler). The final phi match is measured at ``final_phi_sigma``.
+
+    Algorithm 1 as printed denoises fully and adds fresh noise of the next level. For a Gaussian
+    direction of variance lambda, that step maps the signal variance W to r^2 (W + sigma^2),
+    r = lambda / (lambda + sigma^2), whose fixed point as sigma -> 0 is lambda / 2: the samples
+    have about half the variance they should. ``ancestral=True`` replaces it with the exact
+    Gaussian posterior step of a variance-exploding diffusion,
+    x_{t-1} = x_hat + (sigma_{t-1}/sigma_t)^2 (x_t - x_hat) + sigma_{t-1} sqrt(1 - (sigma_{t-1}/
+    sigma_t)^2) z, which keeps the variance (``tests/test_sampling.py``).
+    """
+    if (sigmas is None) == (adaptive is None):
+        raise ValueError("give either a sigma schedule or an adaptive sampler configuration")
+    dev = targets.device
+    g = generator or torch.Generator(device=dev).manual_seed(0)
+    k = len(targets)
+    owner = torch.arange(k, device=dev).repeat_interleave(n_samples)  # target of each sample
+    shape = (k * n_samples, *targets.shape[1:])
+    sigma0 = float(sigmas[0]) if sigmas is not None else adaptive.sigma_0
+    x = torch.as_tensor(mean, dtype=torch.float32, device=dev) + sigma0 * torch.randn(
+        shape, generator=g, device=dev
+    )
+    b = shape[0]
+    active = torch.ones(b, dtype=torch.bool, device=dev)
+    level = torch.full((b,), sigma0, device=dev)  # each sample's current noise level
+    x_hat = x.clone()
+    before, after, l0, l1 = [], [], [], []
+    steps = len(sigmas) - 1 if sigmas is not None else adaptive.max_steps
+    for t in range(1, steps + 1):
+        idx = active.nonzero().squeeze(1)
+        per_target = torch.zeros(k, device=dev).index_add_(0, owner[idx], level[idx])
+        counts = torch.bincount(owner[idx], minlength=k).clamp_min(1)
+        tgt = target_phi(phi_fn, targets, per_target / counts, n_noise, g)
+        with torch.no_grad():
+            before.append(_scatter(b, idx, effective_sigma(denoise(x[idx]).float() - x[idx])))
+        xm, info = guidance_step(phi_fn, x[idx], tgt[owner[idx]], guidance)
+        x[idx] = xm
+        l0.append(_scatter(b, idx, info["initial_loss"]))
+        l1.append(_scatter(b, idx, info["final_loss"]))
+        with torch.no_grad():
+            est = denoise(x[idx]).float()
+        d = est - x[idx]
+        sigma = effective_sigma(d)
+        after.append(_scatter(b, idx, sigma))
+        x_hat[idx] = est
+        z = torch.randn(shape, generator=g, device=dev)[idx]
+        if sigmas is not None:
+            nxt = float(sigmas[t])
+            if t == steps:
+                break
+            if ancestral:  # E[x_{t-1} | x_t] and the spread of x_{t-1} given x_t and x
+                cur = float(sigmas[t - 1])
+                keep = nxt**2 / cur**2
+                x[idx] = est + keep * (x[idx] - est) + nxt * math.sqrt(1 - keep) * z
+            else:  # Algorithm 1 as printed: x <- x + s(x) + sigma_{t-1} z
+                x[idx] = est + nxt * z
+            level[idx] = nxt
+        else:
+            done = sigma < adaptive.sigma_L
+            h = adaptive.step_size(t)
+            gamma = sigma * math.sqrt(max((1 - adaptive.beta * h) ** 2 - (1 - h) ** 2, 0.0))
+            go = ~done
+            x[idx[go]] = x[idx[go]] + h * d[go] + gamma[go].view(-1, 1, 1, 1) * z[go]
+            level[idx[go]] = (1 - adaptive.beta * h) * sigma[go]
+            active[idx[done]] = False
+            if not active.any():
+                break
+    with torch.no_grad():
+        final = target_phi(phi_fn, targets, torch.full((k,), final_phi_sigma, device=dev),
+                           n_noise if final_phi_sigma > 0 else 1, g)[owner]  # fmt: skip
+        got = phi_fn(x_hat)
+    cos = torch.nn.functional.cosine_similarity(got, final, dim=1)
+    rel = (got - final).norm(dim=1) / final.norm(dim=1).clamp_min(1e-12)
+    return Reconstruction(x_hat, torch.stack(before), torch.stack(after), torch.stack(l0),
+                          torch.stack(l1), cos, rel)  # fmt: skip

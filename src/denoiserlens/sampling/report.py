@@ -1,0 +1,56 @@
+"""Figures of the sampling section: reconstructions around their target (Figure 7) and the noise
+level before and after each matching step (Figure 20)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from denoiserlens.analysis.figures import save_figure, show_image
+
+
+def _uint8(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(x * 255), 0, 255).astype(np.uint8)
+
+
+def plot_reconstructions(path: str | Path, targets: np.ndarray, samples: np.ndarray, n: int):
+    """Figure 7: per target, a 3x3 panel with the target in the centre and up to 8 samples
+    around it; panels side by side. ``targets`` (K, C, H, W), ``samples`` (K * n, C, H, W)."""
+    k = len(targets)
+
+    def draw(axes):
+        for t in range(k):
+            others = iter(range(t * n, t * n + min(n, 8)))
+            for cell in range(9):
+                ax = axes[cell // 3][3 * t + cell % 3]
+                if cell == 4:
+                    show_image(ax, _uint8(targets[t]), "target")
+                    for side in ax.spines.values():
+                        side.set_color("tab:red")
+                        side.set_linewidth(2)
+                    continue
+                i = next(others, None)
+                if i is None:
+                    ax.axis("off")
+                else:
+                    show_image(ax, _uint8(samples[i]))
+
+    save_figure(path, draw, figsize=(3.0 * k, 3.1), nrows=3, ncols=3 * k)
+
+
+def plot_noise_levels(path: str | Path, before: np.ndarray, after: np.ndarray) -> None:
+    """Figure 20: the effective noise level ||s(x)|| / sqrt(N) before against after each matching
+    step, every sample and step; the diagonal means the matching leaves the noise level alone."""
+
+    def draw(ax):
+        ok = np.isfinite(before) & np.isfinite(after)
+        ax.scatter(before[ok], after[ok], s=3, alpha=0.4)
+        top = float(max(before[ok].max(), after[ok].max())) if ok.any() else 1.0
+        ax.plot([0, top], [0, top], color="gray", ls=":", lw=1)
+        ax.set_xlabel("effective sigma before matching")
+        ax.set_ylabel("effective sigma after matching")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+
+    save_figure(path, draw, figsize=(4, 4))
