@@ -199,3 +199,52 @@ def test_reconstruct_command(tmp_path):
     p = subprocess.run(args[:7] + ["0,9"] + args[8:-2] + ["--out", str(tmp_path / "x")],
                        capture_output=True, text=True)  # fmt: skip
     assert p.returncode == 2 and "outside" in p.stderr and not (tmp_path / "x").exists()
+
+
+def test_eq4_estimator_matches_the_closed_form_symmetrized_kl():
+    from denoiserlens.sampling.distance import gaussian_kl, symmetrized_distance
+
+    p1 = GaussianPrior.random((1, 4, 4), 0.01, 0.1, seed=1)
+    p2 = GaussianPrior.random((1, 4, 4), 0.02, 0.08, seed=2)
+    p2.mean = p2.mean + 0.05 * torch.linspace(-1, 1, 16, dtype=torch.float64)
+    g = torch.Generator().manual_seed(0)
+    s1, s2 = p1.draw(4000, g), p2.draw(4000, g)
+    d2, integrand = symmetrized_distance(s1, s2, p1.denoise, p2.denoise,
+                                         torch.logspace(-3, 1.5, 60), g)  # fmt: skip
+    exact = gaussian_kl(p1.mean, p1.cov, p2.mean, p2.cov) + gaussian_kl(
+        p2.mean, p2.cov, p1.mean, p1.cov
+    )
+    assert d2 == pytest.approx(exact, rel=0.1), (d2, exact)
+    assert integrand[0] < 1e-3 * integrand.max() and integrand[-1] < 1e-2 * integrand.max()
+    # the same density: distance zero
+    same, _ = symmetrized_distance(s1, s1, p1.denoise, p1.denoise, torch.logspace(-3, 1, 10), g)
+    assert same == 0.0
+
+
+def test_embedding_constants():
+    from denoiserlens.sampling.distance import embedding_constants
+
+    phi_sq = np.array([1.0, 2.0, 4.0, 8.0])
+    c = embedding_constants(phi_sq, 3 * phi_sq * np.array([1.0, 2.0, 1.5, 1.0]))
+    assert c["A"] == pytest.approx(3) and c["B"] == pytest.approx(6) and c["B_over_A"] == 2
+
+
+def test_distance_command(tmp_path):
+    torch.manual_seed(0)
+    save_model(UNet(preset_config("tiny")).eval(), tmp_path / "m")
+    from denoiserlens.data import disks
+
+    np.save(tmp_path / "d.npy", disks(10, 16, seed=2).images)
+    args = [EXE, "distance", "--model", str(tmp_path / "m"), "--data", str(tmp_path / "d.npy"),
+            "--images", "3", "--n-samples", "2", "--steps", "4", "--grid", "3", "--max-iter", "2",
+            "--n-noise", "2", "--out", str(tmp_path / "r")]  # fmt: skip
+    p = subprocess.run(args, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    study = json.loads((tmp_path / "r/distance.json").read_text())
+    assert len(study["pairs"]) == 3 and len(study["d_sq"]) == 3
+    assert all(d >= 0 for d in study["d_sq"]) and all(v > 0 for v in study["phi_sq"])
+    assert study["constants"]["B_over_A"] >= 1
+    assert (tmp_path / "r/fig8_distance.png").stat().st_size > 3000
+    p = subprocess.run(args[:-4] + ["--images", "50", "--out", str(tmp_path / "x")],
+                       capture_output=True, text=True)  # fmt: skip
+    assert p.returncode == 2 and "exceeds" in p.stderr

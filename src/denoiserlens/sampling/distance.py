@@ -1,0 +1,153 @@
+"""Distance between the conditional densities that two representations induce (paper Eq. 4,
+Figure 8 right, Figure 21).
+
+    d^2(p1, p2) = integral_0^inf (E_p1 + E_p2)[ ||grad log p1_sigma - grad log p2_sigma||^2 ] sigma dsigma
+
+with p_i = p_sigma(x_sigma | phi_i). Each term is KL(p_i || p_j) (Verdu 2010, Lyu 2012), so d^2 is
+the symmetrized KL divergence. The estimator:
+
+- scores from posterior means (Eq. 2): grad log p_i,sigma(y) = (x_hat_i(y, sigma) - y) / sigma^2, so
+  the score difference is (x_hat_1 - x_hat_2) / sigma^2 and y cancels;
+- the conditional denoiser x_hat_i(y, sigma) of a model is its guided denoiser: the guidance step
+  (Algorithm 2) towards phi_i at that sigma, then the blind denoiser (``guided_denoiser``);
+- E_p_i by Monte Carlo: samples of p(x | phi_i) (e.g. from ``reconstruct``) plus sigma z;
+- the integral on a log-spaced sigma grid by the trapezoid rule in log sigma:
+  sigma dsigma ||dx_hat||^2 / sigma^4 = ||dx_hat||^2 / sigma^2 dlog(sigma).
+  The grid must cover where the integrand lives (it vanishes at large sigma, where both
+  conditionals look alike, and at small sigma the samples of p_i are resolved).
+
+Inequality (3): A ||phi1 - phi2||^2 <= d^2 <= B ||phi1 - phi2||^2 for all pairs; ``embedding_constants``
+returns the tightest A and B over the measured pairs and B/A (the paper reports 2.9).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from denoiserlens.sampling.reconstruct import GuidanceConfig, PhiFn, guidance_step, target_phi
+
+CondDenoise = Callable[[torch.Tensor, float], torch.Tensor]
+
+
+def symmetrized_distance(
+    samples1: torch.Tensor,
+    samples2: torch.Tensor,
+    denoise1: CondDenoise,
+    denoise2: CondDenoise,
+    sigmas: torch.Tensor,
+    generator: torch.Generator,
+) -> tuple[float, np.ndarray]:
+    """Eq. 4 by Monte Carlo on a sigma grid: (d^2, the integrand E||dscore||^2 sigma^2 per sigma).
+
+    ``samples_i`` are draws of p_i (clean); ``denoise_i(y, sigma)`` its posterior mean at sigma.
+    """
+    sig = torch.as_tensor(sigmas, dtype=torch.float64).sort().values
+    integrand = np.zeros(len(sig))
+    for k, s in enumerate(sig.tolist()):
+        total = 0.0
+        for samples in (samples1, samples2):  # E_p1 + E_p2
+            y = samples + s * torch.randn(samples.shape, generator=generator,
+                                          dtype=samples.dtype, device=samples.device)  # fmt: skip
+            diff = (denoise1(y, s) - denoise2(y, s)).double().flatten(1)
+            total += float(diff.pow(2).sum(1).mean())
+        integrand[k] = total / s**2  # ||dx_hat||^2 / sigma^4 * sigma^2 (d sigma = sigma dlog sigma)
+    logs = np.log(sig.numpy())
+    return float(np.trapezoid(integrand, logs)), integrand
+
+
+def guided_denoiser(
+    phi_fn: PhiFn,
+    denoise: Callable[[torch.Tensor], torch.Tensor],
+    target: torch.Tensor,
+    guidance: GuidanceConfig,
+    n_noise: int,
+    generator: torch.Generator,
+) -> CondDenoise:
+    """x_hat(y | phi(target)) at sigma: match phi(y) to phi(target + sigma z) (Algorithm 2), then
+    denoise. ``target`` is one image (1, C, H, W); the target phi is cached per sigma."""
+    cache: dict[float, torch.Tensor] = {}
+
+    def cond(y: torch.Tensor, sigma: float) -> torch.Tensor:
+        if sigma not in cache:
+            sig = torch.full((1,), sigma, device=target.device)
+            cache[sigma] = target_phi(phi_fn, target, sig, n_noise, generator)
+        matched, _ = guidance_step(phi_fn, y.float(), cache[sigma].expand(len(y), -1), guidance)
+        with torch.no_grad():
+            return denoise(matched).float()
+
+    return cond
+
+
+def embedding_constants(phi_sq: np.ndarray, d_sq: np.ndarray) -> dict[str, float]:
+    """Inequality (3) over measured pairs: A = min d^2/||dphi||^2, B = max, B/A; also the ratio
+    of the 95th to the 5th percentile (robust to a few outlying pairs) and the correlation."""
+    ratio = np.asarray(d_sq, float) / np.asarray(phi_sq, float)
+    a, b = float(ratio.min()), float(ratio.max())
+    lo, hi = np.percentile(ratio, [5, 95])
+    r = float(np.corrcoef(phi_sq, d_sq)[0, 1]) if len(ratio) > 2 else float("nan")
+    return {"A": a, "B": b, "B_over_A": b / a, "B_over_A_5_95": float(hi / lo), "pearson": r}
+
+
+def gaussian_kl(m1: torch.Tensor, c1: torch.Tensor, m2: torch.Tensor, c2: torch.Tensor) -> float:
+    """KL(N(m1, c1) || N(m2, c2)) in closed form."""
+    n = len(m1)
+    inv2 = torch.linalg.inv(c2)
+    dm = (m2 - m1).double()
+    logdet = torch.linalg.slogdet(c2)[1] - torch.linalg.slogdet(c1)[1]
+    return float(0.5 * (torch.trace(inv2 @ c1) + dm @ inv2 @ dm - n + logdet))
+
+
+def distance_study(
+    phi_fn: PhiFn,
+    denoise: Callable[[torch.Tensor], torch.Tensor],
+    images: torch.Tensor,
+    pairs: list[tuple[int, int]],
+    sigmas: torch.Tensor,
+    samples: torch.Tensor,
+    n_samples: int,
+    guidance: GuidanceConfig | None = None,
+    n_noise: int = 20,
+    phi_sigma: float = 0.1,
+    generator: torch.Generator | None = None,
+) -> dict:
+    """Figure 8 (right): d^2(p_i, p_j) (Eq. 4) against ||phi_i - phi_j||^2 for each pair (i, j)
+    of rows of ``images`` (K, C, H, W). ``samples`` (K * n_samples, ...) are draws of each
+    p(x | phi_k), target-major (``reconstruct``). phi is taken at ``phi_sigma``."""
+    g = generator or torch.Generator(device=images.device).manual_seed(0)
+    guidance = guidance or GuidanceConfig()
+    k = len(images)
+    phis = target_phi(phi_fn, images, torch.full((k,), phi_sigma, device=images.device),
+                      n_noise, g)  # fmt: skip
+    cond = [guided_denoiser(phi_fn, denoise, images[i : i + 1], guidance, n_noise, g)
+            for i in range(k)]  # fmt: skip
+    per = samples.view(k, n_samples, *samples.shape[1:])
+    phi_sq, d_sq, curves = [], [], []
+    for i, j in pairs:
+        d2, integrand = symmetrized_distance(per[i], per[j], cond[i], cond[j], sigmas, g)
+        phi_sq.append(float((phis[i] - phis[j]).pow(2).sum()))
+        d_sq.append(d2)
+        curves.append(integrand.tolist())
+    out = {"pairs": [list(p) for p in pairs], "phi_sq": phi_sq, "d_sq": d_sq,
+           "sigmas": sorted(torch.as_tensor(sigmas).tolist()), "integrands": curves,
+           "phi_sigma": phi_sigma}  # fmt: skip
+    if len(pairs) >= 2:
+        out["constants"] = embedding_constants(np.array(phi_sq), np.array(d_sq))
+    return out
+
+
+def plot_distance_study(ax, study: dict) -> None:
+    """Figure 8 (right): d^2 of the conditional densities against ||phi_1 - phi_2||^2."""
+    x, y = np.array(study["phi_sq"]), np.array(study["d_sq"])
+    ax.scatter(x, y, s=12)
+    c = study.get("constants")
+    if c:
+        grid = np.array([0, x.max()])
+        ax.plot(grid, c["A"] * grid, color="gray", ls=":", lw=1, label=f"A = {c['A']:.3g}")
+        ax.plot(grid, c["B"] * grid, color="gray", ls="--", lw=1,
+                label=f"B = {c['B']:.3g} (B/A = {c['B_over_A']:.2f})")  # fmt: skip
+        ax.legend(fontsize=7)
+    ax.set_xlabel("||phi_1 - phi_2||^2")
+    ax.set_ylabel("d^2(p_1, p_2) (Eq. 4)")
