@@ -248,3 +248,54 @@ def test_distance_command(tmp_path):
     p = subprocess.run(args[:-4] + ["--images", "50", "--out", str(tmp_path / "x")],
                        capture_output=True, text=True)  # fmt: skip
     assert p.returncode == 2 and "exceeds" in p.stderr
+
+
+def test_group_targets_combine_the_phi_of_their_images():
+    from denoiserlens.sampling.reconstruct import GroupTargets, ImageTargets
+
+    torch.manual_seed(0)
+    model = UNet(preset_config("tiny")).eval()
+    from denoiserlens.sampling.reconstruct import middle_means
+
+    phi_fn = middle_means(model)
+    x = torch.rand(3, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(0)
+    each = ImageTargets(phi_fn, x, 4, g).phi(torch.zeros(3))
+    union = GroupTargets(phi_fn, [x[:2], x[1:]], "max", 4, g).phi(torch.zeros(2))
+    centroid = GroupTargets(phi_fn, [x], "mean", 4, g).phi(torch.zeros(1))
+    torch.testing.assert_close(union[0], torch.maximum(each[0], each[1]))
+    torch.testing.assert_close(union[1], torch.maximum(each[1], each[2]))
+    torch.testing.assert_close(centroid[0], each.mean(0))
+    with pytest.raises(ValueError, match="combine"):
+        GroupTargets(phi_fn, [x], "median", 4, g)
+
+
+def test_reconstruct_from_unions_and_cluster_centroids(tmp_path):
+    from denoiserlens.data import disks
+
+    torch.manual_seed(0)
+    save_model(UNet(preset_config("tiny")).eval(), tmp_path / "m")
+    np.save(tmp_path / "d.npy", disks(12, 16, seed=3).images)
+    common = ["--model", str(tmp_path / "m"), "--data", str(tmp_path / "d.npy")]
+    run = lambda *a: subprocess.run([EXE, *a], capture_output=True, text=True)  # noqa: E731
+    fast = ["--n-samples", "2", "--steps", "3", "--max-iter", "2", "--n-noise", "2"]
+    p = run("reconstruct", *common, *fast, "--union", "0+1,2+3", "--out", str(tmp_path / "u"))
+    assert p.returncode == 0, p.stderr
+    info = json.loads((tmp_path / "u/reconstruct.json").read_text())
+    assert info["targets"] == "union" and info["groups"] == [[0, 1], [2, 3]]
+    assert run("represent", *common, "--sigmas", "25", "--n-noise", "1", "--out",
+               str(tmp_path / "s")).returncode == 0  # fmt: skip
+    assert run("cluster", "--store", str(tmp_path / "s"), "--k", "2", "--n-init", "1", "--out",
+               str(tmp_path / "c")).returncode == 0  # fmt: skip
+    p = run("reconstruct", *common, *fast, "--clusters-from", str(tmp_path / "c"), "--clusters",
+            "0,1", "--members", "3", "--out", str(tmp_path / "k"))  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    info = json.loads((tmp_path / "k/reconstruct.json").read_text())
+    assignment = np.load(tmp_path / "c/assignments.npy")
+    assert info["targets"] == "cluster" and len(info["groups"]) == 2
+    assert all(assignment[r] == c for c, gr in enumerate(info["groups"]) for r in gr)
+    np.save(tmp_path / "other.npy", disks(12, 16, seed=4).images)
+    p = run("reconstruct", "--model", str(tmp_path / "m"), "--data", str(tmp_path / "other.npy"),
+            "--clusters-from", str(tmp_path / "c"), "--clusters", "0",
+            "--out", str(tmp_path / "x"))  # fmt: skip
+    assert p.returncode == 2 and "not the images" in p.stderr and not (tmp_path / "x").exists()

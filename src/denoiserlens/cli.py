@@ -719,6 +719,15 @@ def sample(model_path, out_dir, count, size, mean, sigma_0, sigma_L, h0, beta, f
 @data_options
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
 @click.option("--rows", default="0", show_default=True, help="Comma list of target rows.")
+@click.option("--union", "unions", default=None,
+              help="Comma list of A+B row pairs: condition on the union of the active channels "
+                   "of images A and B (elementwise max of their phi), instead of --rows.")  # fmt: skip
+@click.option("--clusters-from", type=click.Path(path_type=Path), default=None,
+              help="A `cluster` output folder: condition on the centroids (mean phi of members) "
+                   "of --clusters, instead of --rows; --data must be the store's images.")  # fmt: skip
+@click.option("--clusters", default=None, help="Comma list of cluster ids (--clusters-from).")
+@click.option("--members", type=int, default=16, show_default=True,
+              help="Random members per cluster whose phi are averaged.")  # fmt: skip
 @click.option("--n-samples", type=int, default=8, show_default=True, help="Samples per target.")
 @click.option("--sigma-max", type=float, default=255.0, show_default=True, help=SIGMA_HELP)
 @click.option("--sigma-min", type=float, default=2.55, show_default=True, help=SIGMA_HELP)
@@ -738,26 +747,30 @@ def sample(model_path, out_dir, count, size, mean, sigma_0, sigma_L, h0, beta, f
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @user_errors
-def reconstruct(model_path, out_dir, rows, n_samples, sigma_max, sigma_min, steps, ancestral,
-                adaptive, h0, beta, lr, max_iter, tol, n_noise, seed, device, **data_kw):  # fmt: skip
+def reconstruct(model_path, out_dir, rows, unions, clusters_from, clusters, members, n_samples,
+                sigma_max, sigma_min, steps, ancestral, adaptive, h0, beta, lr, max_iter, tol,
+                n_noise, seed, device, **data_kw):  # fmt: skip
     """Self-guided stochastic reconstruction from phi (Algorithms 1, 2; Figures 7, 20): samples
-    whose phi matches each target's. Writes fig7_reconstructions.png, fig20_noise_levels.png,
-    samples.npy and reconstruct.json (the phi match of every sample)."""
+    whose phi matches each target's. Targets are images (--rows), unions of two images' active
+    channels (--union) or cluster centroids (--clusters-from). Writes fig7_reconstructions.png,
+    fig20_noise_levels.png, samples.npy and reconstruct.json (the phi match of every sample)."""
     import numpy as np
     import torch
 
     from denoiserlens.data import open_data, to_float
     from denoiserlens.fileio import atomic_path, write_json
     from denoiserlens.sampling import SamplerConfig
-    from denoiserlens.sampling.reconstruct import GuidanceConfig, middle_means
+    from denoiserlens.sampling.reconstruct import GroupTargets, GuidanceConfig, middle_means
     from denoiserlens.sampling.reconstruct import reconstruct as run_reconstruct
     from denoiserlens.sampling.report import plot_noise_levels, plot_reconstructions
 
     dev = _device(device)
     model = _load_model_cli(model_path, device)
     images = open_data(_data_spec(data_kw))
+    groups, combine, kind = _reconstruction_targets(images, rows, unions, clusters_from, clusters,
+                                                    members, seed)  # fmt: skip
+    picked = [gr[0] for gr in groups]  # the image shown at the centre of each panel
     try:
-        picked = [int(r) for r in rows.split(",")]
         guide = GuidanceConfig(lr=lr, max_iter=max_iter, tol=tol)
         ada = None
         if adaptive:
@@ -765,22 +778,24 @@ def reconstruct(model_path, out_dir, rows, n_samples, sigma_max, sigma_min, step
                                 beta=beta, fixed_step=False)  # fmt: skip
     except ValueError as e:
         raise UserError(str(e)) from None
-    bad = [r for r in picked if not 0 <= r < len(images)]
-    if bad:
-        raise UserError(f"rows {bad} are outside the data's {len(images)} images")
     if n_samples < 1 or n_noise < 1 or (not adaptive and steps < 1):
         raise UserError("--n-samples, --n-noise and --steps must be >= 1")
     if not 0 < sigma_min < sigma_max:
         raise UserError("need 0 < --sigma-min < --sigma-max")
+    _check_images(model, images.subset(sorted({r for gr in groups for r in gr})), pad=False)
     targets = to_float(np.stack([images[r] for r in picked])).to(dev)
-    _check_images(model, images.subset(picked), pad=False)
     sigmas = None
     if not adaptive:
         sigmas = torch.logspace(math.log10(sigma_max / 255), math.log10(sigma_min / 255), steps + 1)
     g = torch.Generator(device=dev).manual_seed(seed)
     mean = float(targets.mean())
-    r = run_reconstruct(middle_means(model), model.denoise, targets, n_samples, sigmas, ada,
-                        guide, n_noise, mean, g, ancestral=ancestral)  # fmt: skip
+    phi_fn = middle_means(model)
+    target = targets
+    if kind != "rows":
+        target = GroupTargets(phi_fn, [to_float(np.stack([images[r] for r in gr])).to(dev)
+                                       for gr in groups], combine, n_noise, g)  # fmt: skip
+    r = run_reconstruct(phi_fn, model.denoise, target, n_samples, sigmas, ada, guide, n_noise,
+                        mean, g, ancestral=ancestral)  # fmt: skip
     out = Path(out_dir)
     x = r.images.cpu().numpy().astype(np.float32)
     with atomic_path(out / "samples.npy") as tmp, open(tmp, "wb") as f:
@@ -791,16 +806,70 @@ def reconstruct(model_path, out_dir, rows, n_samples, sigma_max, sigma_min, step
     cos = r.cosine.view(len(picked), n_samples).tolist()
     rel = r.relative_error.view(len(picked), n_samples).tolist()
     write_json(out / "reconstruct.json", {
-        "model": str(model_path), "rows": picked, "names": [images.names[i] for i in picked],
+        "model": str(model_path), "targets": kind, "groups": groups, "rows": picked,
+        "names": [images.names[i] for i in picked],
         "n_samples": n_samples, "seed": seed, "adaptive": adaptive, "ancestral": ancestral,
         "sigma_max_255": sigma_max, "sigma_min_255": sigma_min, "steps": len(r.sigma_after),
         "guidance": {"lr": lr, "max_iter": max_iter, "tol": tol}, "n_noise": n_noise,
         "phi_cosine": cos, "phi_relative_error": rel})  # fmt: skip
     for i, row in enumerate(picked):
-        click.echo(f"row {row}: phi cosine {np.median(cos[i]):.3f}, relative error "
+        click.echo(f"{kind} target {i} (row {row}): phi cosine {np.median(cos[i]):.3f}, relative error "
                    f"{np.median(rel[i]):.3f} (median of {n_samples} samples)")  # fmt: skip
     click.echo(f"fig7_reconstructions.png, fig20_noise_levels.png, samples.npy, "
                f"reconstruct.json in {out_dir}")  # fmt: skip
+
+
+def _reconstruction_targets(images, rows, unions, clusters_from, clusters, members, seed):
+    """([rows of each target group], combine, kind) from the reconstruct options."""
+    if unions and clusters_from:
+        raise UserError("give --union or --clusters-from, not both")
+    n = len(images)
+    try:
+        if clusters_from is not None:
+            return (
+                _cluster_groups(images, clusters_from, clusters, members, seed),
+                "mean",
+                "cluster",
+            )
+        if unions:
+            groups = [[int(a) for a in pair.split("+")] for pair in unions.split(",")]
+            if any(len(gr) != 2 for gr in groups):
+                raise ValueError
+            kind, combine = "union", "max"
+        else:
+            groups, kind, combine = [[int(r)] for r in rows.split(",")], "rows", "mean"
+    except ValueError:
+        raise UserError("--rows takes rows A,B,...; --union takes pairs A+B,C+D,...") from None
+    bad = sorted({r for gr in groups for r in gr if not 0 <= r < n})
+    if bad:
+        raise UserError(f"rows {bad} are outside the data's {n} images")
+    return groups, combine, kind
+
+
+def _cluster_groups(images, folder: Path, clusters, members: int, seed: int):
+    import numpy as np
+
+    from denoiserlens.fileio import read_json
+    from denoiserlens.represent import Store
+
+    if not (folder / "clusters.json").is_file():
+        raise UserError(f"{folder}: not a cluster output folder (no clusters.json)")
+    info = read_json(folder / "clusters.json")
+    store = Store(info["store"])
+    if images.fingerprint != store.meta["data"]["fingerprint"]:
+        raise UserError(f"--data is not the images of the clustered store {info['store']}")
+    assignment = np.load(folder / "assignments.npy")
+    if not clusters:
+        raise UserError("--clusters-from needs --clusters (comma list of cluster ids)")
+    ids = [int(c) for c in clusters.split(",")]
+    rng = np.random.default_rng(seed)
+    groups = []
+    for c in ids:
+        rows = np.flatnonzero(assignment == c)
+        if len(rows) == 0:
+            raise UserError(f"cluster {c} has no members (k = {info['k']})")
+        groups.append(sorted(rng.choice(rows, min(members, len(rows)), replace=False).tolist()))
+    return groups
 
 
 @main.command()

@@ -101,6 +101,43 @@ def _scatter(b: int, idx: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     return torch.full((b,), float("nan"), device=values.device).index_copy_(0, idx, values.float())
 
 
+class ImageTargets:
+    """Targets given as images (K, C, H, W): phi(x^c_k + sigma_k z), ``n_noise`` draws."""
+
+    def __init__(self, phi_fn: PhiFn, images: torch.Tensor, n_noise: int, generator) -> None:
+        self.phi_fn, self.images, self.n_noise, self.generator = phi_fn, images, n_noise, generator
+        self.count, self.shape, self.device = len(images), tuple(images.shape[1:]), images.device
+
+    def phi(self, sigma: torch.Tensor) -> torch.Tensor:
+        """Target phi of each target at its noise level ``sigma`` (K,): (K, d)."""
+        draws = 1 if bool((sigma == 0).all()) else self.n_noise
+        return target_phi(self.phi_fn, self.images, sigma, draws, self.generator)
+
+
+class GroupTargets(ImageTargets):
+    """Targets beyond the paper (its stated future directions): each target is a group of images,
+    and its phi at sigma combines theirs: "mean" (a cluster centroid: the mean phi of the
+    cluster's members) or "max" (the union of the images' active channels)."""
+
+    def __init__(self, phi_fn: PhiFn, groups: list[torch.Tensor], combine: str, n_noise: int,
+                 generator) -> None:  # fmt: skip
+        if combine not in ("mean", "max"):
+            raise ValueError(f"combine must be mean or max, got {combine!r}")
+        if not groups or any(len(gr) == 0 for gr in groups):
+            raise ValueError("every target group needs at least one image")
+        super().__init__(phi_fn, groups[0], n_noise, generator)
+        self.groups, self.combine, self.count = groups, combine, len(groups)
+
+    def phi(self, sigma: torch.Tensor) -> torch.Tensor:
+        out = []
+        for k, images in enumerate(self.groups):
+            sig = sigma[k].expand(len(images))
+            draws = 1 if float(sigma[k]) == 0 else self.n_noise
+            p = target_phi(self.phi_fn, images, sig, draws, self.generator)
+            out.append(p.mean(0) if self.combine == "mean" else p.max(0).values)
+        return torch.stack(out)
+
+
 @dataclass
 class Reconstruction:
     """Samples (K * S, ...) target-major; per step, the effective noise level before and after
@@ -118,7 +155,7 @@ class Reconstruction:
 def reconstruct(
     phi_fn: PhiFn,
     denoise: Callable[[torch.Tensor], torch.Tensor],
-    targets: torch.Tensor,
+    targets: torch.Tensor | ImageTargets,
     n_samples: int,
     sigmas: torch.Tensor | None = None,
     adaptive: SamplerConfig | None = None,
@@ -129,7 +166,8 @@ def reconstruct(
     final_phi_sigma: float = 0.0,
     ancestral: bool = False,
 ) -> Reconstruction:
-    """``n_samples`` reconstructions of each target image (K, C, H, W) from its phi.
+    """``n_samples`` reconstructions of each target from its phi: target images (K, C, H, W), or
+    :class:`ImageTargets` / :class:`GroupTargets` (cluster centroids, unions of channels).
 
     Give ``sigmas`` (decreasing, sigma_T .. sigma_0: Algorithm 1) or ``adaptive`` (the step rule
     of the unconditional sampler). The final phi match is measured at ``final_phi_sigma``.
@@ -146,9 +184,11 @@ def reconstruct(
         raise ValueError("give either a sigma schedule or an adaptive sampler configuration")
     dev = targets.device
     g = generator or torch.Generator(device=dev).manual_seed(0)
-    k = len(targets)
+    if isinstance(targets, torch.Tensor):
+        targets = ImageTargets(phi_fn, targets, n_noise, g)
+    k = targets.count
     owner = torch.arange(k, device=dev).repeat_interleave(n_samples)  # target of each sample
-    shape = (k * n_samples, *targets.shape[1:])
+    shape = (k * n_samples, *targets.shape)
     sigma0 = float(sigmas[0]) if sigmas is not None else adaptive.sigma_0
     x = torch.as_tensor(mean, dtype=torch.float32, device=dev) + sigma0 * torch.randn(
         shape, generator=g, device=dev
@@ -163,7 +203,7 @@ def reconstruct(
         idx = active.nonzero().squeeze(1)
         per_target = torch.zeros(k, device=dev).index_add_(0, owner[idx], level[idx])
         counts = torch.bincount(owner[idx], minlength=k).clamp_min(1)
-        tgt = target_phi(phi_fn, targets, per_target / counts, n_noise, g)
+        tgt = targets.phi(per_target / counts)
         with torch.no_grad():
             before.append(_scatter(b, idx, effective_sigma(denoise(x[idx]).float() - x[idx])))
         xm, info = guidance_step(phi_fn, x[idx], tgt[owner[idx]], guidance)
@@ -199,8 +239,7 @@ def reconstruct(
             if not active.any():
                 break
     with torch.no_grad():
-        final = target_phi(phi_fn, targets, torch.full((k,), final_phi_sigma, device=dev),
-                           n_noise if final_phi_sigma > 0 else 1, g)[owner]  # fmt: skip
+        final = targets.phi(torch.full((k,), final_phi_sigma, device=dev))[owner]
         got = phi_fn(x_hat)
     cos = torch.nn.functional.cosine_similarity(got, final, dim=1)
     rel = (got - final).norm(dim=1) / final.norm(dim=1).clamp_min(1e-12)
