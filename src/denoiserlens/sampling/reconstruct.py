@@ -165,6 +165,8 @@ def reconstruct(
     generator: torch.Generator | None = None,
     final_phi_sigma: float = 0.0,
     ancestral: bool = False,
+    record_noise: bool = True,
+    guide_fn: Callable = guidance_step,
 ) -> Reconstruction:
     """``n_samples`` reconstructions of each target from its phi: target images (K, C, H, W), or
     :class:`ImageTargets` / :class:`GroupTargets` (cluster centroids, unions of channels).
@@ -179,6 +181,10 @@ def reconstruct(
     Gaussian posterior step of a variance-exploding diffusion,
     x_{t-1} = x_hat + (sigma_{t-1}/sigma_t)^2 (x_t - x_hat) + sigma_{t-1} sqrt(1 - (sigma_{t-1}/
     sigma_t)^2) z, which keeps the variance (``tests/test_sampling.py``).
+
+    ``record_noise=False`` skips the extra denoising that measures the noise level before each
+    matching step (Figure 20; ``sigma_before`` is then NaN). ``guide_fn`` replaces Algorithm 2
+    (same signature as :func:`guidance_step`; the benchmarks pass the authors' variant).
     """
     if (sigmas is None) == (adaptive is None):
         raise ValueError("give either a sigma schedule or an adaptive sampler configuration")
@@ -204,9 +210,12 @@ def reconstruct(
         per_target = torch.zeros(k, device=dev).index_add_(0, owner[idx], level[idx])
         counts = torch.bincount(owner[idx], minlength=k).clamp_min(1)
         tgt = targets.phi(per_target / counts)
-        with torch.no_grad():
-            before.append(_scatter(b, idx, effective_sigma(denoise(x[idx]).float() - x[idx])))
-        xm, info = guidance_step(phi_fn, x[idx], tgt[owner[idx]], guidance)
+        if record_noise:
+            with torch.no_grad():
+                before.append(_scatter(b, idx, effective_sigma(denoise(x[idx]).float() - x[idx])))
+        else:
+            before.append(torch.full((b,), float("nan"), device=dev))
+        xm, info = guide_fn(phi_fn, x[idx], tgt[owner[idx]], guidance)
         x[idx] = xm
         l0.append(_scatter(b, idx, info["initial_loss"]))
         l1.append(_scatter(b, idx, info["final_loss"]))

@@ -1,0 +1,116 @@
+"""Issue 5: time to reconstruct 8 samples of one target with the paper's settings (schedule
+linspace(1, 0.03, 100), n_noise 10, guidance max_iter 100, stop at 1% of the initial loss), our
+path vs the authors' way in the same run, and unconditional sampling cost.
+
+- ours: the guidance back-propagates through the encoder and middle block only, and each sample
+  stops on its own (``denoiserlens.sampling.reconstruct``);
+- naive: the loss is computed after a full forward pass of the whole network (decoder included)
+  and every sample keeps stepping until all have converged.
+
+On 2 CPU cores the full 100-step schedule takes long; ``--steps-run`` times the first steps of it
+for both paths (the same steps, the same noise) and extrapolates per step.
+
+    .venv/bin/python benchmarks/reconstruct_speed.py --model work/runs/fmnist-small \\
+        --data fashion-mnist:test --pad-to 32 [--preset paper --size 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from denoiserlens.data import DataSpec, open_data, to_float
+from denoiserlens.models import build_model, load_model, preset_config
+from denoiserlens.sampling import SamplerConfig, sample
+from denoiserlens.sampling.reconstruct import GuidanceConfig, middle_means, reconstruct
+
+
+def naive_guidance(model):
+    """The authors' way: the loss after a whole-network forward pass (decoder computed too), and
+    every sample steps until all have converged. Same signature as ``guidance_step``."""
+    block, last = model.middle_block, model.block_names[-1]
+
+    def guide(phi_fn, x, target, cfg: GuidanceConfig):
+        x = x.detach().clone()
+        first = None
+        loss = None
+        for _ in range(cfg.max_iter):
+            xi = x.requires_grad_(True)
+            with torch.enable_grad():
+                out = model.blocks_until(xi, last)[block].output.float().mean(dim=(2, 3))
+                loss = (out - target).pow(2).sum(1)
+                if first is None:
+                    first = loss.detach()
+                if bool((loss.detach() <= cfg.tol * first).all()):
+                    break
+                grad = torch.autograd.grad(loss.sum(), xi)[0]
+            x = (xi - cfg.lr * grad).detach()
+        return x.detach(), {"initial_loss": first, "final_loss": loss.detach()}
+
+    return guide
+
+
+def run(model, xc, n, sigmas, guide, n_noise, steps_run, naive: bool, seed=0):
+    """Seconds per schedule step and the final phi cosine of ``n`` samples over the first
+    ``steps_run`` steps of ``sigmas`` (ancestral score step, no Figure-20 bookkeeping)."""
+    g = torch.Generator().manual_seed(seed)
+    kw = {"guide_fn": naive_guidance(model)} if naive else {}
+    t0 = time.perf_counter()
+    r = reconstruct(middle_means(model), model.denoise, xc, n, sigmas[: steps_run + 1],
+                    guidance=guide, n_noise=n_noise, mean=float(xc.mean()), generator=g,
+                    final_phi_sigma=float(sigmas[steps_run]), ancestral=True,
+                    record_noise=False, **kw)  # fmt: skip
+    return (time.perf_counter() - t0) / steps_run, float(r.cosine.mean())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=None, help="Run directory (default: random weights).")
+    ap.add_argument("--preset", default="small")
+    ap.add_argument("--size", type=int, default=32)
+    ap.add_argument("--data", default="fashion-mnist:test")
+    ap.add_argument("--pad-to", type=int, default=32)
+    ap.add_argument("--steps-run", type=int, default=5)
+    ap.add_argument("--lr", type=float, default=1.0)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    if args.model:
+        model = load_model(args.model)
+        name = args.model
+    else:
+        model = build_model(preset_config(args.preset).to_dict(), seed=0).eval()
+        name = f"{args.preset} (random weights)"
+    spec = DataSpec((args.data,), channels=model.image_channels,
+                    pad_to=args.pad_to if args.size == args.pad_to else None,
+                    size=None if args.size == args.pad_to else args.size, limit=1)  # fmt: skip
+    xc = to_float(open_data(spec)[0])[None]
+    sigmas = torch.linspace(1, 0.03, 100)
+    guide = GuidanceConfig(lr=args.lr, max_iter=100, tol=0.01)
+    print(f"model {name}, target {tuple(xc.shape)}, 8 samples, steps 1-{args.steps_run} of 100")
+    rows = {"ours": [], "naive": []}
+    for _ in range(args.repeats):
+        for tag in ("naive", "ours"):
+            rows[tag].append(run(model, xc, 8, sigmas, guide, 10, args.steps_run, tag == "naive"))
+    for tag, r in rows.items():
+        per = np.median([a for a, _ in r])
+        print(f"{tag:6s} {per:8.2f} s per step ({per * 100 / 60:6.1f} min for 100 steps), "
+              f"final phi cosine {np.median([c for _, c in r]):.4f}")  # fmt: skip
+    ratio = np.median([a for a, _ in rows["naive"]]) / np.median([a for a, _ in rows["ours"]])
+    print(f"speed-up: {ratio:.1f}x (median of {args.repeats})")
+    # unconditional sampling: steps and seconds per sample
+    t0 = time.perf_counter()
+    out = sample(model.denoise, (8, *xc.shape[1:]), SamplerConfig(sigma_0=1.0, sigma_L=0.01),
+                 mean=float(xc.mean()), seed=0)  # fmt: skip
+    sec = time.perf_counter() - t0
+    print(
+        f"unconditional: 8 samples, median {int(out.steps.median())} steps, "
+        f"{sec / 8:.2f} s per sample (batch of 8)"
+    )
+
+
+if __name__ == "__main__":
+    main()
