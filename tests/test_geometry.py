@@ -1,0 +1,117 @@
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from denoiserlens import UserError
+from denoiserlens.geometry import (
+    JacobianOperator,
+    asymmetry,
+    full_jacobian,
+    hutchinson_trace,
+    top_eigenpairs,
+)
+from denoiserlens.models import UNet, preset_config
+
+
+class Linear(nn.Module):
+    """f(y) = M y on (1, 1, h, w) images: a denoiser whose Jacobian is M everywhere."""
+
+    def __init__(self, m: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("m", m)
+
+    def forward(self, y):
+        return (y.reshape(len(y), -1) @ self.m.T).view(y.shape)
+
+
+def _spd(n: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(n, n, generator=g))
+    lam = torch.linspace(1.0, 0.0, n) ** 3  # a shrinkage: eigenvalues in [0, 1]
+    return (q * lam) @ q.T
+
+
+def test_eigensolver_returns_a_linear_denoisers_eigenpairs():
+    m = _spd(64, 0)
+    model, y = Linear(m), torch.rand(1, 1, 8, 8)
+    op = JacobianOperator(model, y)
+    vals, vecs = top_eigenpairs(op, k=6, tol=1e-8)
+    ev, evec = torch.linalg.eigh(m.double())
+    np.testing.assert_allclose(vals, ev.flip(0)[:6].numpy(), rtol=1e-4, atol=1e-6)
+    for i in range(6):  # eigenvectors up to sign
+        assert abs(float(torch.from_numpy(vecs[:, i]) @ evec[:, -1 - i])) > 0.999
+    torch.testing.assert_close(full_jacobian(model, y), m)
+    tr, se = hutchinson_trace(op, probes=400)
+    assert abs(tr - float(m.trace())) < 4 * se + 1e-6
+    assert asymmetry(op) < 1e-5
+    skew = m + 0.1 * torch.triu(torch.ones(64, 64), 1)
+    expected = float((skew - skew.T).norm() / skew.norm())
+    assert asymmetry(JacobianOperator(Linear(skew), y), probes=400) == pytest.approx(
+        expected, rel=0.15
+    )
+
+
+@pytest.fixture(scope="module")
+def bias_free():
+    torch.manual_seed(0)
+    model = UNet(preset_config("tiny", bias=False, norm="batch")).eval()
+    with torch.no_grad():  # non-trivial running statistics
+        for mod in model.modules():
+            if hasattr(mod, "running_sd"):
+                mod.running_sd.uniform_(0.5, 2.0)
+    return model
+
+
+def test_matrix_free_and_full_jacobians_agree(bias_free):
+    y = torch.rand(1, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+    full = full_jacobian(bias_free, y)
+    op = JacobianOperator(bias_free, y)
+    v = torch.randn(256, generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(op.matvec(v), full @ v, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(op.rmatvec(v), full.T @ v, rtol=1e-4, atol=1e-5)
+    vals, _ = top_eigenpairs(op, k=5, tol=1e-8)
+    exact = torch.linalg.eigvalsh((0.5 * (full + full.T)).double()).flip(0)[:5]
+    np.testing.assert_allclose(vals, exact.numpy(), rtol=1e-3, atol=1e-5)
+    # a bias-free network is homogeneous of degree 1: f(y) = J_y y
+    torch.testing.assert_close(full @ y.reshape(-1), bias_free(y).reshape(-1), rtol=1e-4, atol=1e-5)
+
+
+def test_full_jacobian_refuses_large_images(bias_free):
+    with pytest.raises(UserError, match="too large for the full Jacobian"):
+        full_jacobian(bias_free, torch.rand(1, 1, 96, 96))
+    with pytest.raises(UserError, match="one image"):
+        JacobianOperator(bias_free, torch.rand(2, 1, 16, 16))
+
+
+def test_jacobian_command(tmp_path, bias_free):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from denoiserlens.data import disks
+    from denoiserlens.models import save_model
+
+    exe = str(Path(sys.executable).parent / "denoiserlens")
+    save_model(bias_free, tmp_path / "m")
+    np.save(tmp_path / "d.npy", disks(3, 16, seed=0).images)
+    args = [exe, "jacobian", "--model", str(tmp_path / "m"), "--data", str(tmp_path / "d.npy"),
+            "--rows", "1", "--sigmas", "25,50", "--k", "4", "--full", "--probes", "8",
+            "--out", str(tmp_path / "j")]  # fmt: skip
+    p = subprocess.run(args, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    res = json.loads((tmp_path / "j/jacobian.json").read_text())["results"]
+    assert [r["sigma_255"] for r in res] == [25, 50]
+    for r in res:
+        assert len(r["eigenvalues"]) == 4 and r["eigenvalues"] == sorted(r["eigenvalues"])[::-1]
+        assert r["homogeneity_error"] < 1e-4  # bias-free: J y = f(y)
+        assert abs(r["trace_hutchinson"] - r["trace_exact"]) < 5 * r["trace_se"] + 1e-3
+    for name in ("eigenvalues.png", "eigenvectors_row1_sigma25.png"):
+        assert (tmp_path / "j" / name).stat().st_size > 3000
+    big = tmp_path / "big.npy"
+    np.save(big, disks(1, 96, seed=0).images)
+    p = subprocess.run([exe, "jacobian", "--model", str(tmp_path / "m"), "--data", str(big),
+                        "--full", "--k", "2", "--out", str(tmp_path / "x")],
+                       capture_output=True, text=True)  # fmt: skip
+    assert p.returncode == 2 and "too large" in p.stderr and not (tmp_path / "x").exists()
