@@ -173,3 +173,54 @@ def test_pad_to_centres_images_on_a_black_canvas(tmp_path):
         open_data(DataSpec((str(tmp_path / "a.npy"),), limit=0))
     with pytest.raises(UserError, match="cannot pad 28x28 images to 24x24"):
         open_data(DataSpec((str(tmp_path / "a.npy"),), pad_to=24))
+
+
+def _spectral_slope(power: np.ndarray, f: np.ndarray) -> float:
+    keep = (f > 0) & (f < f.max() / 2)
+    return float(np.polyfit(np.log(f[keep]), np.log(power[keep]), 1)[0])
+
+
+def test_fractal_noise_has_the_asked_spectrum():
+    from denoiserlens.data.synthetic import fractal_noise_1d, fractal_noise_2d
+
+    rng = np.random.default_rng(0)
+    for exponent in (0.8, 1.5):
+        p1 = np.mean([np.abs(np.fft.rfft(fractal_noise_1d(1024, exponent, rng))) ** 2
+                      for _ in range(200)], axis=0)  # fmt: skip
+        slope = _spectral_slope(p1, np.fft.rfftfreq(1024, 1 / 1024))
+        assert slope == pytest.approx(-2 * exponent, abs=0.1)
+        p2 = np.mean([np.abs(np.fft.fft2(fractal_noise_2d(64, exponent, rng))) ** 2
+                      for _ in range(100)], axis=0)  # fmt: skip
+        fr = np.hypot(*np.meshgrid(np.fft.fftfreq(64), np.fft.fftfreq(64), indexing="ij"))
+        bins = np.round(fr * 64).astype(int)
+        radial = np.bincount(bins.ravel(), p2.ravel()) / np.bincount(bins.ravel())
+        assert _spectral_slope(radial[:32], np.arange(32.0)) == pytest.approx(
+            -2 * exponent, abs=0.2
+        )
+
+
+def test_c_alpha_contours_have_hoelder_regularity_alpha():
+    # E|b(t + h) - b(t)| ~ h^alpha for a Hoelder-alpha curve, 0 < alpha < 1
+    for alpha in (0.3, 0.6, 0.9):
+        ims = c_alpha(40, 64, alpha=alpha, seed=1)
+        b = ims.contours
+        lags = np.array([1, 2, 4, 8, 16])
+        incr = [np.abs(np.roll(b, -h, axis=1) - b).mean() for h in lags]
+        est = np.polyfit(np.log(lags), np.log(incr), 1)[0]
+        assert est == pytest.approx(alpha, abs=0.12), (alpha, est)
+    # the edges of the image lie on the contour its parameters describe
+    from scipy.ndimage import binary_erosion
+
+    ims = c_alpha(8, 64, alpha=0.6, blur=0.0, seed=2)
+    yy, xx = np.mgrid[0:64, 0:64] + 0.5
+    ratios = []
+    for im, (cy, cx, r0), b in zip(ims.images, ims.params, ims.contours, strict=True):
+        assert 0.2 * 64 <= r0 <= 0.3 * 64 and 0.4 * 64 <= cy <= 0.6 * 64
+        theta = np.arctan2(yy - cy, xx - cx) % (2 * np.pi)
+        radius = r0 * (1 + 0.3 * b[(theta / (2 * np.pi) * b.size).astype(int) % b.size])
+        inside = np.hypot(yy - cy, xx - cx) <= radius
+        rim = inside & ~binary_erosion(inside)
+        gy, gx = np.gradient(im[0].astype(float))
+        grad = np.hypot(gy, gx)
+        ratios.append(grad[rim].mean() / grad[~rim].mean())
+    assert np.median(ratios) > 2

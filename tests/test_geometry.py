@@ -115,3 +115,43 @@ def test_jacobian_command(tmp_path, bias_free):
                         "--full", "--k", "2", "--out", str(tmp_path / "x")],
                        capture_output=True, text=True)  # fmt: skip
     assert p.returncode == 2 and "too large" in p.stderr and not (tmp_path / "x").exists()
+
+
+def test_psnr_slope_of_known_denoisers():
+    from denoiserlens.geometry.slope import fit_slope, optimal_slope, psnr_curve
+
+    assert optimal_slope(1.0) == 0.5 and optimal_slope(3.0) == 0.75
+    x = 0.4 + 0.2 * torch.rand(8, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    sigmas = [0.005, 0.01, 0.02, 0.04]  # no clipping: 0.6 + 5 sigma < 1
+    p_in, p_out = psnr_curve(lambda y: y, x, sigmas)  # the identity: output = input
+    assert fit_slope(p_in, p_out)[0] == pytest.approx(1.0, abs=0.02)
+    np.testing.assert_allclose(p_in, -20 * np.log10(sigmas), atol=0.3)
+    # the oracle projection onto a 16-dimensional subspace holding the images keeps 16 of the 256
+    # noise dimensions: slope exactly 1, gain 10 log10(256 / 16) = 12 dB
+    basis = torch.linalg.qr(torch.randn(256, 16, generator=torch.Generator().manual_seed(1)))[0]
+    coef = 0.05 * torch.randn(128, 16, generator=torch.Generator().manual_seed(2))
+    flat = (0.5 + coef @ basis.T).view(128, 1, 16, 16)
+    assert flat.min() >= 0 and flat.max() <= 1
+    proj = lambda y: (0.5 + ((y.reshape(len(y), -1) - 0.5) @ basis) @ basis.T).view(y.shape)  # noqa: E731
+    p_in, p_out = psnr_curve(proj, flat, sigmas)
+    assert fit_slope(p_in, p_out)[0] == pytest.approx(1.0, abs=0.05)
+    assert np.median(p_out - p_in) == pytest.approx(10 * np.log10(256 / 16), abs=0.6)
+
+
+def test_slope_command(tmp_path, bias_free):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from denoiserlens.models import save_model
+
+    exe = str(Path(sys.executable).parent / "denoiserlens")
+    save_model(bias_free, tmp_path / "m")
+    p = subprocess.run([exe, "slope", "--model", str(tmp_path / "m"), "--data",
+                        "c-alpha:6:16:0.5", "--alpha", "0.5", "--sigmas", "10,40",
+                        "--out", str(tmp_path / "s")], capture_output=True, text=True)  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    c = json.loads((tmp_path / "s/slope.json").read_text())["curves"]["m"]
+    assert len(c["psnr_in"]) == 2 and c["optimal_slope"] == pytest.approx(1 / 3)
+    assert (tmp_path / "s/psnr_slope.png").stat().st_size > 3000

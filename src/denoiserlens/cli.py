@@ -1036,5 +1036,54 @@ def jacobian(model_path, out_dir, rows, sigmas, k, full, probes, seed, **data_kw
     click.echo(f"eigenvalues.png, eigenvectors_*.png and jacobian.json in {out_dir}")
 
 
+@main.command()
+@click.option("--model", "model_paths", type=click.Path(path_type=Path), multiple=True,
+              required=True, help="Run directory (repeat to compare).")  # fmt: skip
+@data_options
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
+@click.option("--sigmas", default="5,10,20,40,80", show_default=True,
+              help=f"Comma list, {SIGMA_HELP}.")  # fmt: skip
+@click.option("--alpha", type=float, default=None,
+              help="Regularity of the images (C-alpha): draw the optimal slope alpha/(alpha+1).")  # fmt: skip
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@user_errors
+def slope(model_paths, out_dir, sigmas, alpha, seed, device, **data_kw):
+    """Output PSNR against input PSNR and its fitted slope (C-alpha experiment of the companion
+    work): the optimal denoiser of C-alpha images has slope alpha / (alpha + 1). Writes
+    psnr_slope.png and slope.json."""
+    import numpy as np
+
+    from denoiserlens.analysis.figures import save_figure
+    from denoiserlens.data import open_data, to_float
+    from denoiserlens.fileio import write_json
+    from denoiserlens.geometry.slope import fit_slope, optimal_slope, plot_psnr_curves, psnr_curve
+
+    sig = _sigmas(sigmas)
+    if len(sig) < 2:
+        raise UserError("a slope needs at least two noise levels")
+    images = open_data(_data_spec(data_kw))
+    curves = {}
+    for p in model_paths:
+        model = _load_model_cli(p, device)
+        _check_images(model, images, pad=False)
+        x = to_float(np.asarray(images.as_array())).to(_device(device))
+        p_in, p_out = psnr_curve(model.denoise, x, sig, seed)
+        s, b = fit_slope(p_in, p_out)
+        c = {"psnr_in": p_in.tolist(), "psnr_out": p_out.tolist(), "slope": s, "intercept": b}
+        if alpha is not None:
+            c["optimal_slope"] = optimal_slope(alpha)
+        curves[_method_name(p, curves)] = c
+        best = (
+            "" if alpha is None else f" (optimal for alpha {alpha:g}: {optimal_slope(alpha):.3f})"
+        )
+        click.echo(f"{p}: slope {s:.3f}{best}")
+    save_figure(Path(out_dir) / "psnr_slope.png", lambda ax: plot_psnr_curves(ax, curves),
+                figsize=(5, 4))  # fmt: skip
+    write_json(Path(out_dir) / "slope.json", {"sigmas_255": [x * 255 for x in sig], "alpha": alpha,
+                                              "seed": seed, "curves": curves})  # fmt: skip
+    click.echo(f"psnr_slope.png and slope.json in {out_dir}")
+
+
 if __name__ == "__main__":
     main()

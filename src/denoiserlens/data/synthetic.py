@@ -74,10 +74,13 @@ def c_alpha(
     yy, xx = np.mgrid[0:size, 0:size] + 0.5
     out = np.empty((n, 1, size, size), np.uint8)
     n_theta = 4 * size
+    contours = np.empty((n, n_theta))
+    params = np.empty((n, 3))
     for i in range(n):
         cy, cx = rng.uniform(0.4 * size, 0.6 * size, 2)
         r0 = rng.uniform(0.2 * size, 0.3 * size)
         b = fractal_noise_1d(n_theta, alpha + 0.5, rng)
+        contours[i], params[i] = b, (cy, cx, r0)
         theta = np.arctan2(yy - cy, xx - cx) % (2 * np.pi)
         radius = r0 * (1 + 0.3 * b[(theta / (2 * np.pi) * n_theta).astype(int) % n_theta])
         inside = np.hypot(yy - cy, xx - cx) <= radius
@@ -90,4 +93,7 @@ def c_alpha(
             img = gaussian_filter(img, blur, mode="reflect")
         out[i, 0] = _to_uint8(img)
     names = [f"c-alpha:{i}" for i in range(n)]
-    return ImageSet(out, names, source=f"c_alpha(n={n}, size={size}, alpha={alpha}, seed={seed})")
+    ims = ImageSet(out, names, source=f"c_alpha(n={n}, size={size}, alpha={alpha}, seed={seed})")
+    ims.params = params  # type: ignore[attr-defined]  # (cy, cx, r0) per image
+    ims.contours = contours  # type: ignore[attr-defined]  # b(theta): r = r0 (1 + 0.3 b)
+    return ims
