@@ -155,3 +155,55 @@ def test_slope_command(tmp_path, bias_free):
     c = json.loads((tmp_path / "s/slope.json").read_text())["curves"]["m"]
     assert len(c["psnr_in"]) == 2 and c["optimal_slope"] == pytest.approx(1 / 3)
     assert (tmp_path / "s/psnr_slope.png").stat().st_size > 3000
+
+
+def test_disjoint_nested_subsets():
+    from denoiserlens.geometry.generalization import disjoint_subsets
+
+    s = disjoint_subsets(100, [1, 5, 20], seed=3)
+    for n, (a, b) in s.items():
+        assert len(a) == len(b) == n and not set(a) & set(b)
+    assert set(s[5][0]) <= set(s[20][0]) and set(s[1][1]) <= set(s[5][1])
+    with pytest.raises(ValueError, match="need 60"):
+        disjoint_subsets(50, [30])
+
+
+def test_similarity_measures():
+    from denoiserlens.geometry.generalization import (
+        nearest_training_similarity,
+        paired_similarity,
+    )
+
+    rng = np.random.default_rng(0)
+    a = rng.random((4, 1, 8, 8))
+    assert np.allclose(paired_similarity(a, a, 0.5), 1.0)
+    assert np.allclose(paired_similarity(a, 1.0 - a, 0.5), -1.0)  # mirrored about the mean
+    train = np.concatenate([rng.random((6, 1, 8, 8)), a[2:3]])
+    near = nearest_training_similarity(a, train, 0.5)
+    assert near[2] == pytest.approx(1.0) and np.all(near[[0, 1, 3]] < 0.9)
+
+
+def test_generalization_command_runs_and_resumes(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = str(Path(sys.executable).parent / "denoiserlens")
+    args = [exe, "generalization", "--data", "disks:40:16:0", "--sizes", "1,8", "--steps", "20",
+            "--batch-size", "4", "--n-samples", "3", "--sigma-L", "20", "--out",
+            str(tmp_path / "g")]  # fmt: skip
+    p = subprocess.run(args, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    res = json.loads((tmp_path / "g/results.json").read_text())
+    assert set(res["per_size"]) == {"1", "8"}
+    for r in res["per_size"].values():
+        assert len(r["paired"]) == 3 and len(r["nearest_training"]) == 6
+        assert all(-1 <= v <= 1 for v in r["paired"] + r["nearest_training"])
+    weights = tmp_path / "g/N8/a/weights.safetensors"
+    before = weights.stat().st_mtime_ns
+    p = subprocess.run(args, capture_output=True, text=True)  # rerun: nothing retrained
+    assert p.returncode == 0 and "training" not in p.stderr and weights.stat().st_mtime_ns == before
+    assert json.loads((tmp_path / "g/results.json").read_text()) == res
+    p = subprocess.run(args[:5] + ["1,30"] + args[6:], capture_output=True, text=True)
+    assert p.returncode == 2 and "need 60" in p.stderr

@@ -55,3 +55,9 @@ def load_train_state(
     model.load_state_dict(model_state)
     optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
     return json.loads(meta["info"])
+
+
+def train_state_step(path: str | Path) -> int:
+    """The step a training state was saved at, read from its metadata (no tensors loaded)."""
+    with safe_open(str(path), framework="pt") as f:
+        return int(json.loads(f.metadata()["info"])["step"])

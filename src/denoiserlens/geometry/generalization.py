@@ -1,0 +1,144 @@
+"""Memorization vs generalization (companion work, Kadkhodaie et al. 2024): train two denoisers
+on disjoint training sets of N images each, sample from both with the same seeds, and compare.
+
+With few images each network memorizes its own set: its samples are copies of training images,
+and the two networks' samples differ. With enough images both learn the same density: their
+samples from the same noise become nearly identical, and no longer copies of training images.
+Similarities are cosines of the images centred on the data mean.
+
+The sweep is resumable: every model is a run directory (``train`` resumes it) and every size's
+samples are saved once computed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from denoiserlens.data import ImageSet
+from denoiserlens.fileio import atomic_path, read_json, write_json
+from denoiserlens.models import load_model
+from denoiserlens.sampling import SamplerConfig, sample
+from denoiserlens.train import TrainConfig, train
+
+
+def disjoint_subsets(n_total: int, sizes: list[int], seed: int = 0) -> dict[int, tuple]:
+    """For each size N, two disjoint sets of N rows; the sets of smaller sizes are prefixes of
+    those of larger ones (nested), drawn from one seeded permutation split in two halves."""
+    biggest = max(sizes)
+    if 2 * biggest > n_total:
+        raise ValueError(f"two disjoint sets of {biggest} images need {2 * biggest}; the data "
+                         f"has {n_total}")  # fmt: skip
+    perm = np.random.default_rng(seed).permutation(n_total)
+    first, second = perm[:biggest], perm[biggest : 2 * biggest]
+    return {n: (np.sort(first[:n]), np.sort(second[:n])) for n in sizes}
+
+
+def _centred(x: np.ndarray, mean: float) -> np.ndarray:
+    flat = np.asarray(x, np.float64).reshape(len(x), -1) - mean
+    return flat / np.maximum(np.linalg.norm(flat, axis=1, keepdims=True), 1e-12)
+
+
+def paired_similarity(a: np.ndarray, b: np.ndarray, mean: float) -> np.ndarray:
+    """Cosine similarity of a[i] and b[i] (centred on ``mean``), shape (n,)."""
+    return (_centred(a, mean) * _centred(b, mean)).sum(1)
+
+
+def nearest_training_similarity(samples: np.ndarray, train: np.ndarray, mean: float) -> np.ndarray:
+    """For each sample, the cosine similarity (centred) of its nearest training image, (n,)."""
+    return (_centred(samples, mean) @ _centred(train, mean).T).max(1)
+
+
+def _repeat_to(images: ImageSet, rows: np.ndarray, at_least: int) -> ImageSet:
+    reps = -(-at_least // len(rows))
+    return images.subset(np.tile(rows, reps))
+
+
+def run_sweep(
+    images: ImageSet,
+    sizes: list[int],
+    out_dir: str | Path,
+    arch: dict[str, Any],
+    cfg: TrainConfig,
+    sampler: SamplerConfig,
+    n_samples: int = 16,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Train the model pairs, sample, and measure; returns (and writes) results.json."""
+    out = Path(out_dir)
+    subsets = disjoint_subsets(len(images), sizes, seed)
+    x_all = images.as_array()
+    mean = float(x_all.mean() / 255)
+    results = {"sizes": sizes, "seed": seed, "n_samples": n_samples, "data": images.source,
+               "train": {"steps": cfg.steps, "batch_size": cfg.batch_size}, "per_size": {}}  # fmt: skip
+    for n in sorted(sizes):
+        runs = []
+        for tag, rows in zip("ab", subsets[n], strict=True):
+            run = out / f"N{n}" / tag
+            runs.append(run)
+            state = read_json(run / "config.json") if (run / "config.json").exists() else None
+            done = state is not None and (run / "weights.safetensors").exists() and _finished(run)
+            if done:
+                continue
+            log(f"N = {n}, model {tag}: training on {n} images")
+            data = _repeat_to(images, rows, cfg.batch_size)
+            train(arch, data, cfg, run, resume=state is not None, device=device, progress=False)
+        path = out / f"N{n}" / "samples.npz"
+        if not path.exists():
+            log(f"N = {n}: sampling {n_samples} images from each model, same seeds")
+            shape = (n_samples, *x_all.shape[1:])
+            drawn = []
+            for run in runs:
+                model = load_model(run, device)
+                s = sample(model.denoise, shape, sampler, mean=mean, seed=seed, device=device)
+                drawn.append(s.images.cpu().numpy())
+            with atomic_path(path) as tmp, open(tmp, "wb") as f:
+                np.savez(f, a=drawn[0], b=drawn[1])
+        pair = np.load(path)
+        a, b = pair["a"], pair["b"]
+        train_a = x_all[subsets[n][0]] / 255.0
+        train_b = x_all[subsets[n][1]] / 255.0
+        sims = paired_similarity(a, b, mean)
+        near = np.concatenate([nearest_training_similarity(a, train_a, mean),
+                               nearest_training_similarity(b, train_b, mean)])  # fmt: skip
+        results["per_size"][str(n)] = {
+            "paired_median": float(np.median(sims)), "paired": sims.tolist(),
+            "nearest_training_median": float(np.median(near)), "nearest_training": near.tolist()}  # fmt: skip
+    results["generalizes_at"] = next(
+        (n for n in sorted(sizes) if results["per_size"][str(n)]["paired_median"] > 0.95), None
+    )
+    write_json(out / "results.json", results)
+    return results
+
+
+def _finished(run: Path) -> bool:
+    from denoiserlens.train.state import TRAIN_STATE, train_state_step
+
+    steps = read_json(run / "config.json")["train"]["steps"]
+    return (run / TRAIN_STATE).exists() and train_state_step(run / TRAIN_STATE) >= steps
+
+
+def plot_sweep(ax, results: dict[str, Any]) -> None:
+    """Cosine similarity vs N: between the two models' samples, and of samples to their
+    nearest training image (medians, with quartile bands)."""
+    sizes = sorted(int(n) for n in results["per_size"])
+    for key, label, colour in (("paired", "model A vs model B samples", "tab:blue"),
+                               ("nearest_training", "sample vs nearest training image",
+                                "tab:orange")):  # fmt: skip
+        vals = [np.asarray(results["per_size"][str(n)][key]) for n in sizes]
+        med = [np.median(v) for v in vals]
+        ax.plot(sizes, med, marker="o", color=colour, label=label)
+        ax.fill_between(sizes, [np.percentile(v, 25) for v in vals],
+                        [np.percentile(v, 75) for v in vals], color=colour, alpha=0.2)  # fmt: skip
+    ax.axhline(0.95, color="gray", ls=":", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("training images per model (N)")
+    ax.set_ylabel("cosine similarity")
+    ax.set_ylim(-0.05, 1.02)
+    ax.legend(fontsize=7)
