@@ -59,10 +59,10 @@ def _sigmas(text: str) -> list[float]:
     return [v / 255.0 for v in values]
 
 
-def data_options(fn):
+def data_options(fn, required: bool = True):
     """The options that describe a data set (see denoiserlens.data.open)."""
     opts = [
-        click.option("--data", "sources", multiple=True, required=True,
+        click.option("--data", "sources", multiple=True, required=required,
                      help="Folder, image, .npy/.npz, IDX file, fashion-mnist[:test], "
                           "disks:N:SIZE, c-alpha:N:SIZE:ALPHA, or @LIST (a file naming "
                           "sources, one per line). Repeat to concatenate."),
@@ -1145,6 +1145,53 @@ def generalization(out_dir, sizes, preset, steps, batch_size, lr, n_samples, sig
         + (str(at) if at else "- (not reached)")
     )
     click.echo(f"results.json and generalization.png in {out_dir}")
+
+
+@main.command()
+@click.option("--model", "model_path", type=click.Path(path_type=Path), default=None,
+              help="Run directory (default: the bundled Fashion-MNIST model).")  # fmt: skip
+@functools.partial(data_options, required=False)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("report"),
+              show_default=True)  # fmt: skip
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
+              help="TOML file of report settings (see denoiserlens.report.config).")  # fmt: skip
+@click.option("--images", "n_images", type=int, default=None, help="Rows of the data used.")
+@click.option("--skip", default=None, help="Comma list of sections not to compute.")
+@click.option("--device", default="auto", show_default=True)
+@user_errors
+def report(model_path, out_dir, config_path, n_images, skip, device, **data_kw):
+    """Every analysis on one model and data set, as a static web page (index.html with the
+    paper's figures in its order, explorer.html, metrics.json). With no --model and --data, the
+    bundled model and images (offline). An interrupted report reruns only what it had not
+    finished. Sections: denoising, representation, neighbours, clusters, probe, samples,
+    reconstructions, distance, jacobian, explorer."""
+    from tqdm import tqdm
+
+    from denoiserlens.report import bundled_defaults, load_config, run_report
+
+    if (model_path is None) != (not data_kw["sources"]):
+        raise UserError("give both --model and --data, or neither (the bundled defaults)")
+    if model_path is None:
+        model_path, spec = bundled_defaults()
+    else:
+        spec = _data_spec(data_kw)
+    if not Path(model_path).exists():
+        raise UserError(f"{model_path}: no such model")
+    cfg = load_config(config_path, images=n_images,
+                      skip=None if skip is None else tuple(s for s in skip.split(",") if s))  # fmt: skip
+    bar = tqdm(
+        total=100, unit="%", dynamic_ncols=True, bar_format="{l_bar}{bar}| {elapsed}<{remaining}"
+    )
+
+    def progress(stage: str, done: float) -> None:
+        bar.set_description(stage)
+        bar.update(round(100 * done) - bar.n)
+
+    metrics = run_report(model_path, spec, out_dir, cfg, _device(device), progress)
+    bar.close()
+    n_skipped = sum(1 for s in metrics["sections"].values() if s["skipped"])
+    click.echo(f"report: {out_dir}/index.html ({len(metrics['sections']) - n_skipped} sections, "
+               f"{n_skipped} omitted; explorer.html, metrics.json)")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -122,6 +122,9 @@ def _group_rows(store, groups, skipped: dict):
         return None
     if groups is None:
         values, counts = np.unique(labels, return_counts=True)
+        if len(values) < 2:
+            skipped["subspaces"] = "needs two labels; the store has one"
+            return None
         groups = tuple(int(v) for v in values[np.argsort(-counts, kind="stable")[:2]])
     rows = [np.flatnonzero(labels == g) for g in groups]
     if len(groups) != 2 or any(len(r) == 0 for r in rows):

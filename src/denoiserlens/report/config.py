@@ -1,0 +1,106 @@
+"""The report's settings: documented defaults, overridable by a TOML file and by flags.
+
+A TOML file holds any of the fields below at its top level, e.g.
+
+    images = 1000          # images of the data set used by the representation analyses
+    sigma = 25             # noise level of phi, in [0, 255] units
+    clusters = 20
+    skip = ["distance"]    # sections not to compute
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from denoiserlens.errors import UserError
+
+SECTIONS = (
+    "denoising",
+    "representation",
+    "neighbours",
+    "clusters",
+    "probe",
+    "samples",
+    "reconstructions",
+    "distance",
+    "jacobian",
+    "explorer",
+)
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """What the report computes; noise levels in [0, 255] units as on the command line."""
+
+    images: int = 1000  # rows of the data used from the representation on
+    eval_images: int = 32  # images for the denoising table
+    eval_sigmas: tuple[float, ...] = (15.0, 25.0, 50.0)
+    bm3d_images: int = 8  # BM3D is slow: the first images only (0: no BM3D)
+    sigma: float = 25.0  # phi for selectivity, neighbours, clusters, explorer
+    reference: float = 127.5  # sigma_1 of Figure 2 (the paper: 0.5 of the range)
+    stability_sigmas: tuple[float, ...] = (5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 127.5, 175.0, 255.0)
+    n_noise: int = 20
+    clusters: int = 20
+    queries: tuple[int, ...] = (0, 1, 2, 3)
+    samples: int = 16
+    targets: tuple[int, ...] = (0, 1, 2)
+    reconstruction_steps: int = 60
+    distance_images: int = 4
+    jacobian_k: int = 16
+    explorer_images: int = 400
+    bf16: bool = True
+    seed: int = 0
+    skip: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        unknown = [s for s in self.skip if s not in SECTIONS]
+        if unknown:
+            raise UserError(f"unknown report section(s) {unknown}; they are {list(SECTIONS)}")
+        for name in ("images", "eval_images", "n_noise", "clusters", "samples",
+                     "reconstruction_steps", "jacobian_k", "explorer_images"):  # fmt: skip
+            if getattr(self, name) < 1:
+                raise UserError(f"report setting {name} must be >= 1")
+        if self.clusters < 2:
+            raise UserError("report setting clusters must be >= 2")
+        for name in ("sigma", "reference"):
+            if not 0 < getattr(self, name) <= 255:
+                raise UserError(f"report setting {name} must be in (0, 255]")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def representation_sigmas(self) -> tuple[float, ...]:
+        """The store's noise levels: the stability grid plus sigma and the reference."""
+        return tuple(sorted(set(self.stability_sigmas) | {self.sigma, self.reference}))
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> ReportConfig:
+    """Defaults, then the TOML file at ``path``, then ``overrides`` (those that are not None)."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        if sys.version_info >= (3, 11):
+            import tomllib
+        else:  # pragma: no cover
+            import tomli as tomllib
+        try:
+            values = tomllib.loads(Path(path).read_text())
+        except OSError as e:
+            raise UserError(f"{path}: {e.strerror}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise UserError(f"{path}: not valid TOML ({e})") from None
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    known = {f.name for f in fields(ReportConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise UserError(f"unknown report setting(s) {unknown}; known: {sorted(known)}")
+    for k, v in values.items():
+        if isinstance(v, list):
+            values[k] = tuple(v)
+    try:
+        return ReportConfig(**values)
+    except TypeError as e:
+        raise UserError(f"invalid report settings: {e}") from None

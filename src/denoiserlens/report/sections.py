@@ -1,0 +1,311 @@
+"""The report's sections, in the paper's order. Each computes its figures and numbers with the
+library's functions into ``OUT/<name>/`` and returns a :class:`Section`: a title, the figures, the
+numbers, and one paragraph that says what the figures show, with the paper's values where it
+gives them. A section whose inputs are missing returns ``skipped`` with the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from denoiserlens.data import DataSpec, ImageSet, to_float
+from denoiserlens.models import Denoiser
+from denoiserlens.report.config import ReportConfig
+
+
+@dataclass
+class Section:
+    name: str
+    title: str
+    text: str = ""
+    figures: list[str] = field(default_factory=list)  # paths relative to the report folder
+    numbers: dict[str, Any] = field(default_factory=dict)
+    skipped: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Context:
+    """What every section reads: the model, the data (its first ``cfg.images`` rows) and where
+    the report goes. ``store`` is the representation store once the representation has run."""
+
+    model: Denoiser
+    model_path: str
+    images: ImageSet
+    spec: DataSpec
+    cfg: ReportConfig
+    out: Path
+    device: torch.device
+
+    @property
+    def store(self) -> Path:
+        return self.out / "representation" / "store"
+
+    def x(self, rows) -> torch.Tensor:
+        return to_float(np.stack([self.images[int(r)] for r in rows])).to(self.device)
+
+
+def _rel(ctx: Context, path: Path) -> str:
+    return str(path.relative_to(ctx.out))
+
+
+def _s(v: float) -> float:
+    return v / 255
+
+
+def denoising(ctx: Context) -> Section:
+    from denoiserlens.evaluation import bm3d_method, evaluate, model_method, write_results
+
+    cfg, sec = ctx.cfg, Section("denoising", "Denoising performance")
+    n = min(cfg.eval_images, len(ctx.images))
+    images = ctx.images.subset(np.arange(n))
+    methods = {"model": model_method(ctx.model, pad=True, device=ctx.device)}
+    sigmas = [_s(v) for v in cfg.eval_sigmas]
+    res = evaluate(methods, images, sigmas, cfg.seed)
+    table = res.table()
+    if cfg.bm3d_images > 0:
+        few = images.subset(np.arange(min(cfg.bm3d_images, n)))
+        both = evaluate({"model": methods["model"], "BM3D": bm3d_method}, few, sigmas, cfg.seed)
+        table += [dict(r, method=f"{r['method']} (first {len(few)} images)")
+                  for r in both.table()]  # fmt: skip
+    out = ctx.out / "denoising"
+    write_results(res, out, {"model": ctx.model_path})
+    sec.figures = [_rel(ctx, out / "psnr.png")]
+    sec.numbers = {"table": table}
+    cells = ", ".join(f"{r['psnr']:.2f} dB at sigma {r['sigma_255']:g}" for r in table
+                      if r["method"] == "model")  # fmt: skip
+    sec.text = (f"Mean PSNR of the blind denoiser on the first {n} images, one seeded noise draw "
+                f"per image and level: {cells}.")  # fmt: skip
+    if cfg.bm3d_images > 0:
+        sec.text += " BM3D (given the true sigma) on the first images is in the table."
+    return sec
+
+
+def representation(ctx: Context) -> Section:
+    from denoiserlens.analysis.run import analyze_store
+    from denoiserlens.represent import RepresentConfig, represent
+
+    cfg = ctx.cfg
+    sec = Section("representation", "Sparsity, stability and selectivity of phi (Figures 1-5, 13)")
+    rc = RepresentConfig(sigmas=tuple(_s(v) for v in cfg.representation_sigmas),
+                         n_noise=cfg.n_noise, blocks=tuple(ctx.model.block_names), inputs=True,
+                         seed=cfg.seed, batch_size=32, bf16=cfg.bf16,
+                         channels_last=cfg.bf16)  # fmt: skip
+    resume = (ctx.store / "meta.json").exists()
+    represent(ctx.model, ctx.images, ctx.store, rc, resume=resume, model_path=ctx.model_path,
+              data_spec=ctx.spec.to_dict())  # fmt: skip
+    out = ctx.out / "representation"
+    m = analyze_store(ctx.store, out, _s(cfg.sigma), _s(cfg.reference), cfg.queries[0],
+                      ctx.model, min(256, len(ctx.images)))  # fmt: skip
+    sec.figures = [_rel(ctx, p) for p in sorted(out.glob("fig*.png"))]
+    sel = m["selectivity"]
+    sec.numbers = {k: m[k] for k in ("sparsity", "selectivity", "active_dimension", "findings",
+                                     "skipped") if k in m}  # fmt: skip
+    holds = [f for f in m["findings"] if f["holds"]]
+    sec.text = (
+        f"phi has {sel['channels']} channels; {sel['fraction_below']:.0%} are selective "
+        f"(participation ratio across images < 0.3) and {sel['fraction_above']:.0%} common "
+        f"(> 0.6). Of the paper's section-2 findings, {len(holds)} of {len(m['findings'])} hold "
+        "for this model: " + "; ".join(
+            f"{f['claim']}: {'holds' if f['holds'] else 'does not hold'} ({f['measured']})"
+            for f in m["findings"]) + ".")  # fmt: skip
+    return sec
+
+
+def neighbours(ctx: Context) -> Section:
+    from denoiserlens.analysis.semantics import neighbours_figure
+
+    sec = Section("neighbours", "Nearest neighbours in phi and in pixels (Figures 5, 14)")
+    queries = [q for q in ctx.cfg.queries if q < len(ctx.images)]
+    r = neighbours_figure(ctx.store, ctx.out / "neighbours", queries, 8, _s(ctx.cfg.sigma))
+    sec.figures = [_rel(ctx, ctx.out / "neighbours" / "fig14_neighbours.png")]
+    sec.numbers = {"queries": r["queries"]}
+    sec.text = ("For each query (first column), its 8 nearest images by cosine similarity in phi "
+                "(top row) and in pixels (bottom row). Queries: "
+                + ", ".join(q["name"] for q in r["queries"]) + ".")  # fmt: skip
+    if "same_label_phi" in r["queries"][0]:
+        a = np.mean([q["same_label_phi"] for q in r["queries"]])
+        b = np.mean([q["same_label_pixels"] for q in r["queries"]])
+        sec.text += f" Neighbours sharing the query's label: {a:.0%} in phi, {b:.0%} in pixels."
+    return sec
+
+
+def clusters(ctx: Context) -> Section:
+    from denoiserlens.analysis.semantics import cluster_store
+
+    sec = Section("clusters", "Emergent clusters (Figure 6)")
+    k = min(ctx.cfg.clusters, len(ctx.images) // 2)
+    r = cluster_store(ctx.store, ctx.out / "clusters", k, _s(ctx.cfg.sigma), ctx.cfg.seed)
+    sec.figures = [_rel(ctx, p) for p in sorted((ctx.out / "clusters").glob("fig6_*.png"))]
+    sec.numbers = {key: r[key] for key in ("k", "sizes", "cluster_separation", "class_separation",
+                                           "labels") if key in r}  # fmt: skip
+    cs = r["cluster_separation"]
+    sec.text = (f"K-means with {k} clusters on phi. {cs['fraction_separated']:.0%} of "
+                f"{cs['pairs']} cluster pairs have centroids more than 2 standard deviations "
+                "apart (the paper: all of 100 pairs, on ImageNet).")  # fmt: skip
+    if "class_separation" in r:
+        cl, lab = r["class_separation"], r["labels"]
+        sec.text += (f" For labelled classes, {cl['fraction_separated']:.0%} of pairs (the paper: "
+                     f"classes overlap more than clusters). Clusters against labels: NMI "
+                     f"{lab['nmi']:.2f}, ARI {lab['ari']:.2f}, purity {lab['purity']:.2f}.")  # fmt: skip
+    return sec
+
+
+def probe(ctx: Context) -> Section:
+    from denoiserlens.analysis.semantics import probe_stores
+    from denoiserlens.models import build_model
+    from denoiserlens.represent import RepresentConfig, Store, represent
+
+    sec = Section("probe", "Labels from phi, from pixels, and from random weights")
+    if Store(ctx.store).labels is None:
+        sec.skipped = "the data has no labels"
+        return sec
+    control = ctx.out / "probe" / "store-random-weights"
+    random_model = build_model(ctx.model.arch_config(), seed=ctx.cfg.seed + 1).to(ctx.device)
+    rc = RepresentConfig(sigmas=(_s(ctx.cfg.sigma),), n_noise=ctx.cfg.n_noise, seed=ctx.cfg.seed,
+                         bf16=ctx.cfg.bf16)  # fmt: skip
+    represent(random_model, ctx.images, control, rc, resume=(control / "meta.json").exists(),
+              model_path=f"{ctx.model_path} (random weights)", data_spec=ctx.spec.to_dict())  # fmt: skip
+    r = probe_stores({"trained": ctx.store, "random weights": control}, ctx.out / "probe")
+    rows = [row for row in r["rows"] if row["sigma_255"] in (None, round(ctx.cfg.sigma, 3))]
+    sec.numbers = {"rows": rows, "k": r["k"], "queries": r["queries"]}
+    sec.text = "Label accuracy on held-out rows (kNN with k = 10, cosine; linear probe): " + "; ".join(
+        f"{row['representation']}: kNN {row['knn']:.3f}, linear {row['linear']:.3f}" for row in rows
+    ) + ". The random-weights control shows what training adds."  # fmt: skip
+    return sec
+
+
+def samples(ctx: Context) -> Section:
+    from denoiserlens.analysis.figures import save_image_grid
+    from denoiserlens.sampling import SamplerConfig, sample
+
+    sec = Section("samples", "Unconditional samples (Figure 19)")
+    shape = (ctx.cfg.samples, ctx.model.image_channels, *ctx.images.fixed_size)
+    mean = float(ctx.images.as_array().mean() / 255)
+    s = sample(ctx.model.denoise, shape, SamplerConfig(sigma_0=1.0, sigma_L=0.01), mean=mean,
+               seed=ctx.cfg.seed, device=ctx.device)  # fmt: skip
+    path = ctx.out / "samples" / "fig19_samples.png"
+    save_image_grid(path, s.images.cpu().numpy())
+    sec.figures = [_rel(ctx, path)]
+    sec.numbers = {"median_steps": int(s.steps.median()), "finished": int(s.finished.sum())}
+    sec.text = (f"{ctx.cfg.samples} samples drawn by the blind stochastic sampler (the noise level "
+                f"read off the residual), median {sec.numbers['median_steps']} steps.")  # fmt: skip
+    return sec
+
+
+def reconstructions(ctx: Context) -> Section:
+    from denoiserlens.sampling.reconstruct import middle_means, reconstruct
+    from denoiserlens.sampling.report import plot_noise_levels, plot_reconstructions
+
+    sec = Section("reconstructions", "Stochastic reconstruction from phi (Figures 7, 20)")
+    rows = [r for r in ctx.cfg.targets if r < len(ctx.images)]
+    x = ctx.x(rows)
+    sig = torch.logspace(0, -2, ctx.cfg.reconstruction_steps + 1)
+    g = torch.Generator(device=ctx.device).manual_seed(ctx.cfg.seed)
+    r = reconstruct(middle_means(ctx.model), ctx.model.denoise, x, 8, sig, n_noise=ctx.cfg.n_noise,
+                    mean=float(x.mean()), generator=g, ancestral=True)  # fmt: skip
+    out = ctx.out / "reconstructions"
+    plot_reconstructions(out / "fig7_reconstructions.png", x.cpu().numpy(),
+                         r.images.cpu().numpy(), 8)  # fmt: skip
+    plot_noise_levels(out / "fig20_noise_levels.png", r.sigma_before.cpu().numpy(),
+                      r.sigma_after.cpu().numpy())  # fmt: skip
+    sec.figures = [_rel(ctx, out / "fig7_reconstructions.png"),
+                   _rel(ctx, out / "fig20_noise_levels.png")]  # fmt: skip
+    before, after = r.sigma_before.flatten(), r.sigma_after.flatten()
+    ok = torch.isfinite(before)
+    change = float(((after[ok] - before[ok]).abs() / before[ok]).median())
+    sec.numbers = {"phi_cosine_median": float(r.cosine.median()),
+                   "phi_relative_error_median": float(r.relative_error.median()),
+                   "noise_level_change_median": change}  # fmt: skip
+    sec.text = (f"Each panel: a target (centre) and 8 samples whose phi was matched to it at every "
+                f"noise level. Final phi match: median cosine {sec.numbers['phi_cosine_median']:.3f},"
+                f" relative error {sec.numbers['phi_relative_error_median']:.3f}. The matching "
+                f"step changes the effective noise level by a median {change:.1%} (the paper: it "
+                "does not change it).")  # fmt: skip
+    return sec
+
+
+def distance(ctx: Context) -> Section:
+    import itertools
+
+    from denoiserlens.analysis.figures import save_figure
+    from denoiserlens.sampling.distance import distance_study, plot_distance_study
+    from denoiserlens.sampling.reconstruct import GuidanceConfig, middle_means, reconstruct
+
+    sec = Section("distance", "Distances between conditional densities (Eq. 4, Figure 8)")
+    n = min(ctx.cfg.distance_images, len(ctx.images))
+    rows = list(range(n))
+    x = ctx.x(rows)
+    g = torch.Generator(device=ctx.device).manual_seed(ctx.cfg.seed)
+    phi_fn, guide = middle_means(ctx.model), GuidanceConfig(max_iter=10)
+    rec = reconstruct(phi_fn, ctx.model.denoise, x, 6, torch.logspace(0, -2, 41), None, guide, 8,
+                      float(x.mean()), g, ancestral=True)  # fmt: skip
+    pairs = list(itertools.combinations(range(n), 2))
+    study = distance_study(phi_fn, ctx.model.denoise, x, pairs, torch.logspace(-2, 0, 10),
+                           rec.images, 6, guide, 8, _s(ctx.cfg.sigma), g)  # fmt: skip
+    path = ctx.out / "distance" / "fig8_distance.png"
+    save_figure(path, lambda ax: plot_distance_study(ax, study), figsize=(4.5, 4))
+    sec.figures = [_rel(ctx, path)]
+    c = study["constants"]
+    sec.numbers = {"constants": c, "pairs": len(pairs)}
+    sec.text = (f"For {len(pairs)} pairs of images, d^2 between the densities their phi induce "
+                f"(Eq. 4) against ||phi_1 - phi_2||^2: B/A = {c['B_over_A']:.2f} (the paper: 2.9), "
+                f"Pearson r = {c['pearson']:.2f}.")  # fmt: skip
+    return sec
+
+
+def jacobian(ctx: Context) -> Section:
+    from denoiserlens.analysis.figures import save_figure
+    from denoiserlens.evaluation import noisy_image
+    from denoiserlens.geometry import JacobianOperator, hutchinson_trace, top_eigenpairs
+    from denoiserlens.geometry.jacobian import plot_eigenvalues, plot_eigenvectors
+
+    sec = Section("jacobian", "The Jacobian's eigenbasis (geometry-adaptive harmonic bases)")
+    k = ctx.cfg.jacobian_k
+    x = ctx.x([0]).cpu()
+    model = ctx.model.cpu()
+    curves, vecs0 = {}, None
+    traces = {}
+    for sig in (ctx.cfg.sigma / 2, ctx.cfg.sigma, 2 * ctx.cfg.sigma):
+        op = JacobianOperator(model, noisy_image(x, _s(sig), ctx.cfg.seed, 0))
+        vals, vecs = top_eigenpairs(op, k, seed=ctx.cfg.seed)
+        curves[f"sigma {sig:g}"] = vals
+        traces[f"{sig:g}"] = hutchinson_trace(op, 16, ctx.cfg.seed)[0]
+        if sig == ctx.cfg.sigma:
+            vecs0, vals0 = vecs, vals
+    ctx.model.to(ctx.device)
+    out = ctx.out / "jacobian"
+    save_figure(out / "eigenvalues.png", lambda ax: plot_eigenvalues(ax, curves))
+    cols = min(8, k)
+    save_figure(out / "eigenvectors.png",
+                lambda axes: plot_eigenvectors(axes, vecs0, tuple(x.shape[1:]), vals0),
+                figsize=(1.1 * cols, 1.2 * -(-k // cols)), nrows=-(-k // cols), ncols=cols)  # fmt: skip
+    sec.figures = [_rel(ctx, out / "eigenvalues.png"), _rel(ctx, out / "eigenvectors.png")]
+    sec.numbers = {"eigenvalues": {s: v.tolist() for s, v in curves.items()}, "trace": traces}
+    sec.text = ("Top eigenvalues of the symmetric part of the denoiser's Jacobian at the first "
+                "image, at three noise levels, and the eigenvectors at sigma "
+                f"{ctx.cfg.sigma:g}: the adaptive basis in which the denoiser shrinks. Effective "
+                "dimension (trace of the Jacobian): " + ", ".join(
+                    f"{v:.1f} at sigma {s}" for s, v in traces.items()) + ".")  # fmt: skip
+    return sec
+
+
+SECTION_FUNCTIONS = {
+    "denoising": denoising,
+    "representation": representation,
+    "neighbours": neighbours,
+    "clusters": clusters,
+    "probe": probe,
+    "samples": samples,
+    "reconstructions": reconstructions,
+    "distance": distance,
+    "jacobian": jacobian,
+}
+NEEDS_STORE = ("neighbours", "clusters", "probe")

@@ -1,0 +1,103 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from denoiserlens.data import disks
+from denoiserlens.models import UNet, preset_config, save_model
+from denoiserlens.report import SECTIONS
+
+EXE = str(Path(sys.executable).parent / "denoiserlens")
+EVIL = "<img src=x onerror=alert(1)>"
+CHEAP = """
+images = 24
+eval_images = 4
+bm3d_images = 1
+n_noise = 2
+stability_sigmas = [10, 50, 127.5]
+clusters = 3
+queries = [0, 1]
+samples = 4
+targets = [0]
+reconstruction_steps = 3
+distance_images = 3
+jacobian_k = 3
+explorer_images = 24
+bf16 = false
+"""
+
+
+@pytest.fixture(scope="module")
+def report_dir(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("report")
+    torch.manual_seed(0)
+    save_model(UNet(preset_config("tiny")).eval(), tmp / "m")
+    ims = disks(24, 16, seed=0)
+    for i, im in enumerate(ims.images):
+        label = "small" if ims.params[i, 0] < 4 else "large"
+        (tmp / "data" / label).mkdir(parents=True, exist_ok=True)
+        name = EVIL if i == 0 else f"disk{i:02d}"
+        Image.fromarray(im[0]).save(tmp / "data" / label / f"{name}.png")
+    (tmp / "cheap.toml").write_text(CHEAP)
+    args = [EXE, "report", "--model", str(tmp / "m"), "--data", str(tmp / "data"),
+            "--labels-from-dirs", "--config", str(tmp / "cheap.toml"), "--out", str(tmp / "r")]  # fmt: skip
+    p = subprocess.run(args, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    return tmp, args
+
+
+def test_report_writes_every_section_and_valid_metrics(report_dir):
+    tmp, _ = report_dir
+    metrics = json.loads((tmp / "r/metrics.json").read_text())
+    assert set(metrics["sections"]) == set(SECTIONS)
+    assert not any(s["skipped"] for s in metrics["sections"].values()), metrics["sections"]
+    page = (tmp / "r/index.html").read_text()
+    for name in SECTIONS[:-1]:
+        assert f"<section id='{name}'>" in page
+    for src in [line.split("src='")[1].split("'")[0] for line in page.split("<img")[1:]]:
+        with Image.open(tmp / "r" / src) as im:  # every figure exists and is a PNG
+            assert im.format == "PNG" and min(im.size) >= 16, src
+    assert metrics["sections"]["representation"]["findings"]
+    assert len(list((tmp / "r/explorer").glob("*.png"))) == 24
+
+
+def test_names_from_the_data_are_escaped(report_dir):
+    tmp, _ = report_dir
+    page = (tmp / "r/index.html").read_text()
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page and EVIL not in page
+    js = (tmp / "r/explorer-data.js").read_text()
+    assert EVIL not in js and "\\u003cimg src=x onerror=alert(1)>" in js
+    explorer = (tmp / "r/explorer.html").read_text()
+    assert "innerHTML" not in explorer and "textContent" in explorer
+    data = json.loads((tmp / "r/explorer.json").read_text())
+    assert EVIL + ".png" in [d["name"].split("/")[-1] for d in data["images"]]
+
+
+def test_rerun_reuses_finished_sections(report_dir):
+    tmp, args = report_dir
+    saved = {p.name: p.stat().st_mtime_ns for p in (tmp / "r/sections").glob("*.json")}
+    (tmp / "r/sections/distance.json").unlink()  # as if interrupted during that section
+    p = subprocess.run(args, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    now = {p.name: p.stat().st_mtime_ns for p in (tmp / "r/sections").glob("*.json")}
+    assert set(now) == set(saved)
+    assert all(now[n] == saved[n] for n in saved if n != "distance.json")
+
+
+def test_report_errors(tmp_path, report_dir):
+    tmp, _ = report_dir
+    for args, message in (
+        (["--model", str(tmp_path / "none"), "--data", str(tmp / "data")], "no such model"),
+        (["--model", str(tmp / "m"), "--data", str(tmp_path / "none")], "none"),
+        (["--model", str(tmp / "m")], "both --model and --data"),
+        (["--model", str(tmp / "m"), "--data", str(tmp / "data"), "--skip", "nope"], "nope"),
+    ):
+        p = subprocess.run([EXE, "report", *args, "--out", str(tmp_path / "x")],
+                           capture_output=True, text=True)  # fmt: skip
+        assert p.returncode == 2 and message in p.stderr, (args, p.stderr)
+        assert not (tmp_path / "x").exists()
