@@ -100,3 +100,47 @@ def test_report_errors(tmp_path, report_dir):
                            capture_output=True, text=True)  # fmt: skip
         assert p.returncode == 2 and message in p.stderr, (args, p.stderr)
         assert not (tmp_path / "x").exists()
+
+
+def _chromium() -> str | None:
+    for path in ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"):
+        if Path(path).exists():
+            return path
+    return None
+
+
+def test_report_in_a_headless_browser(report_dir):
+    """Every image loads, every section is there, the explorer shows a clicked image's
+    neighbours, and the hostile file name runs nothing."""
+    exe = _chromium()
+    if exe is None:
+        pytest.skip("no Chromium here (Debian package chromium; .ci/run installs it)")
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    tmp, _ = report_dir
+    broken_js = ("Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0))"
+                 ".map(i => i.src)")  # fmt: skip
+    dialogs = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=exe, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto((tmp / "r/index.html").as_uri())
+        page.wait_for_load_state("load")
+        assert page.evaluate(broken_js) == []
+        assert page.evaluate("document.images.length") >= 10
+        for name in SECTIONS[:-1]:
+            assert page.locator(f"section#{name} h2").count() == 1, name
+        page.click("#explorer-link")
+        page.wait_for_load_state("load")
+        assert page.locator("#grid img").count() == 24
+        assert page.evaluate(broken_js) == []
+        page.click("#grid img[data-row='3']")
+        page.wait_for_selector("#phi-neighbours img")
+        assert page.locator("#phi-neighbours img").count() == 8
+        assert page.locator("#pixel-neighbours img").count() == 8
+        assert page.locator("#grid img.selected").get_attribute("data-row") == "3"
+        page.click("#grid img[data-row='0']")  # the image named like markup
+        assert EVIL in page.locator("#panel").inner_text()
+        assert page.locator("#panel img[src='x']").count() == 0
+        browser.close()
+    assert dialogs == []
