@@ -142,3 +142,46 @@ def test_init_from_starts_from_the_given_weights_and_checks_the_architecture(tmp
     with pytest.raises(UserError, match="same architecture"):
         train(other, data, _cfg(init_from=str(tmp_path / "start")), tmp_path / "x", progress=False)
     assert not (tmp_path / "x").exists()
+
+
+def test_recalibration_averages_the_batch_statistics(tmp_path):
+    from denoiserlens.models.norms import BatchScaleNorm
+    from denoiserlens.train.loop import recalibrate_norms
+
+    arch = preset_config("tiny", bias=False, norm="batch").to_dict()
+    data = disks(120, 32, seed=3)
+    cfg = _cfg(steps=20, batch_size=8, checkpoint_every=20)
+    train(arch, data, cfg, tmp_path / "run", progress=False)
+    model = load_model(tmp_path / "run")
+    first = next(m for m in model.modules() if isinstance(m, BatchScaleNorm))
+    seen = []
+    hook = first.register_forward_hook(
+        lambda mod, inp, out: seen.append(
+            torch.sqrt(inp[0].float().var(dim=(0, 2, 3), keepdim=True, unbiased=False) + 1e-5)
+        )
+    )
+    assert recalibrate_norms(model, data, cfg, batches=12, seed=0) > 0
+    hook.remove()
+    assert len(seen) == 12 and not model.training
+    torch.testing.assert_close(first.running_sd, torch.stack(seen).mean(0), rtol=1e-4, atol=1e-6)
+    assert first.momentum == 0.1  # restored
+    exe = str(Path(sys.executable).parent / "denoiserlens")
+    run = lambda *a: subprocess.run([exe, *map(str, a)], capture_output=True, text=True)  # noqa: E731
+    p = run("recalibrate", "--model", tmp_path / "run", "--out", tmp_path / "r0")
+    assert p.returncode == 2 and "does not say how it was trained" in p.stderr  # no data spec
+    p = run("train", "--data", "disks:120:32:3", "--run-dir", tmp_path / "cli", "--preset", "tiny",
+            "--no-bias", "--norm", "batch", "--steps", "10", "--batch-size", "8")  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    p = run("recalibrate", "--model", tmp_path / "cli", "--out", tmp_path / "r1", "--batches", "5")
+    assert p.returncode == 0, p.stderr
+    config = json.loads((tmp_path / "r1/config.json").read_text())
+    assert config["recalibrated"]["batches"] == 5 and config["data"]["sources"] == [
+        "disks:120:32:3"
+    ]
+    a, b = load_model(tmp_path / "cli"), load_model(tmp_path / "r1")
+    ka = [k for k in a.state_dict() if k.endswith("running_sd")]
+    assert ka and any(not torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in ka)
+    assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict()
+               if not k.endswith("running_sd"))  # fmt: skip
+    p = run("recalibrate", "--model", tmp_path / "cli", "--out", tmp_path / "r1")
+    assert p.returncode == 2 and "exists" in p.stderr

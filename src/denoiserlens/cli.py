@@ -1194,5 +1194,54 @@ def report(model_path, out_dir, config_path, n_images, skip, device, **data_kw):
                f"{n_skipped} omitted; explorer.html, metrics.json)")  # fmt: skip
 
 
+@main.command()
+@click.option("--model", "model_path", type=click.Path(path_type=Path), required=True,
+              help="A run directory written by train.")  # fmt: skip
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
+              help="The new run directory (refused if it exists).")  # fmt: skip
+@click.option("--batches", type=int, default=100, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@user_errors
+def recalibrate(model_path, out_dir, batches, seed, device):
+    """Re-estimate a trained model's batch-normalization statistics as an exact average over
+    noisy training batches (the run's own data and noise settings) and save the result as a new
+    run directory. Training leaves a short exponential average (the last ~10 batches)."""
+    from dataclasses import fields
+
+    from denoiserlens.data import DataSpec, open_data
+    from denoiserlens.fileio import read_json
+    from denoiserlens.models import save_model
+    from denoiserlens.train import TrainConfig
+    from denoiserlens.train.loop import recalibrate_norms
+
+    if Path(out_dir).exists():
+        raise UserError(f"{out_dir}: exists; give a new directory")
+    if batches < 1:
+        raise UserError("--batches must be >= 1")
+    if not (Path(model_path) / "config.json").is_file():
+        raise UserError(f"{model_path}: not a run directory (no config.json)")
+    config = read_json(Path(model_path) / "config.json")
+    if "train" not in config or "sources" not in config.get("data", {}):
+        raise UserError(f"{model_path}: its config.json does not say how it was trained")
+    known = {f.name for f in fields(TrainConfig)}
+    train_kw = {k: v for k, v in config["train"].items() if k in known}
+    train_kw["eval_sigmas"] = tuple(train_kw.get("eval_sigmas", ()))
+    cfg = TrainConfig(**train_kw)
+    spec_keys = {f.name for f in fields(DataSpec)}
+    spec = DataSpec(**{k: (tuple(v) if k == "sources" else v)
+                       for k, v in config["data"].items() if k in spec_keys})  # fmt: skip
+    images = open_data(spec)
+    if images.fingerprint != config["data"].get("fingerprint", images.fingerprint):
+        raise UserError(f"{spec.sources}: the training images changed since the run")
+    model = _load_model_cli(model_path, device)
+    n = recalibrate_norms(model, images, cfg, batches, seed)
+    if n == 0:
+        raise UserError(f"{model_path}: the model has no batch normalization to recalibrate")
+    save_model(model, out_dir, **{k: v for k, v in config.items() if k != "model"},
+               recalibrated={"from": str(model_path), "batches": batches, "seed": seed})  # fmt: skip
+    click.echo(f"{out_dir}: {n} normalization layers re-estimated over {batches} batches")
+
+
 if __name__ == "__main__":
     main()

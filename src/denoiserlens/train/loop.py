@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -343,3 +344,44 @@ def init_distributed() -> torch.device:
         torch.cuda.set_device(local)
         return torch.device("cuda", local)
     return torch.device("cpu")
+
+
+def recalibrate_norms(
+    model: Denoiser,
+    images: ImageSet,
+    cfg: TrainConfig,
+    batches: int = 100,
+    seed: int = 0,
+) -> int:
+    """Re-estimate the running statistics of the model's batch normalizations as the exact average
+    over ``batches`` noisy training batches (momentum 1/i at batch i), instead of the short
+    exponential average training leaves (momentum 0.1: about the last 10 batches). Noise is drawn
+    as in training (``cfg``'s sigma distribution). Returns the number of layers recalibrated."""
+    from denoiserlens.models.norms import BatchScaleNorm
+
+    norms = [m for m in model.modules() if isinstance(m, BatchScaleNorm)]
+    if not norms:
+        return 0
+    device = next(model.parameters()).device
+    g = torch.Generator(device=device).manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    saved = [n.momentum for n in norms]
+    model.train()
+    try:
+        with torch.no_grad():
+            for i in range(1, batches + 1):
+                for n in norms:
+                    n.momentum = 1.0 / i
+                rows = np.sort(rng.choice(len(images), min(cfg.batch_size, len(images)), False))
+                x = torch.from_numpy(np.stack([images[int(r)] for r in rows])).float() / 255
+                x = x.to(device)
+                sigma = sample_sigma(
+                    len(x), cfg.sigma_dist, cfg.sigma_min, cfg.sigma_max, g, device
+                )
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                    model(add_noise(x, sigma, g))
+    finally:
+        for n, m in zip(norms, saved, strict=True):
+            n.momentum = m
+        model.eval()
+    return len(norms)
