@@ -224,3 +224,11 @@ def test_c_alpha_contours_have_hoelder_regularity_alpha():
         grad = np.hypot(gy, gx)
         ratios.append(grad[rim].mean() / grad[~rim].mean())
     assert np.median(ratios) > 2
+
+
+def test_float_arrays_with_nan_are_refused(tmp_path):
+    a = np.full((2, 8, 8), 0.5, np.float32)
+    a[1, 3, 3] = np.nan
+    np.save(tmp_path / "nan.npy", a)
+    with pytest.raises(UserError, match="NaN"):
+        load_arrays(tmp_path / "nan.npy")

@@ -93,7 +93,9 @@ def _as_nchw_uint8(a: np.ndarray, where: str) -> np.ndarray:
     if a.dtype == np.uint8:
         return a
     if np.issubdtype(a.dtype, np.floating):
-        if float(np.nanmin(a)) < 0 or float(np.nanmax(a)) > 1:
+        if not np.isfinite(a).all():
+            raise UserError(f"{where}: float images hold NaN or infinite values")
+        if float(a.min()) < 0 or float(a.max()) > 1:
             raise UserError(f"{where}: float images must lie in [0, 1]")
         return np.round(np.asarray(a) * 255).astype(np.uint8)
     raise UserError(f"{where}: unsupported dtype {a.dtype} (use uint8 or float in [0, 1])")
