@@ -12,7 +12,9 @@ A store is a directory:
 Rows are computed in chunks; a chunk is marked done only after its rows are flushed, so a run
 killed at any moment resumes (``resume=True``) without recomputing finished chunks, and a store reads
 as complete only once every chunk is done (``complete`` is written last, atomically). Under
-torchrun, rank r computes the chunks c with c % world == r, writing disjoint rows of the same files.
+torchrun, rank r computes the chunks c with c % world == r, writing disjoint rows of the same files
+through shared memory maps: the ranks must see one page cache (one node, or a filesystem with
+coherent shared mappings); several nodes on a network filesystem are not supported.
 """
 
 from __future__ import annotations
@@ -255,9 +257,10 @@ def represent(
             progress(i + 1, len(todo))
     if world > 1:
         dist.barrier()
+    complete = bool(np.load(out / PROGRESS).all())  # every rank reads it: all raise, none hangs
+    if not complete:
+        raise UserError(f"{out}: some chunks are missing; rerun with --resume")
     if rank == 0:
-        if not np.load(out / PROGRESS).all():
-            raise UserError(f"{out}: some chunks are missing; rerun with --resume")
         write_json(out / META, {**plan, "complete": True, "finished": time.time()})
     if world > 1:
         dist.barrier()
