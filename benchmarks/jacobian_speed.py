@@ -73,13 +73,19 @@ def main() -> None:
         torch.linalg.eigvalsh(sym)
         t_rows += time.perf_counter() - t1
         agree = None
-    print(f"{args.size}x{args.size} gray, {n} pixels, sigma {args.sigma:g}; top eigenvalues "
-          f"{np.round(vals[:4], 4).tolist()}")
+    print(
+        f"{args.size}x{args.size} gray, {n} pixels, sigma {args.sigma:g}; top eigenvalues "
+        f"{np.round(vals[:4], 4).tolist()}"
+    )
     print(f"ours (Lanczos, matrix-free): {t_ours:.1f} s (median of {args.repeats})")
-    print(f"full Jacobian row by row + eigh: {t_rows:.1f} s"
-          + ("" if n_rows == n else f" (rows timed: {n_rows}, extrapolated)"))
-    print(f"speed-up: {t_rows / t_ours:.1f}x"
-          + ("" if agree is None else f"; max eigenvalue difference {agree:.2e}"))
+    print(
+        f"full Jacobian row by row + eigh: {t_rows:.1f} s"
+        + ("" if n_rows == n else f" (rows timed: {n_rows}, extrapolated)")
+    )
+    print(
+        f"speed-up: {t_rows / t_ours:.1f}x"
+        + ("" if agree is None else f"; max eigenvalue difference {agree:.2e}")
+    )
 
 
 if __name__ == "__main__":

@@ -53,13 +53,13 @@ def naive_guidance(model):
     return guide
 
 
-def run(model, xc, n, sigmas, guide, n_noise, steps_run, naive: bool, seed=0):
+def run(model, xc, n, sigmas, guide, n_noise, steps_run, naive: bool, seed=0, bf16=False):
     """Seconds per schedule step and the final phi cosine of ``n`` samples over the first
     ``steps_run`` steps of ``sigmas`` (ancestral score step, no Figure-20 bookkeeping)."""
     g = torch.Generator().manual_seed(seed)
     kw = {"guide_fn": naive_guidance(model)} if naive else {}
     t0 = time.perf_counter()
-    r = reconstruct(middle_means(model), model.denoise, xc, n, sigmas[: steps_run + 1],
+    r = reconstruct(middle_means(model, bf16), model.denoise, xc, n, sigmas[: steps_run + 1],
                     guidance=guide, n_noise=n_noise, mean=float(xc.mean()), generator=g,
                     final_phi_sigma=float(sigmas[steps_run]), ancestral=True,
                     record_noise=False, **kw)  # fmt: skip
@@ -91,16 +91,18 @@ def main() -> None:
     sigmas = torch.linspace(1, 0.03, 100)
     guide = GuidanceConfig(lr=args.lr, max_iter=100, tol=0.01)
     print(f"model {name}, target {tuple(xc.shape)}, 8 samples, steps 1-{args.steps_run} of 100")
-    rows = {"ours": [], "naive": []}
+    rows = {"ours": [], "ours-bf16": [], "naive": []}
     for _ in range(args.repeats):
-        for tag in ("naive", "ours"):
-            rows[tag].append(run(model, xc, 8, sigmas, guide, 10, args.steps_run, tag == "naive"))
+        for tag in rows:
+            rows[tag].append(run(model, xc, 8, sigmas, guide, 10, args.steps_run, tag == "naive",
+                                 bf16=tag == "ours-bf16"))  # fmt: skip
     for tag, r in rows.items():
         per = np.median([a for a, _ in r])
         print(f"{tag:6s} {per:8.2f} s per step ({per * 100 / 60:6.1f} min for 100 steps), "
               f"final phi cosine {np.median([c for _, c in r]):.4f}")  # fmt: skip
-    ratio = np.median([a for a, _ in rows["naive"]]) / np.median([a for a, _ in rows["ours"]])
-    print(f"speed-up: {ratio:.1f}x (median of {args.repeats})")
+    for tag in ("ours", "ours-bf16"):
+        ratio = np.median([a for a, _ in rows["naive"]]) / np.median([a for a, _ in rows[tag]])
+        print(f"speed-up of {tag}: {ratio:.1f}x (median of {args.repeats})")
     # unconditional sampling: steps and seconds per sample
     t0 = time.perf_counter()
     out = sample(model.denoise, (8, *xc.shape[1:]), SamplerConfig(sigma_0=1.0, sigma_L=0.01),

@@ -744,12 +744,13 @@ def sample(model_path, out_dir, count, size, mean, sigma_0, sigma_L, h0, beta, f
 @click.option("--tol", type=float, default=0.05, show_default=True,
               help="Stop guiding a sample below this fraction of its initial loss.")  # fmt: skip
 @click.option("--n-noise", type=int, default=20, show_default=True)
+@click.option("--bf16", is_flag=True, help="bf16 autocast for the matching (guidance) passes.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @user_errors
 def reconstruct(model_path, out_dir, rows, unions, clusters_from, clusters, members, n_samples,
                 sigma_max, sigma_min, steps, ancestral, adaptive, h0, beta, lr, max_iter, tol,
-                n_noise, seed, device, **data_kw):  # fmt: skip
+                n_noise, bf16, seed, device, **data_kw):  # fmt: skip
     """Self-guided stochastic reconstruction from phi (Algorithms 1, 2; Figures 7, 20): samples
     whose phi matches each target's. Targets are images (--rows), unions of two images' active
     channels (--union) or cluster centroids (--clusters-from). Writes fig7_reconstructions.png,
@@ -789,7 +790,7 @@ def reconstruct(model_path, out_dir, rows, unions, clusters_from, clusters, memb
         sigmas = torch.logspace(math.log10(sigma_max / 255), math.log10(sigma_min / 255), steps + 1)
     g = torch.Generator(device=dev).manual_seed(seed)
     mean = float(targets.mean())
-    phi_fn = middle_means(model)
+    phi_fn = middle_means(model, bf16)
     target = targets
     if kind != "rows":
         target = GroupTargets(phi_fn, [to_float(np.stack([images[r] for r in gr])).to(dev)

@@ -29,12 +29,15 @@ from denoiserlens.sampling.unconditional import SamplerConfig, effective_sigma
 PhiFn = Callable[[torch.Tensor], torch.Tensor]
 
 
-def middle_means(model: Denoiser) -> PhiFn:
-    """a_bar_M(x): spatial means of the middle block's outputs, differentiable, decoder not run."""
+def middle_means(model: Denoiser, bf16: bool = False) -> PhiFn:
+    """a_bar_M(x): spatial means of the middle block's outputs, differentiable, decoder not run;
+    with ``bf16`` the network runs under bf16 autocast (the means are taken in float32)."""
     block = model.middle_block
 
     def phi_fn(x: torch.Tensor) -> torch.Tensor:
-        return model.blocks_until(x, block)[block].output.float().mean(dim=(2, 3))
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+            out = model.blocks_until(x, block)[block].output
+        return out.float().mean(dim=(2, 3))
 
     return phi_fn
 
