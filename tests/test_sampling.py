@@ -199,6 +199,15 @@ def test_reconstruct_command(tmp_path):
     p = subprocess.run(args[:7] + ["0,9"] + args[8:-2] + ["--out", str(tmp_path / "x")],
                        capture_output=True, text=True)  # fmt: skip
     assert p.returncode == 2 and "outside" in p.stderr and not (tmp_path / "x").exists()
+    # targets the model cannot take: colour images for a gray model, sizes not divisible by 8
+    np.save(tmp_path / "rgb.npy", np.zeros((2, 16, 16, 3), np.uint8))
+    np.save(tmp_path / "odd.npy", np.zeros((2, 12, 12), np.uint8))
+    for data, message in (("rgb.npy", "3-channel image"), ("odd.npy", "not divisible by 8")):
+        p = subprocess.run(args[:5] + [str(tmp_path / data)] + args[6:-2]
+                           + ["--rows", "0", "--out", str(tmp_path / "x")],
+                           capture_output=True, text=True)  # fmt: skip
+        assert p.returncode == 2 and message in p.stderr, p.stderr
+        assert not (tmp_path / "x").exists()
 
 
 def test_eq4_estimator_matches_the_closed_form_symmetrized_kl():
