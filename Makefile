@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/denoiserlens demo --out demo-output
+	$(BIN)/denoiserlens report --out demo-output
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -3,6 +3,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -144,3 +145,19 @@ def test_report_in_a_headless_browser(report_dir):
         assert page.locator("#panel img[src='x']").count() == 0
         browser.close()
     assert dialogs == []
+
+
+def test_the_bundled_model_and_images_work_offline():
+    from denoiserlens.data import open_data, to_float
+    from denoiserlens.evaluation import noisy_image, psnr
+    from denoiserlens.models import load_model
+    from denoiserlens.report import bundled_defaults
+
+    model_path, spec = bundled_defaults()
+    model, images = load_model(model_path), open_data(spec)
+    assert len(images) == 2000 and images.fixed_size == (32, 32) and images.labels is not None
+    assert np.bincount(images.labels).min() > 150  # all ten classes
+    x = to_float(images.as_array()[:64])
+    y = torch.cat([noisy_image(x[i : i + 1], 25 / 255, 0, i) for i in range(64)])
+    gain = float((psnr(model.denoise(y).clamp(0, 1), x) - psnr(y, x)).mean())
+    assert gain > 5  # dB over the noisy input at sigma 25

@@ -19,9 +19,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the usual permissions
     try:
         yield tmp_path
+        # mkstemp creates 0600, and some writers (safetensors) recreate the file: set the usual
+        # permissions on what was written
+        os.chmod(tmp_path, 0o666 & ~_UMASK)
         _fsync(tmp_path)  # the data reaches the disk before the name points at it
         os.replace(tmp_path, path)
         _fsync(path.parent)  # and the rename itself survives a power cut

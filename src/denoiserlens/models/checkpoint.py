@@ -49,9 +49,13 @@ def build_model(arch: dict[str, Any], seed: int | None = None) -> Denoiser:
     raise UserError(f"unknown architecture {kind!r}")
 
 
-def save_weights(model: Denoiser, path: str | Path) -> None:
-    """Write the model's tensors to a safetensors file, with its architecture as JSON metadata."""
+def save_weights(model: Denoiser, path: str | Path, dtype: torch.dtype | None = None) -> None:
+    """Write the model's tensors to a safetensors file, with its architecture as JSON metadata.
+    With ``dtype`` (e.g. torch.float16, to halve a bundled model) floating tensors are stored in
+    it; loading converts them back to the model's float32."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if dtype is not None:
+        tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
     meta = {"format": "denoiserlens", "arch": json.dumps(model.arch_config())}
     write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 
