@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The measurements of issues 3, 4 and 5 on a Fashion-MNIST model (BENCHMARKS.md records them).
-#   benchmarks/fmnist_study.sh RUN OUT
+#   benchmarks/fmnist_study.sh RUN OUT [FINDINGS_IMAGES FINDINGS_NOISE PROBE_IMAGES PROBE_NOISE]
 # Resumable: stores are finished with --resume, and finished steps are skipped.
 set -euo pipefail
 run=$1 out=$2
+n_find=${3:-2000} noise_find=${4:-20} n_probe=${5:-10000} noise_probe=${6:-20}
 bin=${DENOISERLENS:-.venv/bin/denoiserlens}
 data=(--data fashion-mnist:test --pad-to 32)
 resume() { if [[ -f "$1/meta.json" ]]; then echo --resume; fi; }
@@ -11,17 +12,19 @@ mkdir -p "$out"
 
 # Issue 3: every block's inputs and outputs on 2000 test images, sigma_2 grid of Figure 2
 # (reference sigma_1 = 127.5/255 = 0.5 as in the paper); phi at sigma 25 for Figures 1, 3-5, 13.
-benchmarks/paper_findings.sh "$run" "$out/findings" 25 127.5 5,10,25,50,75,100,127.5,175,255 \
-  "${data[@]}" --limit 2000
+N_NOISE=$noise_find benchmarks/paper_findings.sh "$run" "$out/findings" 25 127.5 \
+  5,10,25,50,100,127.5,255 "${data[@]}" --limit "$n_find"
 
 # Issue 4: phi of the 10k test images at sigma 12.75 and 51 (0.05 and 0.2), the same for the
 # architecture with random weights (the control), then label probes, clusters, neighbours.
 [[ -f "$out/phi/meta.json" && $(grep -c '"complete": true' "$out/phi/meta.json") -ge 1 ]] ||
-  "$bin" represent --model "$run" "${data[@]}" --out "$out/phi" --sigmas 12.75,51 --bf16 \
-    --channels-last --batch-size 64 $(resume "$out/phi")
+  "$bin" represent --model "$run" "${data[@]}" --limit "$n_probe" --out "$out/phi" \
+    --sigmas 12.75,51 --n-noise "$noise_probe" --bf16 --channels-last --batch-size 64 \
+    $(resume "$out/phi")
 [[ -f "$out/phi-random/meta.json" && $(grep -c '"complete": true' "$out/phi-random/meta.json") -ge 1 ]] ||
-  "$bin" represent --model "$run" --random-weights --seed 1 "${data[@]}" --out "$out/phi-random" \
-    --sigmas 12.75,51 --bf16 --channels-last --batch-size 64 $(resume "$out/phi-random")
+  "$bin" represent --model "$run" --random-weights --seed 1 "${data[@]}" --limit "$n_probe" \
+    --out "$out/phi-random" --sigmas 12.75,51 --n-noise "$noise_probe" --bf16 --channels-last \
+    --batch-size 64 $(resume "$out/phi-random")
 "$bin" probe --store trained="$out/phi" --store random="$out/phi-random" --out "$out/probe" \
   | tee "$out/probe.txt"
 "$bin" cluster --store "$out/phi" --sigma 12.75 --k 20 --out "$out/clusters" | tee "$out/clusters.txt"

@@ -15,7 +15,7 @@ mkdir -p "$out"
 # Every block's inputs and outputs at every sigma (Figures 1, 2, 3, 4, 13); --resume finishes an
 # interrupted store.
 resume=(); [[ -f "$out/store/meta.json" ]] && resume=(--resume)
-"$bin" represent --model "$run" --out "$out/store" --sigmas "$sigmas" --n-noise 20 \
+"$bin" represent --model "$run" --out "$out/store" --sigmas "$sigmas" --n-noise "${N_NOISE:-20}" \
   --blocks all --inputs --bf16 --channels-last --batch-size 32 "${resume[@]}" "$@"
 "$bin" analyze --store "$out/store" --out "$out" --model "$run" --sigma "$sigma" \
   --reference "$reference" --map-images 512 | tee "$out/analyze.txt"

@@ -68,7 +68,11 @@ def analyze_store(
 
     sigmas = store.sigmas
     if len(sigmas) >= 3 and any(abs(s - reference) < 1e-6 for s in sigmas):
-        arrays = {b: np.asarray(store.array(b)) for b in order}
+        arrays = {
+            b: np.asarray(store.array(b))
+            for b in order
+            if b not in images_keys and store.meta["arrays"][b][2] > 1
+        }  # the image: cos = 1
         curves = stability_curves(arrays, sigmas, reference)
         metrics["stability"] = {"reference": reference, "sigmas": sigmas,
                                 "cosine": {b: c.tolist() for b, c in curves.items()}}  # fmt: skip
