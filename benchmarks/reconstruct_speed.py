@@ -55,13 +55,13 @@ def naive_guidance(model):
 
 def run(model, xc, n, sigmas, guide, n_noise, steps_run, naive: bool, seed=0, bf16=False):
     """Seconds per schedule step and the final phi cosine of ``n`` samples over the first
-    ``steps_run`` steps of ``sigmas`` (ancestral score step, no Figure-20 bookkeeping)."""
+    ``steps_run`` levels of ``sigmas`` (ancestral score step, no Figure-20 bookkeeping)."""
     g = torch.Generator().manual_seed(seed)
     kw = {"guide_fn": naive_guidance(model)} if naive else {}
     t0 = time.perf_counter()
-    r = reconstruct(middle_means(model, bf16), model.denoise, xc, n, sigmas[: steps_run + 1],
+    r = reconstruct(middle_means(model, bf16), model.denoise, xc, n, sigmas[:steps_run],
                     guidance=guide, n_noise=n_noise, mean=float(xc.mean()), generator=g,
-                    final_phi_sigma=float(sigmas[steps_run]), ancestral=True,
+                    final_phi_sigma=float(sigmas[steps_run - 1]), ancestral=True,
                     record_noise=False, **kw)  # fmt: skip
     return (time.perf_counter() - t0) / steps_run, float(r.cosine.mean())
 

@@ -115,6 +115,11 @@ def test_jacobian_command(tmp_path, bias_free):
                         "--full", "--k", "2", "--out", str(tmp_path / "x")],
                        capture_output=True, text=True)  # fmt: skip
     assert p.returncode == 2 and "too large" in p.stderr and not (tmp_path / "x").exists()
+    p = subprocess.run(args[:-4] + ["--probes", "1", "--out", str(tmp_path / "x")],
+                       capture_output=True, text=True)  # fmt: skip
+    assert (
+        p.returncode == 2 and "--probes must be >= 2" in p.stderr and not (tmp_path / "x").exists()
+    )
 
 
 def test_psnr_slope_of_known_denoisers():
@@ -155,6 +160,10 @@ def test_slope_command(tmp_path, bias_free):
     c = json.loads((tmp_path / "s/slope.json").read_text())["curves"]["m"]
     assert len(c["psnr_in"]) == 2 and c["optimal_slope"] == pytest.approx(1 / 3)
     assert (tmp_path / "s/psnr_slope.png").stat().st_size > 3000
+    p = subprocess.run([exe, "slope", "--model", str(tmp_path / "m"), "--data",
+                        "c-alpha:6:16:0.5", "--sigmas", "0,40", "--out", str(tmp_path / "x")],
+                       capture_output=True, text=True)  # fmt: skip
+    assert p.returncode == 2 and "all > 0" in p.stderr and not (tmp_path / "x").exists()
 
 
 def test_disjoint_nested_subsets():
@@ -205,5 +214,17 @@ def test_generalization_command_runs_and_resumes(tmp_path):
     p = subprocess.run(args, capture_output=True, text=True)  # rerun: nothing retrained
     assert p.returncode == 0 and "training" not in p.stderr and weights.stat().st_mtime_ns == before
     assert json.loads((tmp_path / "g/results.json").read_text()) == res
+    # killed before its first checkpoint: the run is started again, not "resumed" from nothing
+    (tmp_path / "g/N8/a/train_state.safetensors").unlink()
+    (tmp_path / "g/N8/a/weights.safetensors").unlink()
+    p = subprocess.run(args, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert "N = 8, model a: training" in p.stderr and "N = 8, model b" not in p.stderr
+    # more steps than the runs had: they continue; the samples are drawn again
+    samples = tmp_path / "g/N1/samples.npz"
+    before = samples.stat().st_mtime_ns
+    p = subprocess.run(args[:7] + ["30"] + args[8:], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert "N = 1, model a: training" in p.stderr and samples.stat().st_mtime_ns != before
     p = subprocess.run(args[:5] + ["1,30"] + args[6:], capture_output=True, text=True)
     assert p.returncode == 2 and "need 60" in p.stderr

@@ -1,4 +1,5 @@
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -87,6 +88,30 @@ def test_rerun_reuses_finished_sections(report_dir):
     now = {p.name: p.stat().st_mtime_ns for p in (tmp / "r/sections").glob("*.json")}
     assert set(now) == set(saved)
     assert all(now[n] == saved[n] for n in saved if n != "distance.json")
+
+
+def test_changed_settings_recompute_only_the_sections_that_read_them(report_dir, tmp_path):
+    tmp, args = report_dir
+    shutil.copytree(tmp / "r", tmp_path / "r")
+    args = args[:-1] + [str(tmp_path / "r")]
+    saved = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "r/sections").glob("*.json")}
+    (tmp_path / "c.toml").write_text(CHEAP.replace("jacobian_k = 3", "jacobian_k = 2"))
+    p = subprocess.run(args[:-3] + [str(tmp_path / "c.toml")] + args[-2:], capture_output=True,
+                       text=True)  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    now = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "r/sections").glob("*.json")}
+    assert [n for n in saved if now[n] != saved[n]] == ["jacobian.json"]
+    # a setting of the representation store: a new store replaces the old one, no error
+    (old_store,) = (tmp_path / "r/representation").glob("store-*")
+    (tmp_path / "c.toml").write_text(CHEAP.replace("n_noise = 2", "n_noise = 3"))
+    p = subprocess.run(args[:-3] + [str(tmp_path / "c.toml")] + args[-2:], capture_output=True,
+                       text=True)  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    (new_store,) = (tmp_path / "r/representation").glob("store-*")
+    assert new_store != old_store
+    assert json.loads((new_store / "meta.json").read_text())["n_noise"] == 3
+    metrics = json.loads((tmp_path / "r/metrics.json").read_text())
+    assert not any(s["skipped"] for s in metrics["sections"].values())
 
 
 def test_report_errors(tmp_path, report_dir):

@@ -180,6 +180,36 @@ def test_guidance_stops_each_sample_on_its_own():
     assert torch.all(info["final_loss"][:2] <= 0.01 * info["initial_loss"][:2])
 
 
+def test_guidance_without_steps_reports_the_loss_it_leaves():
+    from denoiserlens.sampling.reconstruct import GuidanceConfig, guidance_step
+
+    phi_fn = lambda x: x.flatten(1)  # noqa: E731
+    x = torch.tensor([[3.0, 4.0]]).view(1, 1, 1, 2)
+    out, info = guidance_step(phi_fn, x, torch.zeros(1, 2), GuidanceConfig(max_iter=0))
+    assert torch.equal(out, x) and info["iterations"].item() == 0
+    assert info["initial_loss"].item() == info["final_loss"].item() == 25.0
+
+
+def test_a_fixed_schedule_denoises_at_every_level_down_to_the_last(prior):
+    """Algorithm 1 ends with the estimate at sigma_0: T + 1 levels give T + 1 denoisings."""
+    from denoiserlens.sampling.reconstruct import GuidanceConfig, reconstruct
+
+    calls = []
+
+    def denoise(y):
+        calls.append(y.shape[0])
+        return prior.blind_denoise(y).float()
+
+    phi_fn = lambda x: x.flatten(1)[:, :2]  # noqa: E731
+    targets = prior.draw(2, torch.Generator().manual_seed(0)).float()
+    sigmas = torch.logspace(0, -2, 5)
+    r = reconstruct(phi_fn, denoise, targets, 3, sigmas, guidance=GuidanceConfig(max_iter=2),
+                    n_noise=2, generator=torch.Generator().manual_seed(1), record_noise=False)  # fmt: skip
+    assert r.sigma_after.shape == (5, 6) and len(calls) == 5
+    # the last estimate is taken at sigma_0 = 0.01: its effective noise is below sigma_1 = 0.03
+    assert r.sigma_after[-1].max() < float(sigmas[-2])
+
+
 def test_reconstruct_command(tmp_path):
     torch.manual_seed(0)
     save_model(UNet(preset_config("tiny")).eval(), tmp_path / "m")
@@ -193,6 +223,7 @@ def test_reconstruct_command(tmp_path):
     assert p.returncode == 0, p.stderr
     info = json.loads((tmp_path / "r/reconstruct.json").read_text())
     assert info["rows"] == [0, 3] and np.array(info["phi_cosine"]).shape == (2, 3)
+    assert info["levels"] == 7  # --steps 6: sigma_max .. sigma_min, 7 levels
     assert np.load(tmp_path / "r/samples.npy").shape == (6, 1, 16, 16)
     for fig in ("fig7_reconstructions", "fig20_noise_levels"):
         assert (tmp_path / "r" / f"{fig}.png").stat().st_size > 3000
@@ -257,6 +288,9 @@ def test_distance_command(tmp_path):
     p = subprocess.run(args[:-4] + ["--images", "50", "--out", str(tmp_path / "x")],
                        capture_output=True, text=True)  # fmt: skip
     assert p.returncode == 2 and "exceeds" in p.stderr
+    p = subprocess.run(args[:-4] + ["--images", "2", "--out", str(tmp_path / "x")],
+                       capture_output=True, text=True)  # fmt: skip
+    assert p.returncode == 2 and "--images >= 3" in p.stderr and not (tmp_path / "x").exists()
 
 
 def test_group_targets_combine_the_phi_of_their_images():

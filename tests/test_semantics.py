@@ -190,6 +190,9 @@ def test_semantic_commands_refuse_bad_input(labelled_stores, tmp_path):
          "no sigma 7"),
         (["probe", "--store", t / "s", "--store", tmp_path / "u", "--out", tmp_path / "p"],
          "other images"),
+        (["probe", "--store", t / "s", "--out", tmp_path / "p", "--k", "0"], "--k must be"),
+        (["cluster", "--store", t / "s", "--out", tmp_path / "c", "--k", "3", "--n-init", "0"],
+         "--n-init"),
     ):  # fmt: skip
         p = _run(*args)
         assert p.returncode == 2 and message in p.stderr, (args, p.stderr)

@@ -14,6 +14,7 @@ from denoiserlens import UserError
 from denoiserlens.data import disks
 from denoiserlens.models import load_model, preset_config
 from denoiserlens.train import TrainConfig, sample_sigma, train
+from denoiserlens.train.noise import random_dihedral
 
 TINY = preset_config("tiny").to_dict()
 
@@ -37,6 +38,21 @@ def test_sqrt_sigma_distribution_has_the_papers_density():
         sample_sigma(3, "log-uniform", 0.0, 1.0, g)
 
 
+def test_random_dihedral_draws_the_eight_symmetries_of_the_square_reproducibly():
+    x = torch.arange(16.0).view(1, 1, 4, 4).expand(400, 2, 4, 4)
+    y = random_dihedral(x, torch.Generator().manual_seed(0))
+    seen = {tuple(t[0].flatten().tolist()) for t in y}
+    group = set()
+    for k in range(4):
+        r = torch.rot90(x[0, 0], k)
+        group |= {tuple(r.flatten().tolist()), tuple(r.flip(-1).flatten().tolist())}
+    assert seen == group and len(group) == 8
+    assert torch.equal(y[:, 0], y[:, 1])  # one symmetry per image, the same for its channels
+    assert torch.equal(y, random_dihedral(x, torch.Generator().manual_seed(0)))
+    wide = torch.arange(24.0).view(1, 1, 4, 6).expand(100, 1, 4, 6)
+    assert len({tuple(t.flatten().tolist()) for t in random_dihedral(wide)}) == 4
+
+
 def test_training_reduces_the_loss(tmp_path):
     data = disks(400, 32, seed=0)
     r = train(TINY, data, _cfg(steps=300, batch_size=16, eval_every=300, checkpoint_every=300),
@@ -50,11 +66,13 @@ def test_training_reduces_the_loss(tmp_path):
     assert model.arch_config() == TINY
 
 
-def test_resume_equals_an_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("augment", [False, True])
+def test_resume_equals_an_uninterrupted_run(tmp_path, augment):
     data = disks(200, 32, seed=1)  # 180 train images / 8 = 22 steps per epoch: 20 is mid-epoch
-    train(TINY, data, _cfg(steps=40), tmp_path / "a", progress=False)
-    train(TINY, data, _cfg(steps=20), tmp_path / "b", progress=False)
-    train(TINY, data, _cfg(steps=40), tmp_path / "b", resume=True, progress=False)
+    train(TINY, data, _cfg(steps=40, augment=augment), tmp_path / "a", progress=False)
+    train(TINY, data, _cfg(steps=20, augment=augment), tmp_path / "b", progress=False)
+    train(TINY, data, _cfg(steps=40, augment=augment), tmp_path / "b", resume=True,
+          progress=False)  # fmt: skip
     a = load_file(tmp_path / "a/weights.safetensors")
     b = load_file(tmp_path / "b/weights.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -76,6 +94,17 @@ def test_existing_run_is_not_overwritten_and_resume_checks_config(tmp_path):
         train(TINY, disks(100, 32, seed=3), _cfg(steps=20), tmp_path / "r", resume=True,
               progress=False)  # fmt: skip
     assert (tmp_path / "r/weights.safetensors").read_bytes() == before
+    with pytest.raises(UserError, match="different train"):  # augmentation changes the weights
+        train(TINY, data, _cfg(steps=20, augment=True), tmp_path / "r", resume=True,
+              progress=False)  # fmt: skip
+    # a run written before a setting existed (no "augment" in its config) still resumes, and the
+    # bookkeeping (checkpoint and evaluation intervals) may change
+    config = json.loads((tmp_path / "r/config.json").read_text())
+    del config["train"]["augment"]
+    (tmp_path / "r/config.json").write_text(json.dumps(config))
+    r = train(TINY, data, _cfg(steps=12, checkpoint_every=3, eval_every=4), tmp_path / "r",
+              resume=True, progress=False)  # fmt: skip
+    assert r["step"] == 12
 
 
 def test_bf16_channels_last_training_runs(tmp_path):
@@ -178,6 +207,10 @@ def test_recalibration_averages_the_batch_statistics(tmp_path):
     assert config["recalibrated"]["batches"] == 5 and config["data"]["sources"] == [
         "disks:120:32:3"
     ]
+    p = run("recalibrate", "--model", tmp_path / "r1", "--out", tmp_path / "r2", "--batches", "3")
+    assert p.returncode == 0, p.stderr  # a recalibrated run again: its history is kept
+    again = json.loads((tmp_path / "r2/config.json").read_text())["recalibrated"]
+    assert again["batches"] == 3 and again["previous"]["batches"] == 5
     a, b = load_model(tmp_path / "cli"), load_model(tmp_path / "r1")
     ka = [k for k in a.state_dict() if k.endswith("running_sd")]
     assert ka and any(not torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in ka)

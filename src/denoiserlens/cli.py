@@ -162,6 +162,9 @@ def main() -> None:
 @click.option("--sigma-max", type=float, default=255.0, show_default=True, help=SIGMA_HELP)
 @click.option("--bf16", is_flag=True, help="bf16 autocast (weights and loss stay float32).")
 @click.option("--channels-last", is_flag=True)
+@click.option(
+    "--augment", is_flag=True, help="Random flips and quarter turns of each training image."
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--test-fraction", type=float, default=0.05, show_default=True)
 @click.option("--eval-every", type=int, default=500, show_default=True)
@@ -185,7 +188,7 @@ def main() -> None:
 @click.option("--device", default="auto", show_default=True)
 @user_errors
 def train(run_dir, preset, bias, norm, residual, steps, batch_size, lr, lr_halve_every, sigma_dist,
-          sigma_min, sigma_max, bf16, channels_last, seed, test_fraction, eval_every,
+          sigma_min, sigma_max, bf16, channels_last, augment, seed, test_fraction, eval_every,
           checkpoint_every, workers, max_minutes, resume, init_from, device, **data_kw):  # fmt: skip
     """Train a blind denoiser (no noise level input) on images: Eq. 1, Appendix A.3.
 
@@ -214,7 +217,7 @@ def train(run_dir, preset, bias, norm, residual, steps, batch_size, lr, lr_halve
     cfg = _train_config(
         steps=steps, batch_size=batch_size, lr=lr, lr_halve_every=lr_halve_every,
         sigma_dist=sigma_dist, sigma_min=sigma_min / 255, sigma_max=sigma_max / 255, bf16=bf16,
-        channels_last=channels_last, seed=seed, test_fraction=test_fraction,
+        channels_last=channels_last, augment=augment, seed=seed, test_fraction=test_fraction,
         eval_every=eval_every, checkpoint_every=checkpoint_every, num_workers=workers,
         init_from=None if init_from is None else str(init_from),
     )  # fmt: skip
@@ -589,7 +592,12 @@ def cluster(store_path, out_dir, k, sigma, seed, n_init, pairs):
     pairs), members and t-SNE of a few clusters, NMI/ARI/purity against labels if any."""
     from denoiserlens.analysis.semantics import cluster_store
 
-    r = cluster_store(store_path, out_dir, k, _store_sigma(sigma), seed, n_init, pairs)
+    if n_init < 1 or pairs < 1:
+        raise UserError("--n-init and --pairs must be >= 1")
+    try:
+        r = cluster_store(store_path, out_dir, k, _store_sigma(sigma), seed, n_init, pairs)
+    except ValueError as e:  # k out of range, a single label class: the data cannot answer
+        raise UserError(str(e)) from None
     cs = r["cluster_separation"]
     click.echo(f"{k} clusters ({r['method']}), sizes {min(r['sizes'])}-{max(r['sizes'])}; "
                f"{cs['fraction_separated']:.0%} of {cs['pairs']} cluster pairs > 2 sd apart")  # fmt: skip
@@ -623,11 +631,16 @@ def probe(stores, out_dir, pixels, k, query_fraction, linear, seed):
 
     named = {}
     for i, entry in enumerate(stores):
-        name, _, path = entry.rpartition("=") if "=" in entry else (f"store{i}", "", entry)
+        name, _, path = entry.partition("=") if "=" in entry else (f"store{i}", "", entry)
         named[name or f"store{i}"] = path
     if not 0 < query_fraction < 1:
         raise UserError(f"--query-fraction must be in (0, 1), got {query_fraction}")
-    result = probe_stores(named, out_dir, pixels, k, query_fraction, seed, linear)
+    if k < 1:
+        raise UserError(f"--k must be >= 1, got {k}")
+    try:
+        result = probe_stores(named, out_dir, pixels, k, query_fraction, seed, linear)
+    except ValueError as e:  # more neighbours than references, one class only
+        raise UserError(str(e)) from None
     click.echo(f"{result['references']} references, {result['queries']} queries, "
                f"{result['classes']} classes")  # fmt: skip
     click.echo(format_probe_table(result))
@@ -789,7 +802,7 @@ def reconstruct(model_path, out_dir, rows, unions, clusters_from, clusters, memb
     if not adaptive:
         sigmas = torch.logspace(math.log10(sigma_max / 255), math.log10(sigma_min / 255), steps + 1)
     g = torch.Generator(device=dev).manual_seed(seed)
-    mean = float(targets.mean())
+    mean = images.mean_intensity()  # Algorithm 1 starts from the data mean, not the target's
     phi_fn = middle_means(model, bf16)
     target = targets
     if kind != "rows":
@@ -810,7 +823,7 @@ def reconstruct(model_path, out_dir, rows, unions, clusters_from, clusters, memb
         "model": str(model_path), "targets": kind, "groups": groups, "rows": picked,
         "names": [images.names[i] for i in picked],
         "n_samples": n_samples, "seed": seed, "adaptive": adaptive, "ancestral": ancestral,
-        "sigma_max_255": sigma_max, "sigma_min_255": sigma_min, "steps": len(r.sigma_after),
+        "sigma_max_255": sigma_max, "sigma_min_255": sigma_min, "levels": len(r.sigma_after),
         "guidance": {"lr": lr, "max_iter": max_iter, "tol": tol}, "n_noise": n_noise,
         "phi_cosine": cos, "phi_relative_error": rel})  # fmt: skip
     for i, row in enumerate(picked):
@@ -862,7 +875,12 @@ def _cluster_groups(images, folder: Path, clusters, members: int, seed: int):
     assignment = np.load(folder / "assignments.npy")
     if not clusters:
         raise UserError("--clusters-from needs --clusters (comma list of cluster ids)")
-    ids = [int(c) for c in clusters.split(",")]
+    if members < 1:
+        raise UserError(f"--members must be >= 1, got {members}")
+    try:
+        ids = [int(c) for c in clusters.split(",")]
+    except ValueError:
+        raise UserError(f"--clusters takes comma-separated cluster ids, got {clusters!r}") from None
     rng = np.random.default_rng(seed)
     groups = []
     for c in ids:
@@ -897,20 +915,17 @@ def distance(model_path, out_dir, n_images, n_samples, steps, grid, sigma_min, s
     """Distances between conditional densities (Eq. 4; Figure 8 right): for every pair of random
     images, d^2(p(x|phi_1), p(x|phi_2)) against ||phi_1 - phi_2||^2, and the constants A, B of
     inequality (3). Writes distance.json and fig8_distance.png."""
-    import itertools
-
     import numpy as np
     import torch
 
     from denoiserlens.analysis.figures import save_figure
     from denoiserlens.data import open_data, to_float
     from denoiserlens.fileio import write_json
-    from denoiserlens.sampling.distance import distance_study, plot_distance_study
-    from denoiserlens.sampling.reconstruct import GuidanceConfig, middle_means
-    from denoiserlens.sampling.reconstruct import reconstruct as run_reconstruct
+    from denoiserlens.sampling.distance import distance_experiment, plot_distance_study
+    from denoiserlens.sampling.reconstruct import GuidanceConfig
 
-    if n_images < 2 or n_samples < 1 or steps < 1 or grid < 2:
-        raise UserError("need --images >= 2, --n-samples >= 1, --steps >= 1, --grid >= 2")
+    if n_images < 3 or n_samples < 1 or steps < 1 or grid < 2:
+        raise UserError("need --images >= 3, --n-samples >= 1, --steps >= 1, --grid >= 2")
     if not 0 < sigma_min < sigma_max:
         raise UserError("need 0 < --sigma-min < --sigma-max")
     try:
@@ -926,15 +941,12 @@ def distance(model_path, out_dir, n_images, n_samples, steps, grid, sigma_min, s
     _check_images(model, images.subset(rows), pad=False)
     x = to_float(np.stack([images[r] for r in rows])).to(dev)
     g = torch.Generator(device=dev).manual_seed(seed)
-    phi_fn = middle_means(model)
     lo, hi = math.log10(sigma_min / 255), math.log10(sigma_max / 255)
-    click.echo(f"sampling {n_samples} reconstructions of each of {n_images} images", err=True)
-    rec = run_reconstruct(phi_fn, model.denoise, x, n_samples, torch.logspace(hi, lo, steps + 1),
-                          None, guide, n_noise, float(x.mean()), g, ancestral=True)  # fmt: skip
-    pairs = list(itertools.combinations(range(n_images), 2))
-    click.echo(f"Eq. 4 for {len(pairs)} pairs on {grid} noise levels", err=True)
-    study = distance_study(phi_fn, model.denoise, x, pairs, torch.logspace(lo, hi, grid),
-                           rec.images, n_samples, guide, n_noise, phi_sigma / 255, g)  # fmt: skip
+    click.echo(f"{n_samples} reconstructions of each of {n_images} images, then Eq. 4 for "
+               f"{n_images * (n_images - 1) // 2} pairs on {grid} noise levels", err=True)  # fmt: skip
+    study = distance_experiment(model, x, torch.logspace(hi, lo, steps + 1),
+                                torch.logspace(lo, hi, grid), n_samples, guide, n_noise,
+                                phi_sigma / 255, images.mean_intensity(), g)  # fmt: skip
     study.update(
         model=str(model_path),
         rows=rows,
@@ -942,7 +954,8 @@ def distance(model_path, out_dir, n_images, n_samples, steps, grid, sigma_min, s
         n_samples=n_samples,
         seed=seed,
     )
-    study["pairs"] = [[rows[i], rows[j]] for i, j in pairs]
+    study["pairs"] = [[rows[i], rows[j]] for i, j in study["pairs"]]
+    pairs = study["pairs"]
     out = Path(out_dir)
     save_figure(out / "fig8_distance.png", lambda ax: plot_distance_study(ax, study),
                 figsize=(4.5, 4))  # fmt: skip
@@ -971,7 +984,6 @@ def jacobian(model_path, out_dir, rows, sigmas, k, full, probes, seed, **data_kw
     eigenpairs of its symmetric part (matrix-free Lanczos), trace (effective dimension),
     asymmetry ||J - J^T|| / ||J||, and J y vs f(y). Writes eigenvalues.png, eigenvectors_*.png
     and jacobian.json."""
-    import torch
 
     from denoiserlens.analysis.figures import save_figure
     from denoiserlens.data import open_data, to_float
@@ -986,6 +998,8 @@ def jacobian(model_path, out_dir, rows, sigmas, k, full, probes, seed, **data_kw
     )
     from denoiserlens.geometry.jacobian import plot_eigenvalues, plot_eigenvectors
 
+    if probes < 2:
+        raise UserError("--probes must be >= 2 (the trace's standard error needs two)")
     model = _load_model_cli(model_path, "cpu").eval()
     images = open_data(_data_spec(data_kw))
     try:
@@ -1010,12 +1024,10 @@ def jacobian(model_path, out_dir, rows, sigmas, k, full, probes, seed, **data_kw
             op = JacobianOperator(model, y)
             vals, vecs = top_eigenpairs(op, k, seed=seed)
             tr, se = hutchinson_trace(op, probes, seed)
-            with torch.no_grad():
-                jy = op.matvec(y.reshape(-1))
             entry = {"row": r, "name": images.names[r], "sigma_255": round(sig * 255, 3),
                      "eigenvalues": vals.tolist(), "trace_hutchinson": tr, "trace_se": se,
                      "asymmetry": asymmetry(op, seed=seed),
-                     "homogeneity_error": float((jy - op.fy).norm() / op.fy.norm())}  # fmt: skip
+                     "homogeneity_error": op.homogeneity_error()}  # fmt: skip
             if full:
                 jac = full_jacobian(model, y)
                 entry["trace_exact"] = float(jac.trace())
@@ -1061,8 +1073,8 @@ def slope(model_paths, out_dir, sigmas, alpha, seed, device, **data_kw):
     from denoiserlens.geometry.slope import fit_slope, optimal_slope, plot_psnr_curves, psnr_curve
 
     sig = _sigmas(sigmas)
-    if len(sig) < 2:
-        raise UserError("a slope needs at least two noise levels")
+    if len(sig) < 2 or min(sig) <= 0:
+        raise UserError("a slope needs at least two noise levels, all > 0 (PSNR is infinite at 0)")
     images = open_data(_data_spec(data_kw))
     curves = {}
     for p in model_paths:
@@ -1239,8 +1251,11 @@ def recalibrate(model_path, out_dir, batches, seed, device):
     n = recalibrate_norms(model, images, cfg, batches, seed)
     if n == 0:
         raise UserError(f"{model_path}: the model has no batch normalization to recalibrate")
-    save_model(model, out_dir, **{k: v for k, v in config.items() if k != "model"},
-               recalibrated={"from": str(model_path), "batches": batches, "seed": seed})  # fmt: skip
+    meta = {k: v for k, v in config.items() if k not in ("model", "recalibrated")}
+    meta["recalibrated"] = {"from": str(model_path), "batches": batches, "seed": seed}
+    if "recalibrated" in config:  # recalibrating a recalibrated run: keep the history
+        meta["recalibrated"]["previous"] = config["recalibrated"]
+    save_model(model, out_dir, **meta)
     click.echo(f"{out_dir}: {n} normalization layers re-estimated over {batches} batches")
 
 

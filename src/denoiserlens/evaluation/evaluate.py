@@ -25,10 +25,12 @@ Method = Callable[[torch.Tensor, float], torch.Tensor]  # (noisy (1, C, H, W), s
 
 
 def noisy_image(x: torch.Tensor, sigma: float, seed: int, i: int) -> torch.Tensor:
-    """x + sigma z with z drawn from a generator seeded by (seed, sigma in 1/100 of 255, i)."""
+    """x + sigma z with z drawn from a generator seeded by (seed, sigma in 1/100 of 255, i).
+
+    The noise is drawn on the CPU and moved to ``x``'s device: the same draw on every device."""
     level = int(round(sigma * 255 * 100))
     g = torch.Generator().manual_seed(seed * 1_000_003 + level * 10_007 + i)
-    return x + sigma * torch.randn(x.shape, generator=g)
+    return x + sigma * torch.randn(x.shape, generator=g).to(x.device, x.dtype)
 
 
 def model_method(model: Denoiser, pad: bool = False, device: str | torch.device = "cpu") -> Method:

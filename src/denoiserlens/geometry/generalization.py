@@ -6,13 +6,16 @@ and the two networks' samples differ. With enough images both learn the same den
 samples from the same noise become nearly identical, and no longer copies of training images.
 Similarities are cosines of the images centred on the data mean.
 
-The sweep is resumable: every model is a run directory (``train`` resumes it) and every size's
-samples are saved once computed.
+The sweep is resumable: every model is a run directory (``train`` resumes it from its last
+checkpoint) and every size's samples are saved once computed, with a key (both models' weights,
+the sampler, the seed) that says when they must be drawn again.
 """
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +25,10 @@ import torch
 from denoiserlens.data import ImageSet
 from denoiserlens.fileio import atomic_path, read_json, write_json
 from denoiserlens.models import load_model
+from denoiserlens.represent.store import weights_hash
 from denoiserlens.sampling import SamplerConfig, sample
 from denoiserlens.train import TrainConfig, train
+from denoiserlens.train.state import TRAIN_STATE, train_state_step
 
 
 def disjoint_subsets(n_total: int, sizes: list[int], seed: int = 0) -> dict[int, tuple]:
@@ -82,24 +87,28 @@ def run_sweep(
         for tag, rows in zip("ab", subsets[n], strict=True):
             run = out / f"N{n}" / tag
             runs.append(run)
-            state = read_json(run / "config.json") if (run / "config.json").exists() else None
-            done = state is not None and (run / "weights.safetensors").exists() and _finished(run)
-            if done:
+            checkpointed = (run / TRAIN_STATE).exists()
+            if checkpointed and train_state_step(run / TRAIN_STATE) >= cfg.steps:
                 continue
+            if run.exists() and not checkpointed:  # stopped before its first checkpoint
+                shutil.rmtree(run)
             log(f"N = {n}, model {tag}: training on {n} images")
             data = _repeat_to(images, rows, cfg.batch_size)
-            train(arch, data, cfg, run, resume=state is not None, device=device, progress=False)
-        path = out / f"N{n}" / "samples.npz"
-        if not path.exists():
+            train(arch, data, cfg, run, resume=checkpointed, device=device, progress=False)
+        path, key_path = out / f"N{n}" / "samples.npz", out / f"N{n}" / "samples.json"
+        models = [load_model(run, device) for run in runs]
+        key = {"models": [weights_hash(m) for m in models], "sampler": asdict(sampler),
+               "n_samples": n_samples, "seed": seed, "mean": mean}  # fmt: skip
+        if not path.exists() or not key_path.exists() or read_json(key_path) != key:
             log(f"N = {n}: sampling {n_samples} images from each model, same seeds")
             shape = (n_samples, *x_all.shape[1:])
             drawn = []
-            for run in runs:
-                model = load_model(run, device)
+            for model in models:
                 s = sample(model.denoise, shape, sampler, mean=mean, seed=seed, device=device)
                 drawn.append(s.images.cpu().numpy())
             with atomic_path(path) as tmp, open(tmp, "wb") as f:
                 np.savez(f, a=drawn[0], b=drawn[1])
+            write_json(key_path, key)
         pair = np.load(path)
         a, b = pair["a"], pair["b"]
         train_a = x_all[subsets[n][0]] / 255.0
@@ -115,13 +124,6 @@ def run_sweep(
     )
     write_json(out / "results.json", results)
     return results
-
-
-def _finished(run: Path) -> bool:
-    from denoiserlens.train.state import TRAIN_STATE, train_state_step
-
-    steps = read_json(run / "config.json")["train"]["steps"]
-    return (run / TRAIN_STATE).exists() and train_state_step(run / TRAIN_STATE) >= steps
 
 
 def plot_sweep(ax, results: dict[str, Any]) -> None:

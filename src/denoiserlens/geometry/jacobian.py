@@ -66,6 +66,13 @@ class JacobianOperator:
     def rmatvec(self, v: torch.Tensor) -> torch.Tensor:
         return self._vjp(v.to(self.y.dtype))[0]
 
+    def homogeneity_error(self) -> float:
+        """||J y - f(y)|| / ||f(y)||: zero for a bias-free network (f(y) = J_y y, so f acts
+        locally as the linear map J); a network with biases is affine, not linear, there."""
+        with torch.no_grad():
+            jy = self.matvec(self.y)
+        return float((jy - self.fy).norm() / self.fy.norm().clamp_min(1e-12))
+
     def symmetric_matvec(self, v: torch.Tensor) -> torch.Tensor:
         """(J + J^T) v / 2."""
         return 0.5 * (self.matvec(v) + self.rmatvec(v))
@@ -84,7 +91,7 @@ def top_eigenpairs(
     def mv(v: np.ndarray) -> np.ndarray:
         t = torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32).reshape(-1))
         with torch.no_grad():
-            return op.symmetric_matvec(t).detach().double().numpy()
+            return op.symmetric_matvec(t.to(op.y.device)).detach().double().cpu().numpy()
 
     lin = LinearOperator((op.n, op.n), matvec=mv, dtype=np.float64)
     v0 = np.random.default_rng(seed).standard_normal(op.n)
@@ -98,7 +105,7 @@ def hutchinson_trace(op: JacobianOperator, probes: int = 32, seed: int = 0) -> t
     g = torch.Generator().manual_seed(seed)
     vals = []
     for _ in range(probes):
-        v = torch.randint(0, 2, (op.n,), generator=g).float() * 2 - 1
+        v = (torch.randint(0, 2, (op.n,), generator=g).float() * 2 - 1).to(op.y.device)
         with torch.no_grad():
             vals.append(float(v @ op.matvec(v)))
     vals_a = np.array(vals)
@@ -110,7 +117,7 @@ def asymmetry(op: JacobianOperator, probes: int = 16, seed: int = 0) -> float:
     g = torch.Generator().manual_seed(seed)
     num = den = 0.0
     for _ in range(probes):
-        v = torch.randn(op.n, generator=g)
+        v = torch.randn(op.n, generator=g).to(op.y.device)  # drawn on the CPU: same on any device
         with torch.no_grad():
             jv, jtv = op.matvec(v), op.rmatvec(v)
         num += float((jv - jtv).pow(2).sum())

@@ -30,6 +30,22 @@ SECTIONS = (
     "explorer",
 )
 
+# The settings each section reads: its results are reused while these (and the model and data)
+# are unchanged. Sections that read the representation store depend on its settings too.
+STORE_SETTINGS = ("stability_sigmas", "sigma", "reference", "n_noise", "bf16", "seed")
+SECTION_SETTINGS = {
+    "denoising": ("eval_images", "eval_sigmas", "bm3d_images", "seed"),
+    "representation": (*STORE_SETTINGS, "queries"),
+    "neighbours": (*STORE_SETTINGS, "queries"),
+    "clusters": (*STORE_SETTINGS, "clusters"),
+    "probe": STORE_SETTINGS,
+    "samples": ("samples", "seed"),
+    "reconstructions": ("targets", "reconstruction_steps", "n_noise", "seed"),
+    "distance": ("distance_images", "sigma", "seed"),
+    "jacobian": ("jacobian_k", "sigma", "seed"),
+    "explorer": (*STORE_SETTINGS, "explorer_images", "clusters"),
+}
+
 
 @dataclass(frozen=True)
 class ReportConfig:
@@ -65,12 +81,18 @@ class ReportConfig:
                 raise UserError(f"report setting {name} must be >= 1")
         if self.clusters < 2:
             raise UserError("report setting clusters must be >= 2")
+        if self.distance_images < 3:
+            raise UserError("report setting distance_images must be >= 3 (2 pairs for Eq. 3)")
         for name in ("sigma", "reference"):
             if not 0 < getattr(self, name) <= 255:
                 raise UserError(f"report setting {name} must be in (0, 255]")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def settings_of(self, section: str) -> dict[str, Any]:
+        """The settings ``section`` reads (``SECTION_SETTINGS``), by name."""
+        return {name: getattr(self, name) for name in SECTION_SETTINGS[section]}
 
     @property
     def representation_sigmas(self) -> tuple[float, ...]:

@@ -1,8 +1,10 @@
 """``denoiserlens report``: every analysis on one model and data set, as a static web page.
 
 The sections run in the paper's order; each one's result is saved in ``OUT/sections/<name>.json``
-with a key of what it depends on (model weights, data fingerprint, settings), so a rerun of an
-interrupted report reuses what it had finished and recomputes only the rest.
+with a key of what it depends on (model weights, data fingerprint, the settings it reads), so a
+rerun of an interrupted report, or one with other settings, recomputes only the sections whose
+inputs changed. The representation store lives in a folder named by its own key; a store made
+with other settings is replaced, not resumed.
 """
 
 from __future__ import annotations
@@ -32,8 +34,11 @@ WEIGHTS = {"denoising": 2, "representation": 10, "neighbours": 1, "clusters": 2,
            "samples": 2, "reconstructions": 4, "distance": 6, "jacobian": 3, "explorer": 1}  # fmt: skip
 
 
-def _key(name: str, model_hash: str, fingerprint: str, cfg: ReportConfig) -> str:
-    blob = json.dumps([name, model_hash, fingerprint, cfg.to_dict()], sort_keys=True, default=str)
+def section_key(name: str, model_hash: str, fingerprint: str, cfg: ReportConfig) -> str:
+    """What section ``name``'s results depend on, hashed: the model's weights, the data, and
+    the settings the section reads."""
+    blob = json.dumps([name, model_hash, fingerprint, cfg.settings_of(name)], sort_keys=True,
+                      default=str)  # fmt: skip
     return hashlib.blake2b(blob.encode(), digest_size=8).hexdigest()
 
 
@@ -64,8 +69,9 @@ def run_report(
     if h % model.size_multiple or w % model.size_multiple:
         raise UserError(f"images of {h}x{w} are not divisible by {model.size_multiple} (use "
                         "--pad-to or --size)")  # fmt: skip
-    ctx = Context(model, str(model_path), images, spec, cfg, out, device)
     model_hash = weights_hash(model)
+    store_key = section_key("representation", model_hash, images.fingerprint, cfg)
+    ctx = Context(model, str(model_path), images, spec, cfg, out, device, store_key)
     todo = [s for s in SECTIONS if s not in cfg.skip]
     total = sum(WEIGHTS[s] for s in todo)
     done_weight = 0.0
@@ -99,7 +105,7 @@ def run_report(
 
 def _section(ctx: Context, name: str, model_hash: str, fingerprint: str, results) -> dict:
     path = ctx.out / "sections" / f"{name}.json"
-    key = _key(name, model_hash, fingerprint, ctx.cfg)
+    key = section_key(name, model_hash, fingerprint, ctx.cfg)
     if path.exists():
         saved = read_json(path)
         if saved.get("key") == key:
@@ -126,8 +132,8 @@ def _explorer(ctx: Context, results) -> Section:
     store = Store(ctx.store)
     n = min(ctx.cfg.explorer_images, len(ctx.images))
     phi = np.asarray(store.phi(ctx.cfg.sigma / 255)[:n], np.float32)
-    assignment = None
-    if (ctx.out / "clusters" / "assignments.npy").exists():
+    assignment = None  # only from a clusters section of this run's settings
+    if any(s["name"] == "clusters" and not s["skipped"] for s in results):
         assignment = np.load(ctx.out / "clusters" / "assignments.npy")
     data = explorer_data(ctx.images, store.names, store.labels, phi, assignment)
     write_explorer(ctx.out, ctx.images, data)

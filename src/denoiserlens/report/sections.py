@@ -6,6 +6,7 @@ gives them. A section whose inputs are missing returns ``skipped`` with the reas
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,10 +44,11 @@ class Context:
     cfg: ReportConfig
     out: Path
     device: torch.device
+    store_key: str = "0"  # what the representation store depends on (report.run.section_key)
 
     @property
     def store(self) -> Path:
-        return self.out / "representation" / "store"
+        return self.out / "representation" / f"store-{self.store_key}"
 
     def x(self, rows) -> torch.Tensor:
         return to_float(np.stack([self.images[int(r)] for r in rows])).to(self.device)
@@ -58,6 +60,15 @@ def _rel(ctx: Context, path: Path) -> str:
 
 def _s(v: float) -> float:
     return v / 255
+
+
+def _drop_other_stores(store: Path) -> None:
+    """Delete the stores beside ``store`` that earlier settings made (their names differ only
+    in the key): derived data of this report folder, replaced rather than resumed."""
+    prefix = store.name.rsplit("-", 1)[0] + "-"
+    for other in store.parent.glob(prefix + "*"):
+        if other != store and other.is_dir() and other.name.rsplit("-", 1)[0] + "-" == prefix:
+            shutil.rmtree(other)
 
 
 def denoising(ctx: Context) -> Section:
@@ -98,6 +109,7 @@ def representation(ctx: Context) -> Section:
                          n_noise=cfg.n_noise, blocks=tuple(ctx.model.block_names), inputs=True,
                          seed=cfg.seed, batch_size=32, bf16=cfg.bf16,
                          channels_last=cfg.bf16)  # fmt: skip
+    _drop_other_stores(ctx.store)
     resume = (ctx.store / "meta.json").exists()
     represent(ctx.model, ctx.images, ctx.store, rc, resume=resume, model_path=ctx.model_path,
               data_spec=ctx.spec.to_dict())  # fmt: skip
@@ -167,7 +179,8 @@ def probe(ctx: Context) -> Section:
     if Store(ctx.store).labels is None:
         sec.skipped = "the data has no labels"
         return sec
-    control = ctx.out / "probe" / "store-random-weights"
+    control = ctx.out / "probe" / f"store-random-weights-{ctx.store_key}"
+    _drop_other_stores(control)
     random_model = build_model(ctx.model.arch_config(), seed=ctx.cfg.seed + 1).to(ctx.device)
     rc = RepresentConfig(sigmas=(_s(ctx.cfg.sigma),), n_noise=ctx.cfg.n_noise, seed=ctx.cfg.seed,
                          bf16=ctx.cfg.bf16)  # fmt: skip
@@ -188,7 +201,7 @@ def samples(ctx: Context) -> Section:
 
     sec = Section("samples", "Unconditional samples (Figure 19)")
     shape = (ctx.cfg.samples, ctx.model.image_channels, *ctx.images.fixed_size)
-    mean = float(ctx.images.as_array().mean() / 255)
+    mean = ctx.images.mean_intensity()
     s = sample(ctx.model.denoise, shape, SamplerConfig(sigma_0=1.0, sigma_L=0.01), mean=mean,
                seed=ctx.cfg.seed, device=ctx.device)  # fmt: skip
     path = ctx.out / "samples" / "fig19_samples.png"
@@ -210,7 +223,7 @@ def reconstructions(ctx: Context) -> Section:
     sig = torch.logspace(0, -2, ctx.cfg.reconstruction_steps + 1)
     g = torch.Generator(device=ctx.device).manual_seed(ctx.cfg.seed)
     r = reconstruct(middle_means(ctx.model), ctx.model.denoise, x, 8, sig, n_noise=ctx.cfg.n_noise,
-                    mean=float(x.mean()), generator=g, ancestral=True)  # fmt: skip
+                    mean=ctx.images.mean_intensity(), generator=g, ancestral=True)  # fmt: skip
     out = ctx.out / "reconstructions"
     plot_reconstructions(out / "fig7_reconstructions.png", x.cpu().numpy(),
                          r.images.cpu().numpy(), 8)  # fmt: skip
@@ -233,23 +246,22 @@ def reconstructions(ctx: Context) -> Section:
 
 
 def distance(ctx: Context) -> Section:
-    import itertools
-
     from denoiserlens.analysis.figures import save_figure
-    from denoiserlens.sampling.distance import distance_study, plot_distance_study
-    from denoiserlens.sampling.reconstruct import GuidanceConfig, middle_means, reconstruct
+    from denoiserlens.sampling.distance import distance_experiment, plot_distance_study
+    from denoiserlens.sampling.reconstruct import GuidanceConfig
 
     sec = Section("distance", "Distances between conditional densities (Eq. 4, Figure 8)")
     n = min(ctx.cfg.distance_images, len(ctx.images))
+    if n < 3:
+        sec.skipped = f"needs at least 3 images; the data has {len(ctx.images)}"
+        return sec
     rows = list(range(n))
     x = ctx.x(rows)
     g = torch.Generator(device=ctx.device).manual_seed(ctx.cfg.seed)
-    phi_fn, guide = middle_means(ctx.model), GuidanceConfig(max_iter=10)
-    rec = reconstruct(phi_fn, ctx.model.denoise, x, 6, torch.logspace(0, -2, 41), None, guide, 8,
-                      float(x.mean()), g, ancestral=True)  # fmt: skip
-    pairs = list(itertools.combinations(range(n), 2))
-    study = distance_study(phi_fn, ctx.model.denoise, x, pairs, torch.logspace(-2, 0, 10),
-                           rec.images, 6, guide, 8, _s(ctx.cfg.sigma), g)  # fmt: skip
+    study = distance_experiment(ctx.model, x, torch.logspace(0, -2, 41), torch.logspace(-2, 0, 10),
+                                6, GuidanceConfig(max_iter=10), 8, _s(ctx.cfg.sigma),
+                                ctx.images.mean_intensity(), g)  # fmt: skip
+    pairs = study["pairs"]
     path = ctx.out / "distance" / "fig8_distance.png"
     save_figure(path, lambda ax: plot_distance_study(ax, study), figsize=(4.5, 4))
     sec.figures = [_rel(ctx, path)]
@@ -269,18 +281,17 @@ def jacobian(ctx: Context) -> Section:
 
     sec = Section("jacobian", "The Jacobian's eigenbasis (geometry-adaptive harmonic bases)")
     k = ctx.cfg.jacobian_k
-    x = ctx.x([0]).cpu()
-    model = ctx.model.cpu()
+    x = ctx.x([0])
     curves, vecs0 = {}, None
-    traces = {}
+    traces, homogeneity = {}, {}
     for sig in (ctx.cfg.sigma / 2, ctx.cfg.sigma, 2 * ctx.cfg.sigma):
-        op = JacobianOperator(model, noisy_image(x, _s(sig), ctx.cfg.seed, 0))
+        op = JacobianOperator(ctx.model, noisy_image(x, _s(sig), ctx.cfg.seed, 0))
         vals, vecs = top_eigenpairs(op, k, seed=ctx.cfg.seed)
         curves[f"sigma {sig:g}"] = vals
         traces[f"{sig:g}"] = hutchinson_trace(op, 16, ctx.cfg.seed)[0]
+        homogeneity[f"{sig:g}"] = op.homogeneity_error()
         if sig == ctx.cfg.sigma:
             vecs0, vals0 = vecs, vals
-    ctx.model.to(ctx.device)
     out = ctx.out / "jacobian"
     save_figure(out / "eigenvalues.png", lambda ax: plot_eigenvalues(ax, curves))
     cols = min(8, k)
@@ -288,11 +299,19 @@ def jacobian(ctx: Context) -> Section:
                 lambda axes: plot_eigenvectors(axes, vecs0, tuple(x.shape[1:]), vals0),
                 figsize=(1.1 * cols, 1.2 * -(-k // cols)), nrows=-(-k // cols), ncols=cols)  # fmt: skip
     sec.figures = [_rel(ctx, out / "eigenvalues.png"), _rel(ctx, out / "eigenvectors.png")]
-    sec.numbers = {"eigenvalues": {s: v.tolist() for s, v in curves.items()}, "trace": traces}
+    sec.numbers = {"eigenvalues": {s: v.tolist() for s, v in curves.items()}, "trace": traces,
+                   "homogeneity_error": homogeneity}  # fmt: skip
+    worst = max(homogeneity.values())
+    if worst < 1e-2:
+        basis = (f"f(y) = J y holds (relative error at most {worst:.1e}: the network is bias-free), "
+                 "so these are the adaptive basis in which the denoiser shrinks.")  # fmt: skip
+    else:
+        basis = (f"This network has biases: f(y) differs from J y by up to {worst:.0%}, so J is "
+                 "the local linearization of an affine map, not the map itself, and the "
+                 "eigenvectors are not exactly a basis in which the denoiser shrinks.")  # fmt: skip
     sec.text = ("Top eigenvalues of the symmetric part of the denoiser's Jacobian at the first "
-                "image, at three noise levels, and the eigenvectors at sigma "
-                f"{ctx.cfg.sigma:g}: the adaptive basis in which the denoiser shrinks. Effective "
-                "dimension (trace of the Jacobian): " + ", ".join(
+                f"image, at three noise levels, and the eigenvectors at sigma {ctx.cfg.sigma:g}. "
+                + basis + " Effective dimension (trace of the Jacobian): " + ", ".join(
                     f"{v:.1f} at sigma {s}" for s, v in traces.items()) + ".")  # fmt: skip
     return sec
 

@@ -179,7 +179,7 @@ def _same_job(old: dict, new: dict) -> str | None:
     new = json.loads(json.dumps(new))
     if old["model"]["weights_hash"] != new["model"]["weights_hash"]:  # not its path
         return "model"
-    for key in ("data", "sigmas", "n_noise", "seed", "blocks", "inputs", "chunk_size"):
+    for key in ("data", "sigmas", "n_noise", "seed", "blocks", "inputs", "chunk_size", "bf16"):
         if old.get(key) != new.get(key):
             return key
     return None

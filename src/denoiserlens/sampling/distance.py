@@ -22,12 +22,20 @@ returns the tightest A and B over the measured pairs and B/A (the paper reports 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import numpy as np
 import torch
 
-from denoiserlens.sampling.reconstruct import GuidanceConfig, PhiFn, guidance_step, target_phi
+from denoiserlens.sampling.reconstruct import (
+    GuidanceConfig,
+    PhiFn,
+    guidance_step,
+    middle_means,
+    reconstruct,
+    target_phi,
+)
 
 CondDenoise = Callable[[torch.Tensor, float], torch.Tensor]
 
@@ -136,6 +144,32 @@ def distance_study(
     if len(pairs) >= 2:
         out["constants"] = embedding_constants(np.array(phi_sq), np.array(d_sq))
     return out
+
+
+def distance_experiment(
+    model,
+    images: torch.Tensor,
+    sample_sigmas: torch.Tensor,
+    grid_sigmas: torch.Tensor,
+    n_samples: int,
+    guidance: GuidanceConfig,
+    n_noise: int,
+    phi_sigma: float,
+    mean: float,
+    generator: torch.Generator,
+) -> dict:
+    """Figure 8 (right) end to end for a model's phi (middle-block means): ``n_samples`` draws of
+    each p(x | phi(x_k)) by guided reconstruction (Algorithm 1, ancestral steps on
+    ``sample_sigmas``, starting from the data ``mean``), then Eq. 4 on ``grid_sigmas`` for every
+    pair of the K >= 3 ``images`` and the constants of inequality (3)."""
+    if len(images) < 3:
+        raise ValueError("the constants of inequality (3) need at least 3 images (2 pairs)")
+    phi_fn = middle_means(model)
+    rec = reconstruct(phi_fn, model.denoise, images, n_samples, sample_sigmas, None, guidance,
+                      n_noise, mean, generator, ancestral=True)  # fmt: skip
+    pairs = list(itertools.combinations(range(len(images)), 2))
+    return distance_study(phi_fn, model.denoise, images, pairs, grid_sigmas, rec.images,
+                          n_samples, guidance, n_noise, phi_sigma, generator)  # fmt: skip
 
 
 def plot_distance_study(ax, study: dict) -> None:

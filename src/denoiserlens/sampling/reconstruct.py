@@ -63,28 +63,29 @@ def guidance_step(
     x = x.detach().clone()
     b = len(x)
     initial = torch.zeros(b, device=x.device)
+    final = torch.zeros(b, device=x.device)
     iters = torch.zeros(b, dtype=torch.long, device=x.device)
     active = torch.ones(b, dtype=torch.bool, device=x.device)
     for it in range(cfg.max_iter + 1):
         idx = active.nonzero().squeeze(1)
         if len(idx) == 0:
             break
-        xi = x[idx].requires_grad_(True)
-        with torch.enable_grad():
+        last = it == cfg.max_iter  # no step left: only the final loss is measured
+        xi = x[idx].requires_grad_(not last)
+        with torch.set_grad_enabled(not last):
             loss = (phi_fn(xi) - target[idx]).pow(2).sum(1)
-            if it == cfg.max_iter:  # no step left: this was the final evaluation
-                break
-            grad = torch.autograd.grad(loss.sum(), xi)[0]
+            grad = None if last else torch.autograd.grad(loss.sum(), xi)[0]
         loss = loss.detach()
         if it == 0:
             initial[idx] = loss
+        final[idx] = loss
+        if last:
+            break
         done = loss <= cfg.tol * initial[idx]
         go = ~done
         x[idx[go]] = x[idx[go]] - cfg.lr * grad[go]
         iters[idx[go]] += 1
         active[idx[done]] = False
-    with torch.no_grad():
-        final = (phi_fn(x) - target).pow(2).sum(1)
     return x, {"initial_loss": initial, "final_loss": final, "iterations": iters}
 
 
@@ -147,7 +148,7 @@ class Reconstruction:
     guidance (Figure 20) and the guidance losses; the final phi match per sample."""
 
     images: torch.Tensor
-    sigma_before: torch.Tensor  # (steps, B), NaN once finished
+    sigma_before: torch.Tensor  # (levels visited, B), NaN once finished
     sigma_after: torch.Tensor
     loss_initial: torch.Tensor
     loss_final: torch.Tensor
@@ -174,8 +175,9 @@ def reconstruct(
     """``n_samples`` reconstructions of each target from its phi: target images (K, C, H, W), or
     :class:`ImageTargets` / :class:`GroupTargets` (cluster centroids, unions of channels).
 
-    Give ``sigmas`` (decreasing, sigma_T .. sigma_0: Algorithm 1) or ``adaptive`` (the step rule
-    of the unconditional sampler). The final phi match is measured at ``final_phi_sigma``.
+    Give ``sigmas`` (decreasing, sigma_T .. sigma_0: Algorithm 1; matching and denoising at every
+    level, the last estimate is the sample) or ``adaptive`` (the step rule of the unconditional
+    sampler). The final phi match is measured at ``final_phi_sigma``.
 
     Algorithm 1 as printed denoises fully and adds fresh noise of the next level. For a Gaussian
     direction of variance lambda, that step maps the signal variance W to r^2 (W + sigma^2),
@@ -207,7 +209,8 @@ def reconstruct(
     level = torch.full((b,), sigma0, device=dev)  # each sample's current noise level
     x_hat = x.clone()
     before, after, l0, l1 = [], [], [], []
-    steps = len(sigmas) - 1 if sigmas is not None else adaptive.max_steps
+    # a fixed schedule visits every level, sigma_T .. sigma_0, and denoises at each
+    steps = len(sigmas) if sigmas is not None else adaptive.max_steps
     for t in range(1, steps + 1):
         idx = active.nonzero().squeeze(1)
         per_target = torch.zeros(k, device=dev).index_add_(0, owner[idx], level[idx])
@@ -230,9 +233,9 @@ def reconstruct(
         x_hat[idx] = est
         z = torch.randn(shape, generator=g, device=dev)[idx]
         if sigmas is not None:
-            nxt = float(sigmas[t])
-            if t == steps:
+            if t == steps:  # the estimate at the last level, sigma_0, is the sample
                 break
+            nxt = float(sigmas[t])
             if ancestral:  # E[x_{t-1} | x_t] and the spread of x_{t-1} given x_t and x
                 cur = float(sigmas[t - 1])
                 keep = nxt**2 / cur**2

@@ -31,10 +31,13 @@ from denoiserlens.evaluation.metrics import psnr
 from denoiserlens.fileio import read_json, write_atomic, write_json
 from denoiserlens.models import Denoiser, build_model, load_model, save_weights
 from denoiserlens.models.checkpoint import CONFIG, WEIGHTS
-from denoiserlens.train.noise import add_noise, sample_sigma
+from denoiserlens.train.noise import add_noise, random_dihedral, sample_sigma
 from denoiserlens.train.state import TRAIN_STATE, load_train_state, save_train_state
 
 LOG = "log.jsonl"
+# training settings a resumed run may change: none of them changes the weights it computes
+FREE_ON_RESUME = ("steps", "checkpoint_every", "eval_every", "eval_images", "eval_sigmas",
+                  "num_workers")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,7 @@ class TrainConfig:
     sigma_max: float = 1.0
     bf16: bool = False
     channels_last: bool = False
+    augment: bool = False  # each training image under a random symmetry of the square
     seed: int = 0
     test_fraction: float = 0.05
     eval_every: int = 500
@@ -107,8 +111,9 @@ def evaluate_psnr(
 def _prepare_run(run_dir: Path, config: dict[str, Any], resume: bool) -> dict[str, Any] | None:
     """Check the run directory (read only); return the config.json to write, if any.
 
-    A new run refuses an existing directory; a resumed one requires the same configuration (only
-    the number of steps may change: a resumed run can be extended).
+    A new run refuses an existing directory; a resumed one requires the same configuration except
+    ``FREE_ON_RESUME``: the number of steps (a resumed run can be extended) and the bookkeeping
+    that does not change the weights (checkpoint and evaluation intervals, loader workers).
     """
     cfg_path = run_dir / CONFIG
     if not resume:
@@ -119,8 +124,9 @@ def _prepare_run(run_dir: Path, config: dict[str, Any], resume: bool) -> dict[st
         raise UserError(f"{run_dir}: nothing to resume (no {TRAIN_STATE})")
     old = read_json(cfg_path)
     new = json.loads(json.dumps(config))
-    old_train = {k: v for k, v in old["train"].items() if k != "steps"}
-    new_train = {k: v for k, v in new["train"].items() if k != "steps"}
+    defaults = json.loads(json.dumps(asdict(TrainConfig())))  # settings added since the run
+    old_train = {k: v for k, v in {**defaults, **old["train"]}.items() if k not in FREE_ON_RESUME}
+    new_train = {k: v for k, v in new["train"].items() if k not in FREE_ON_RESUME}
     for key, a, b in (("model", old["model"], new["model"]), ("train", old_train, new_train),
                       ("data", old["data"], new["data"]),
                       ("number of processes", old.get("world_size", 1), new["world_size"])):  # fmt: skip
@@ -291,6 +297,8 @@ def _init_from(model: Denoiser, path: str) -> None:
 def _train_step(net, optimizer, x, cfg: TrainConfig, rank: int, step: int, device):
     x = x.to(device, non_blocking=True)
     g = _step_generator(cfg.seed, rank, step, device)
+    if cfg.augment:
+        x = random_dihedral(x, g)
     sigma = sample_sigma(len(x), cfg.sigma_dist, cfg.sigma_min, cfg.sigma_max, g, device)
     y = add_noise(x, sigma, g)
     if cfg.channels_last:
@@ -356,7 +364,8 @@ def recalibrate_norms(
     """Re-estimate the running statistics of the model's batch normalizations as the exact average
     over ``batches`` noisy training batches (momentum 1/i at batch i), instead of the short
     exponential average training leaves (momentum 0.1: about the last 10 batches). Noise is drawn
-    as in training (``cfg``'s sigma distribution). Returns the number of layers recalibrated."""
+    as in training (``cfg``'s sigma distribution), on the run's training split only (``cfg``'s
+    test fraction and seed). Returns the number of layers recalibrated."""
     from denoiserlens.models.norms import BatchScaleNorm
 
     norms = [m for m in model.modules() if isinstance(m, BatchScaleNorm)]
@@ -365,6 +374,7 @@ def recalibrate_norms(
     device = next(model.parameters()).device
     g = torch.Generator(device=device).manual_seed(seed)
     rng = np.random.default_rng(seed)
+    train_rows = split_indices(len(images), cfg.test_fraction, cfg.seed)[0]  # not the test split
     saved = [n.momentum for n in norms]
     model.train()
     try:
@@ -372,7 +382,8 @@ def recalibrate_norms(
             for i in range(1, batches + 1):
                 for n in norms:
                     n.momentum = 1.0 / i
-                rows = np.sort(rng.choice(len(images), min(cfg.batch_size, len(images)), False))
+                size = min(cfg.batch_size, len(train_rows))
+                rows = np.sort(rng.choice(train_rows, size, replace=False))
                 x = torch.from_numpy(np.stack([images[int(r)] for r in rows])).float() / 255
                 x = x.to(device)
                 sigma = sample_sigma(

@@ -1,4 +1,5 @@
-"""Noise levels for training: sigma per image, in [0, 1] pixel units (sigma 25/255 is "sigma 25")."""
+"""What training draws per image: the noise level sigma, in [0, 1] pixel units (sigma 25/255 is
+"sigma 25"), the noise, and an optional symmetry of the square (data augmentation)."""
 
 from __future__ import annotations
 
@@ -47,3 +48,19 @@ def add_noise(
         sigma = sigma.view(-1, *([1] * (x.ndim - 1)))
     z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     return x + sigma * z
+
+
+def random_dihedral(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Each image of ``x`` (N, C, H, W) under one of the 8 symmetries of the square, drawn uniformly:
+    a rotation by k * 90 degrees, then a horizontal flip or not. Non-square images get only the
+    4 symmetries that keep their shape (flips and the half turn)."""
+    square = x.shape[-1] == x.shape[-2]
+    mode = torch.randint(0, 8 if square else 4, (len(x),), generator=generator, device=x.device)
+    out = torch.empty_like(x)
+    for m in range(8 if square else 4):
+        sel = (mode == m).nonzero().flatten()
+        if len(sel):
+            xs = x[sel]
+            xs = torch.rot90(xs, m // 2 if square else 2 * (m // 2), dims=(-2, -1))
+            out[sel] = torch.flip(xs, dims=(-1,)) if m % 2 else xs
+    return out
