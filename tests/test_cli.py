@@ -177,3 +177,14 @@ def test_bad_training_settings_exit_2(tmp_path):
             "--batch-size", "0", ok=False)  # fmt: skip
     assert_user_error(p, "batch_size must be >= 1")
     assert not (tmp_path / "r").exists()
+
+
+def test_every_command_and_option_has_help():
+    import click
+
+    from denoiserlens.cli import main
+
+    for name, command in main.commands.items():
+        assert command.help, name
+        missing = [p.name for p in command.params if isinstance(p, click.Option) and not p.help]
+        assert missing == [], (name, missing)

@@ -115,10 +115,20 @@ def test_bf16_channels_last_training_runs(tmp_path):
     assert r["finished"] and np.isfinite(r["eval_psnr"]["25"])
 
 
+def _free_port() -> int:
+    """A port no process listens on now (a fixed one collides with leftovers of other runs)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def test_ddp_two_gloo_processes_end_with_identical_weights(tmp_path):
     np.save(tmp_path / "disks.npy", disks(256, 32, seed=5).images)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-           "--master_port=29517", str(Path(sys.executable).parent / "denoiserlens"), "train",
+           f"--master_port={_free_port()}", str(Path(sys.executable).parent / "denoiserlens"),
+           "train",
            "--data", str(tmp_path / "disks.npy"), "--run-dir", str(tmp_path / "ddp"),
            "--preset", "tiny", "--no-bias", "--norm", "batch", "--steps", "12",
            "--batch-size", "8", "--checkpoint-every", "6", "--eval-every", "12"]  # fmt: skip

@@ -1259,5 +1259,50 @@ def recalibrate(model_path, out_dir, batches, seed, device):
     click.echo(f"{out_dir}: {n} normalization layers re-estimated over {batches} batches")
 
 
+# Help of the options that mean the same in every command, and (command, option) entries for
+# the others; filled in below wherever an option's own decorator gives none.
+OPTION_HELP: dict = {
+    "seed": "Seed of every random draw: the same seed gives the same result.",
+    "device": "auto (CUDA when present), cpu, cuda or cuda:N.",
+    "out_dir": "Output folder (created).",
+    "model_path": "A run directory, a .safetensors file or one of the lab's .pt checkpoints.",
+    "store_path": "A representation store (written by `represent`).",
+    "patch_mode": "grid: non-overlapping patches; random: seeded random positions.",
+    "patches_per_image": "Patches cut from each image with --patch-mode random.",
+    "channels": "Convert to gray (1) or colour (3); default: as stored.",
+    "channels_last": "channels_last memory format (pays off together with --bf16 on CPUs).",
+    "bf16": "bf16 autocast for the network (results in float32).",
+    "n_noise": "Noise draws averaged per image (the paper: 20).",
+    "max_iter": "Guidance (Algorithm 2) gradient steps at most, per noise level.",
+    (
+        "train",
+        "norm",
+    ): "layer (the paper's; needs biases), batch (the BF-CNN's; bias-free) or none.",
+    ("train", "steps"): "Optimizer steps in all (a resumed run may extend them).",
+    ("train", "lr"): "Adam learning rate.",
+    ("train", "test_fraction"): "Held-out fraction of the images (deterministic split).",
+    ("train", "eval_every"): "Steps between evaluations on the held-out split.",
+    ("train", "checkpoint_every"): "Steps between checkpoints (written atomically).",
+    ("probe", "query_fraction"): "Fraction of the rows held out as queries (seeded split).",
+    ("sample", "max_steps"): "Steps at most per sample.",
+    ("sample", "batch_size"): "Samples drawn together.",
+    ("generalization", "preset"): "Architecture of every model of the sweep.",
+    ("generalization", "batch_size"): "Training batch size.",
+    ("generalization", "lr"): "Adam learning rate.",
+    ("generalization", "n_samples"): "Samples drawn from each model (the same seeds for both).",
+    ("recalibrate", "batches"): "Noisy training batches averaged.",
+}
+
+
+def _fill_option_help() -> None:
+    for name, command in main.commands.items():
+        for p in command.params:
+            if isinstance(p, click.Option) and not p.help:
+                p.help = OPTION_HELP.get((name, p.name), OPTION_HELP.get(p.name))
+
+
+_fill_option_help()
+
+
 if __name__ == "__main__":
     main()

@@ -71,7 +71,8 @@ class JacobianOperator:
         locally as the linear map J); a network with biases is affine, not linear, there."""
         with torch.no_grad():
             jy = self.matvec(self.y)
-        return float((jy - self.fy).norm() / self.fy.norm().clamp_min(1e-12))
+        fy = self.fy.detach()
+        return float((jy - fy).norm() / fy.norm().clamp_min(1e-12))
 
     def symmetric_matvec(self, v: torch.Tensor) -> torch.Tensor:
         """(J + J^T) v / 2."""
