@@ -1261,7 +1261,7 @@ def recalibrate(model_path, out_dir, batches, seed, device):
 
 # Help of the options that mean the same in every command, and (command, option) entries for
 # the others; filled in below wherever an option's own decorator gives none.
-OPTION_HELP: dict = {
+OPTION_HELP: dict[str | tuple[str, str], str] = {
     "seed": "Seed of every random draw: the same seed gives the same result.",
     "device": "auto (CUDA when present), cpu, cuda or cuda:N.",
     "out_dir": "Output folder (created).",
@@ -1274,10 +1274,7 @@ OPTION_HELP: dict = {
     "bf16": "bf16 autocast for the network (results in float32).",
     "n_noise": "Noise draws averaged per image (the paper: 20).",
     "max_iter": "Guidance (Algorithm 2) gradient steps at most, per noise level.",
-    (
-        "train",
-        "norm",
-    ): "layer (the paper's; needs biases), batch (the BF-CNN's; bias-free) or none.",
+    ("train", "norm"): "layer (the paper's, with biases), batch (BF-CNN's, bias-free), none.",
     ("train", "steps"): "Optimizer steps in all (a resumed run may extend them).",
     ("train", "lr"): "Adam learning rate.",
     ("train", "test_fraction"): "Held-out fraction of the images (deterministic split).",

@@ -58,11 +58,8 @@ class ImageSet:
     def mean_intensity(self, max_images: int = 4096) -> float:
         """The images' mean pixel value in [0, 1] (the average of per-image means, over at most
         ``max_images`` evenly spaced images): the data mean from which Algorithm 1 starts."""
-        rows = np.linspace(0, len(self) - 1, min(len(self), max_images)).round().astype(int)
-        if isinstance(self.images, np.ndarray):
-            return float(self.images[np.unique(rows)].mean(dtype=np.float64) / 255)
-        means = [self.images[r].mean(dtype=np.float64) for r in np.unique(rows)]
-        return float(np.mean(means) / 255)
+        rows = np.unique(np.linspace(0, len(self) - 1, min(len(self), max_images)).round())
+        return float(np.mean([self[int(r)].mean(dtype=np.float64) for r in rows]) / 255)
 
     def subset(self, index: np.ndarray | list[int]) -> ImageSet:
         """The images at ``index``, in that order (a copy of the selected rows)."""

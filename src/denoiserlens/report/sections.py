@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,11 @@ class Context:
     def store(self) -> Path:
         return self.out / "representation" / f"store-{self.store_key}"
 
+    @cached_property
+    def data_mean(self) -> float:
+        """The images' mean pixel value, where Algorithm 1 and the sampler start."""
+        return self.images.mean_intensity()
+
     def x(self, rows) -> torch.Tensor:
         return to_float(np.stack([self.images[int(r)] for r in rows])).to(self.device)
 
@@ -65,9 +71,9 @@ def _s(v: float) -> float:
 def _drop_other_stores(store: Path) -> None:
     """Delete the stores beside ``store`` that earlier settings made (their names differ only
     in the key): derived data of this report folder, replaced rather than resumed."""
-    prefix = store.name.rsplit("-", 1)[0] + "-"
-    for other in store.parent.glob(prefix + "*"):
-        if other != store and other.is_dir() and other.name.rsplit("-", 1)[0] + "-" == prefix:
+    prefix = store.name.rsplit("-", 1)[0]
+    for other in store.parent.glob(f"{prefix}-*"):
+        if other != store and other.is_dir():
             shutil.rmtree(other)
 
 
@@ -201,7 +207,7 @@ def samples(ctx: Context) -> Section:
 
     sec = Section("samples", "Unconditional samples (Figure 19)")
     shape = (ctx.cfg.samples, ctx.model.image_channels, *ctx.images.fixed_size)
-    mean = ctx.images.mean_intensity()
+    mean = ctx.data_mean
     s = sample(ctx.model.denoise, shape, SamplerConfig(sigma_0=1.0, sigma_L=0.01), mean=mean,
                seed=ctx.cfg.seed, device=ctx.device)  # fmt: skip
     path = ctx.out / "samples" / "fig19_samples.png"
@@ -223,7 +229,7 @@ def reconstructions(ctx: Context) -> Section:
     sig = torch.logspace(0, -2, ctx.cfg.reconstruction_steps + 1)
     g = torch.Generator(device=ctx.device).manual_seed(ctx.cfg.seed)
     r = reconstruct(middle_means(ctx.model), ctx.model.denoise, x, 8, sig, n_noise=ctx.cfg.n_noise,
-                    mean=ctx.images.mean_intensity(), generator=g, ancestral=True)  # fmt: skip
+                    mean=ctx.data_mean, generator=g, ancestral=True)  # fmt: skip
     out = ctx.out / "reconstructions"
     plot_reconstructions(out / "fig7_reconstructions.png", x.cpu().numpy(),
                          r.images.cpu().numpy(), 8)  # fmt: skip
@@ -260,7 +266,7 @@ def distance(ctx: Context) -> Section:
     g = torch.Generator(device=ctx.device).manual_seed(ctx.cfg.seed)
     study = distance_experiment(ctx.model, x, torch.logspace(0, -2, 41), torch.logspace(-2, 0, 10),
                                 6, GuidanceConfig(max_iter=10), 8, _s(ctx.cfg.sigma),
-                                ctx.images.mean_intensity(), g)  # fmt: skip
+                                ctx.data_mean, g)  # fmt: skip
     pairs = study["pairs"]
     path = ctx.out / "distance" / "fig8_distance.png"
     save_figure(path, lambda ax: plot_distance_study(ax, study), figsize=(4.5, 4))
