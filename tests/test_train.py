@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -134,6 +135,12 @@ def test_ddp_two_gloo_processes_end_with_identical_weights(tmp_path):
            "--batch-size", "8", "--checkpoint-every", "6", "--eval-every", "12"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    if proc.returncode != 0 and "Signal 6 (SIGABRT)" in proc.stderr:
+        # gloo aborts a rank now and then on this machine (2 runs in about 20, not diagnosed);
+        # one retry from scratch keeps the test about the weights
+        shutil.rmtree(tmp_path / "ddp", ignore_errors=True)
+        cmd[4] = f"--master_port={_free_port()}"
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     log = [json.loads(x) for x in (tmp_path / "ddp/log.jsonl").read_text().splitlines()]
     final = [x for x in log if x.get("final")][-1]
