@@ -65,6 +65,9 @@ def test_report_writes_every_section_and_valid_metrics(report_dir):
             assert im.format == "PNG" and min(im.size) >= 16, src
     assert metrics["sections"]["representation"]["findings"]
     assert len(list((tmp / "r/explorer").glob("*.png"))) == 24
+    assert "denoising/vs-bm3d/psnr.png" in page  # BM3D and the model, same images and noise
+    vs = json.loads((tmp / "r/denoising/vs-bm3d/results.json").read_text())
+    assert {r["method"] for r in vs["table"]} == {"model", "BM3D"} and len(vs["images"]) == 1
 
 
 def test_names_from_the_data_are_escaped(report_dir):

@@ -978,8 +978,9 @@ def distance(model_path, out_dir, n_images, n_samples, steps, grid, sigma_min, s
 @click.option("--full", is_flag=True, help="Also build the full Jacobian (small images only).")
 @click.option("--probes", type=int, default=32, show_default=True, help="Hutchinson probes.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True)
 @user_errors
-def jacobian(model_path, out_dir, rows, sigmas, k, full, probes, seed, **data_kw):
+def jacobian(model_path, out_dir, rows, sigmas, k, full, probes, seed, device, **data_kw):
     """Jacobian of the denoiser at noisy images (geometry-adaptive harmonic bases): top-k
     eigenpairs of its symmetric part (matrix-free Lanczos), trace (effective dimension),
     asymmetry ||J - J^T|| / ||J||, and J y vs f(y). Writes eigenvalues.png, eigenvectors_*.png
@@ -1000,7 +1001,7 @@ def jacobian(model_path, out_dir, rows, sigmas, k, full, probes, seed, **data_kw
 
     if probes < 2:
         raise UserError("--probes must be >= 2 (the trace's standard error needs two)")
-    model = _load_model_cli(model_path, "cpu").eval()
+    model = _load_model_cli(model_path, device).eval()
     images = open_data(_data_spec(data_kw))
     try:
         picked = [int(r) for r in rows.split(",")]
@@ -1018,7 +1019,7 @@ def jacobian(model_path, out_dir, rows, sigmas, k, full, probes, seed, **data_kw
     out = Path(out_dir)
     results, curves = [], {}
     for r in picked:
-        x = to_float(images[r])[None]
+        x = to_float(images[r])[None].to(_device(device))
         for sig in _sigmas(sigmas):
             y = noisy_image(x, sig, seed, r)
             op = JacobianOperator(model, y)

@@ -87,21 +87,24 @@ def denoising(ctx: Context) -> Section:
     sigmas = [_s(v) for v in cfg.eval_sigmas]
     res = evaluate(methods, images, sigmas, cfg.seed)
     table = res.table()
-    if cfg.bm3d_images > 0:
+    out = ctx.out / "denoising"
+    write_results(res, out, {"model": ctx.model_path})
+    sec.figures = [_rel(ctx, out / "psnr.png")]
+    if cfg.bm3d_images > 0:  # same images and noise for both methods, in their own figure
         few = images.subset(np.arange(min(cfg.bm3d_images, n)))
         both = evaluate({"model": methods["model"], "BM3D": bm3d_method}, few, sigmas, cfg.seed)
         table += [dict(r, method=f"{r['method']} (first {len(few)} images)")
                   for r in both.table()]  # fmt: skip
-    out = ctx.out / "denoising"
-    write_results(res, out, {"model": ctx.model_path})
-    sec.figures = [_rel(ctx, out / "psnr.png")]
+        write_results(both, out / "vs-bm3d", {"model": ctx.model_path})
+        sec.figures.append(_rel(ctx, out / "vs-bm3d" / "psnr.png"))
     sec.numbers = {"table": table}
     cells = ", ".join(f"{r['psnr']:.2f} dB at sigma {r['sigma_255']:g}" for r in table
                       if r["method"] == "model")  # fmt: skip
     sec.text = (f"Mean PSNR of the blind denoiser on the first {n} images, one seeded noise draw "
                 f"per image and level: {cells}.")  # fmt: skip
     if cfg.bm3d_images > 0:
-        sec.text += " BM3D (given the true sigma) on the first images is in the table."
+        sec.text += (" BM3D (given the true sigma) on the first images is in the table and the "
+                     "second figure, with the model on the same images and noise.")
     return sec
 
 
