@@ -103,8 +103,10 @@ def denoising(ctx: Context) -> Section:
     sec.text = (f"Mean PSNR of the blind denoiser on the first {n} images, one seeded noise draw "
                 f"per image and level: {cells}.")  # fmt: skip
     if cfg.bm3d_images > 0:
-        sec.text += (" BM3D (given the true sigma) on the first images is in the table and the "
-                     "second figure, with the model on the same images and noise.")
+        sec.text += (
+            " BM3D (given the true sigma) on the first images is in the table and the "
+            "second figure, with the model on the same images and noise."
+        )
     return sec
 
 
