@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from denoiserlens.analysis.clusters import kmeans, pair_separation, separation
-from denoiserlens.analysis.labels import cluster_label_scores, knn_accuracy, purity
+from denoiserlens.analysis.labels import cluster_label_scores, knn_accuracy, purity, standardize
 from denoiserlens.analysis.neighbours import nearest_neighbours
 from denoiserlens.data import disks
 from denoiserlens.models import UNet, preset_config, save_model
@@ -103,6 +103,22 @@ def test_knn_accuracy_votes_and_breaks_ties_by_the_nearest():
     assert knn_accuracy(ref[[0, 2]], np.array([0, 1]), q2, np.array([0]), k=2) == 1.0
 
 
+def test_standardized_knn_finds_a_label_hidden_under_a_large_channel():
+    """The label lives in a small channel; a large uninformative one dominates the cosine."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 600)
+    x = np.stack([100 + 20 * rng.standard_normal(600), 1 + 0.1 * labels,
+                  np.zeros(600)], axis=1).astype(np.float32)  # fmt: skip
+    x[:, 1] += 0.01 * rng.standard_normal(600)
+    zref, zq = standardize(x[:400], x[400:])
+    np.testing.assert_allclose(zref.mean(0), 0, atol=1e-4)
+    np.testing.assert_allclose(zref[:, :2].std(0), 1, atol=1e-4)
+    assert np.all(zref[:, 2] == 0)  # a dead channel: not divided by zero
+    raw = knn_accuracy(x[:400], labels[:400], x[400:], labels[400:], k=5)
+    standardized = knn_accuracy(zref, labels[:400], zq, labels[400:], k=5)
+    assert raw < 0.75 and standardized > 0.9, (raw, standardized)
+
+
 @pytest.mark.parametrize("method", ["sklearn", "faiss"])
 def test_kmeans_finds_separated_clusters_reproducibly(method):
     rng = np.random.default_rng(4)
@@ -161,7 +177,7 @@ def test_cluster_neighbours_and_probe_commands(labelled_stores):
     assert [(r["representation"], r["sigma_255"]) for r in rows] == [
         ("pixels", None), ("trained", 25.0), ("trained", 50.0), ("random", 25.0), ("random", 50.0)
     ]  # fmt: skip
-    assert all(0 <= r["knn"] <= 1 and 0 <= r["linear"] <= 1 for r in rows)
+    assert all(0 <= r[m] <= 1 for r in rows for m in ("knn", "knn_standardized", "linear"))
     assert rows[0]["dim"] == 32 * 32 and rows[1]["dim"] == 64
     assert "pixels" in p.stdout and "random" in p.stdout
     # the random-weights store is not the model's

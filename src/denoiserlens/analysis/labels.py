@@ -51,6 +51,16 @@ def knn_accuracy(
     return float(np.mean(predicted == np.asarray(query_labels)))
 
 
+def standardize(reference: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
+    """Each dimension centred and scaled by the reference rows' mean and standard deviation
+    (constant dimensions only centred): arrays in the order given, reference first. Cosine
+    similarity then weighs every channel alike instead of the few with the largest means."""
+    ref = np.asarray(reference, np.float32)
+    mean, std = ref.mean(0), ref.std(0)
+    std[std == 0] = 1
+    return [(np.asarray(a, np.float32) - mean) / std for a in (ref, *others)]
+
+
 def linear_probe_accuracy(
     reference: np.ndarray,
     reference_labels: np.ndarray,

@@ -20,7 +20,12 @@ from denoiserlens.analysis.clusters import (
     tsne_embedding,
 )
 from denoiserlens.analysis.figures import save_figure
-from denoiserlens.analysis.labels import cluster_label_scores, knn_accuracy, linear_probe_accuracy
+from denoiserlens.analysis.labels import (
+    cluster_label_scores,
+    knn_accuracy,
+    linear_probe_accuracy,
+    standardize,
+)
 from denoiserlens.analysis.neighbours import nearest_neighbours, plot_neighbours
 from denoiserlens.data.open import split_indices
 from denoiserlens.errors import UserError
@@ -163,7 +168,8 @@ def probe_stores(
     linear: bool = True,
 ) -> dict[str, Any]:
     """kNN (cosine, ``k``) and linear-probe label accuracy of phi from each store, at each of its
-    sigmas, and of raw pixels, on one seeded reference/query split of the rows.
+    sigmas, and of raw pixels, on one seeded reference/query split of the rows. kNN also on
+    standardized dimensions (``knn_standardized``, statistics of the reference rows).
 
     The stores must hold the same images in the same order (e.g. a trained model and the same
     architecture with random weights, ``represent --random-weights``): the control that shows
@@ -184,6 +190,8 @@ def probe_stores(
         row = {"representation": name, "sigma_255": None if sigma is None else
                round(sigma * 255, 3), "dim": int(x.shape[1]),
                "knn": knn_accuracy(x[ref], labels[ref], x[qry], labels[qry], k)}  # fmt: skip
+        zref, zqry = standardize(x[ref], x[qry])
+        row["knn_standardized"] = knn_accuracy(zref, labels[ref], zqry, labels[qry], k)
         if linear:
             row["linear"] = linear_probe_accuracy(x[ref], labels[ref], x[qry], labels[qry], seed)
         rows.append(row)
@@ -202,9 +210,10 @@ def probe_stores(
 
 def format_probe_table(result: dict[str, Any]) -> str:
     """The probe's rows as an aligned text table."""
-    lines = [f"{'representation':<24}{'sigma':>8}{'dim':>7}{'kNN':>8}{'linear':>8}"]
+    lines = [f"{'representation':<24}{'sigma':>8}{'dim':>7}{'kNN':>8}{'kNN z':>8}{'linear':>8}"]
     for r in result["rows"]:
         sigma = "-" if r["sigma_255"] is None else f"{r['sigma_255']:g}"
         linear = f"{r['linear']:.3f}" if "linear" in r else "-"
-        lines.append(f"{r['representation']:<24}{sigma:>8}{r['dim']:>7}{r['knn']:>8.3f}{linear:>8}")
+        lines.append(f"{r['representation']:<24}{sigma:>8}{r['dim']:>7}{r['knn']:>8.3f}"
+                     f"{r['knn_standardized']:>8.3f}{linear:>8}")  # fmt: skip
     return "\n".join(lines)
