@@ -5,7 +5,8 @@
 # training run), for the same architecture with random weights, and for pixels; then Figures 5/14
 # (neighbours) and 6 (clusters) for the last model.
 #   benchmarks/patch_study.sh OUT NAME=RUN [NAME=RUN ...]
-# Environment: SIGMAS (default 5,25,50), N_NOISE (default 8). Resumable (stores finish with
+# Environment: SIGMAS (default 5,25,50), N_NOISE (default 8). Stores hold the encoder blocks and
+# the middle block (E1,E2,E3,M); probes of each are in probe-KEY/. Resumable (stores finish with
 # --resume; complete stores are kept).
 set -euo pipefail
 out=$1; shift
@@ -18,7 +19,7 @@ store() {  # store NAME RUN [extra represent options]
   local dir="$out/phi-$name"
   if [[ -f "$dir/meta.json" ]] && grep -q '"complete": true' "$dir/meta.json"; then return; fi
   "$bin" represent --model "$run" "${data[@]}" --out "$dir" --sigmas "$sigmas" \
-    --n-noise "$n_noise" --bf16 --channels-last --batch-size 64 "$@" \
+    --n-noise "$n_noise" --blocks E1,E2,E3,M --bf16 --channels-last --batch-size 64 "$@" \
     $([[ -f "$dir/meta.json" ]] && echo --resume)
 }
 stores=() last=
@@ -29,7 +30,9 @@ for pair in "$@"; do
 done
 store random "$last" --random-weights --seed 1
 stores+=(--store "random=$out/phi-random")
-"$bin" probe "${stores[@]}" --out "$out/probe" | tee "$out/probe.txt"
+for key in M E3 E2 E1; do
+  "$bin" probe "${stores[@]}" --key "$key" --out "$out/probe-$key" | tee "$out/probe-$key.txt"
+done
 final="$out/phi-${pair%%=*}"
 "$bin" cluster --store "$final" --sigma 25 --k 20 --out "$out/clusters" | tee "$out/clusters.txt"
 "$bin" neighbours --store "$final" --sigma 25 --query 0,200,400,800,1200,1600 --k 8 \

@@ -139,7 +139,7 @@ def labelled_stores(tmp_path_factory):
     ims = disks(120, 32, seed=5)
     np.savez(tmp / "disks.npz", images=ims.images, labels=(ims.params[:, 0] > 8).astype(np.int64))
     common = ["--model", tmp / "m", "--data", tmp / "disks.npz", "--sigmas", "25,50",
-              "--n-noise", "2"]  # fmt: skip
+              "--n-noise", "2", "--blocks", "E1,M"]  # fmt: skip
     for name, extra in (("s", []), ("r", ["--random-weights", "--seed", "3"])):
         p = subprocess.run([EXE, "represent", *map(str, common), "--out", str(tmp / name), *extra],
                            capture_output=True, text=True)  # fmt: skip
@@ -180,6 +180,10 @@ def test_cluster_neighbours_and_probe_commands(labelled_stores):
     assert all(0 <= r[m] <= 1 for r in rows for m in ("knn", "knn_standardized", "linear"))
     assert rows[0]["dim"] == 32 * 32 and rows[1]["dim"] == 64
     assert "pixels" in p.stdout and "random" in p.stdout
+    p = _run("probe", "--store", t / "s", "--out", t / "p-e1", "--key", "E1", "--no-pixels")
+    assert p.returncode == 0, p.stderr
+    probed = json.loads((t / "p-e1/probe.json").read_text())
+    assert probed["key"] == "E1" and [r["dim"] for r in probed["rows"]] == [8, 8]  # E1: 8 channels
     # the random-weights store is not the model's
     meta = json.loads((t / "r/meta.json").read_text())
     assert "random weights, seed 3" in meta["model"]["path"]
@@ -207,6 +211,7 @@ def test_semantic_commands_refuse_bad_input(labelled_stores, tmp_path):
         (["probe", "--store", t / "s", "--store", tmp_path / "u", "--out", tmp_path / "p"],
          "other images"),
         (["probe", "--store", t / "s", "--out", tmp_path / "p", "--k", "0"], "--k must be"),
+        (["probe", "--store", t / "s", "--out", tmp_path / "p", "--key", "E9"], "no array 'E9'"),
         (["cluster", "--store", t / "s", "--out", tmp_path / "c", "--k", "3", "--n-init", "0"],
          "--n-init"),
     ):  # fmt: skip

@@ -622,9 +622,11 @@ def cluster(store_path, out_dir, k, sigma, seed, n_init, pairs):
 @click.option("--k", type=int, default=10, show_default=True, help="Neighbours of the kNN vote.")
 @click.option("--query-fraction", type=float, default=0.2, show_default=True)
 @click.option("--linear/--no-linear", default=True, show_default=True, help="Add a linear probe.")
+@click.option("--key", default=None,
+              help="Stored array to probe, e.g. E1 or in:E2 (default: phi, the middle block).")  # fmt: skip
 @click.option("--seed", type=int, default=0, show_default=True)
 @user_errors
-def probe(stores, out_dir, pixels, k, query_fraction, linear, seed):
+def probe(stores, out_dir, pixels, k, query_fraction, linear, key, seed):
     """Label accuracy of phi (every store, every sigma) and of pixels: kNN vote and linear probe
     on one seeded split of the rows. Needs labels."""
     from denoiserlens.analysis.semantics import format_probe_table, probe_stores
@@ -638,7 +640,7 @@ def probe(stores, out_dir, pixels, k, query_fraction, linear, seed):
     if k < 1:
         raise UserError(f"--k must be >= 1, got {k}")
     try:
-        result = probe_stores(named, out_dir, pixels, k, query_fraction, seed, linear)
+        result = probe_stores(named, out_dir, pixels, k, query_fraction, seed, linear, key)
     except ValueError as e:  # more neighbours than references, one class only
         raise UserError(str(e)) from None
     click.echo(f"{result['references']} references, {result['queries']} queries, "

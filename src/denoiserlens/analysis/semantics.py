@@ -166,10 +166,12 @@ def probe_stores(
     query_fraction: float = 0.2,
     seed: int = 0,
     linear: bool = True,
+    key: str | None = None,
 ) -> dict[str, Any]:
     """kNN (cosine, ``k``) and linear-probe label accuracy of phi from each store, at each of its
     sigmas, and of raw pixels, on one seeded reference/query split of the rows. kNN also on
-    standardized dimensions (``knn_standardized``, statistics of the reference rows).
+    standardized dimensions (``knn_standardized``, statistics of the reference rows). ``key``
+    probes another stored array instead of phi (a block's spatial means, e.g. ``E1``).
 
     The stores must hold the same images in the same order (e.g. a trained model and the same
     architecture with random weights, ``represent --random-weights``): the control that shows
@@ -200,9 +202,10 @@ def probe_stores(
         score("pixels", None, pixels(first.images()))
     for name, s in opened.items():
         for i, sig in enumerate(s.sigmas):
-            score(name, sig, np.asarray(s.array()[i], np.float32))
+            score(name, sig, np.asarray(s.array(key)[i], np.float32))
     result = {"k": k, "query_fraction": query_fraction, "seed": seed, "references": len(ref),
               "queries": len(qry), "classes": int(len(np.unique(labels))), "rows": rows,
+              "key": key or first.meta["phi_key"],
               "stores": {n: str(p) for n, p in stores.items()}}  # fmt: skip
     write_json(Path(out_dir) / "probe.json", result)
     return result
