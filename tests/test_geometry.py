@@ -228,3 +228,8 @@ def test_generalization_command_runs_and_resumes(tmp_path):
     assert "N = 1, model a: training" in p.stderr and samples.stat().st_mtime_ns != before
     p = subprocess.run(args[:5] + ["1,30"] + args[6:], capture_output=True, text=True)
     assert p.returncode == 2 and "need 60" in p.stderr
+    p = subprocess.run(args[:5] + ["1"] + args[6:-1] + [str(tmp_path / "r"), "--residual"],
+                       capture_output=True, text=True)  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    config = json.loads((tmp_path / "r/N1/a/config.json").read_text())
+    assert config["model"]["residual"] is True and config["model"]["bias"] is False

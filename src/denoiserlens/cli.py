@@ -1107,6 +1107,7 @@ def slope(model_paths, out_dir, sigmas, alpha, seed, device, **data_kw):
 @click.option("--sizes", default="1,10,100,1000", show_default=True,
               help="Training set sizes N (two disjoint sets of each).")  # fmt: skip
 @click.option("--preset", default="tiny", show_default=True)
+@click.option("--residual", is_flag=True, help="x_hat = y + net(y) (trains faster on a budget).")
 @click.option("--steps", type=int, default=2000, show_default=True, help="Per model.")
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True)
@@ -1116,8 +1117,8 @@ def slope(model_paths, out_dir, sigmas, alpha, seed, device, **data_kw):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @user_errors
-def generalization(out_dir, sizes, preset, steps, batch_size, lr, n_samples, sigma_L, bf16, seed,
-                   device, **data_kw):  # fmt: skip
+def generalization(out_dir, sizes, preset, residual, steps, batch_size, lr, n_samples, sigma_L,
+                   bf16, seed, device, **data_kw):  # fmt: skip
     """Memorization vs generalization: for each N, two bias-free models trained on disjoint sets
     of N images, sampled with the same seeds; cosine similarity of paired samples and of samples
     to their nearest training image, against N. Resumable (rerun the same command). Writes
@@ -1137,7 +1138,7 @@ def generalization(out_dir, sizes, preset, steps, batch_size, lr, n_samples, sig
     images = open_data(_data_spec(data_kw))
     try:
         arch = preset_config(preset, image_channels=images.channels, bias=False,
-                             norm="batch").to_dict()  # fmt: skip
+                             norm="batch", residual=residual).to_dict()  # fmt: skip
         cfg = _train_config(steps=steps, batch_size=batch_size, lr=lr, test_fraction=0.0,
                             sigma_dist="uniform", sigma_min=0.0, sigma_max=1.0, bf16=bf16,
                             seed=seed, checkpoint_every=max(1, steps // 4), eval_every=steps)  # fmt: skip
