@@ -1,6 +1,8 @@
 """Writes the photos packed in Debian's `gcompris-qt-data` Qt resource files into a folder (see
-../shared/data/README.md): every JPEG or WebP image of the given `.rcc` files whose shorter side is
-at least `--min-side` pixels. None of them is a Berkeley (BSD) image, so Set68 stays a clean test set.
+../shared/data/README.md): every RGB or gray JPEG/WebP image of the activities in
+`PHOTO_ACTIVITIES` whose shorter side is at least `--min-side` pixels: 115 photos of animals,
+monuments and musicians, 1024-1920 pixels wide. None of them is a Berkeley (BSD) image, so Set68
+stays a clean test set.
 
     apt-get install -y --no-install-recommends gcompris-qt-data
     python extract_gcompris_photos.py gcompris/
@@ -25,14 +27,14 @@ from pathlib import Path
 from PIL import Image
 
 RCC_DIR = Path("/usr/share/gcompris-qt/rcc")
-# The activities whose images are photographs (animals, monuments, places, objects).
+# The activities whose large images are photographs (looked at one by one); the others hold
+# drawings, or photo cut-outs with transparency (the `lang` vocabulary images).
 PHOTO_ACTIVITIES = (
     "erase",
     "explore_monuments",
     "explore_world_animals",
     "explore_farm_animals",
     "explore_world_music",
-    "lang",
 )
 COMPRESSED, DIRECTORY, COMPRESSED_ZSTD = 0x01, 0x02, 0x04
 
