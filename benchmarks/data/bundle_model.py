@@ -2,7 +2,9 @@
 loader converts them back to float32), config.json, the training log and the command.
 
     .venv/bin/python benchmarks/data/bundle_model.py work/runs/fmnist-small \\
-        src/denoiserlens/assets/fmnist-small work/train_fmnist.sh
+        src/denoiserlens/assets/fmnist-small [work/train_fmnist.sh]
+
+The script is copied only when given (the gray-photos asset keeps its own).
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ from denoiserlens.models.checkpoint import save_weights
 
 
 def main() -> None:
-    run, out, script = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+    run, out = Path(sys.argv[1]), Path(sys.argv[2])
     out.mkdir(parents=True, exist_ok=True)
     model = load_model(run)
     save_weights(model, out / "weights.safetensors", dtype=torch.float16)
     shutil.copy(run / "config.json", out / "config.json")
     shutil.copy(run / "log.jsonl", out / "train_log.jsonl")
-    shutil.copy(script, out / script.name)
+    for script in map(Path, sys.argv[3:]):
+        shutil.copy(script, out / script.name)
     half = load_model(out)
     y = torch.rand(4, model.image_channels, 32, 32, generator=torch.Generator().manual_seed(0))
     diff = float((half.denoise(y) - model.denoise(y)).abs().max())
