@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run from work/ (photos.txt from assets/gray-photos/make_photo_list.sh; textures/ from make_texture_folder.py):
+# Run from work/ (photos.txt: assets/gray-photos/make_photo_list.sh; textures/: make_texture_folder.py):
 #   (cat photos.txt; ls $PWD/textures/*) > photos_textures.txt
 # Grayscale photo model, recipe 2 (issue 2): photos shrunk to BSD's scale (longer side 512) plus
 # 33 photographic nature textures, random flips and quarter turns, faster learning-rate decay.
