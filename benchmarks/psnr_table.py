@@ -2,6 +2,7 @@
 BF-CNN, measured in the same run on the same seeded noise (one draw per image and sigma).
 
     .venv/bin/python benchmarks/psnr_table.py --model work/runs/gray-photos [--out bench-out]
+        [--no-peer] [--no-bm3d]   (quick checks of our models alone)
 
 Reads the images and the BF-CNN from ../shared/data. BM3D is given the true sigma; the learned
 denoisers are blind. Writes OUT/<set>/results.json, table.txt and psnr.png.
@@ -27,6 +28,7 @@ def main() -> None:
     ap.add_argument("--sets", default="Set12,Set68")
     ap.add_argument("--sigmas", default="15,25,50")
     ap.add_argument("--no-bm3d", action="store_true")
+    ap.add_argument("--no-peer", action="store_true", help="Leave out the lab's BF-CNN.")
     ap.add_argument("--limit", type=int, default=None, help="Only the first N images of each set.")
     ap.add_argument("--out", default="bench-out/psnr")
     args = ap.parse_args()
@@ -34,7 +36,8 @@ def main() -> None:
         sys.exit(f"{DATA} is absent: this benchmark needs ../shared beside the checkout")
     sigmas = [float(s) / 255 for s in args.sigmas.split(",")]
     methods = {Path(m).name: model_method(load_model(m), pad=True) for m in args.model}
-    methods["BF-CNN (lab, BSD400)"] = model_method(load_model(BFCNN))
+    if not args.no_peer:
+        methods["BF-CNN (lab, BSD400)"] = model_method(load_model(BFCNN))
     if not args.no_bm3d:
         methods["BM3D"] = bm3d_method
     for name in args.sets.split(","):

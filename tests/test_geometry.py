@@ -192,6 +192,23 @@ def test_similarity_measures():
     assert near[2] == pytest.approx(1.0) and np.all(near[[0, 1, 3]] < 0.9)
 
 
+def test_sweep_measures_only_samples_that_reached_sigma_L():
+    from denoiserlens.geometry.generalization import _measure
+
+    rng = np.random.default_rng(0)
+    x_all = rng.integers(0, 256, (10, 1, 4, 4)).astype(np.float32)
+    a = x_all[:3] / 255.0  # model a's samples: copies of its training images 0-2
+    b = np.stack([a[0], rng.random((1, 4, 4)), a[2]])  # b's second sample is noise
+    pair = {"a": a, "b": b, "finished_a": np.array([True, True, False]),
+            "finished_b": np.array([True, False, True])}  # fmt: skip
+    r = _measure(pair, x_all, (np.arange(5), np.arange(5, 10)), 0.5)
+    assert r["finished"] == [2, 2] and r["paired"] == pytest.approx([1.0])  # only sample 0
+    assert r["nearest_training"][:2] == pytest.approx([1.0, 1.0])  # a's two finished copies
+    none = {**pair, "finished_a": np.zeros(3, bool)}
+    r = _measure(none, x_all, (np.arange(5), np.arange(5, 10)), 0.5)
+    assert r["paired_median"] is None and r["paired"] == []
+
+
 def test_generalization_command_runs_and_resumes(tmp_path):
     import json
     import subprocess
@@ -207,7 +224,9 @@ def test_generalization_command_runs_and_resumes(tmp_path):
     res = json.loads((tmp_path / "g/results.json").read_text())
     assert set(res["per_size"]) == {"1", "8"}
     for r in res["per_size"].values():
-        assert len(r["paired"]) == 3 and len(r["nearest_training"]) == 6
+        assert len(r["paired"]) <= min(r["finished"]) and len(r["nearest_training"]) == sum(
+            r["finished"]
+        )
         assert all(-1 <= v <= 1 for v in r["paired"] + r["nearest_training"])
     weights = tmp_path / "g/N8/a/weights.safetensors"
     before = weights.stat().st_mtime_ns

@@ -82,6 +82,17 @@ def test_sampling_is_seeded_and_finished_samples_cost_nothing(prior):
         assert sig[t - 1] < cfg.sigma_L <= sig[: t - 1].min()
 
 
+def test_a_diverging_ascent_stops_unfinished_with_its_last_finite_estimate():
+    """A denoiser that expands instead of contracting sends the ascent to infinity: the samples
+    stop once their residual overflows, unfinished, instead of running to max_steps in NaN."""
+    cfg = SamplerConfig(sigma_0=1.0, sigma_L=0.02, h0=0.5, fixed_step=True, max_steps=1000)
+    s = sample(lambda y: 3 * y, (4, 1, 8, 8), cfg, seed=0)
+    assert not s.finished.any() and (s.steps < 200).all()
+    assert torch.isfinite(s.images).all() and s.images.abs().max() > 1e15
+    last = s.sigmas[s.steps - 1, torch.arange(4)]
+    assert not torch.isfinite(last).any()  # stopped at the step whose residual overflowed
+
+
 def test_effective_sigma_of_a_residual():
     z = torch.randn(3, 1, 64, 64, generator=torch.Generator().manual_seed(0))
     np.testing.assert_allclose(effective_sigma(0.3 * z), [0.3] * 3, rtol=0.02)
@@ -178,6 +189,22 @@ def test_guidance_stops_each_sample_on_its_own():
     assert it[2] == 0 and torch.equal(out[2], x[2])  # already matched: never moved
     assert 0 < it[0] < it[1] < 100
     assert torch.all(info["final_loss"][:2] <= 0.01 * info["initial_loss"][:2])
+
+
+def test_guidance_halves_a_step_size_that_overshoots():
+    """phi = 3 x: plain gradient descent with step 1 multiplies the error by -17 per step; the
+    guidance undoes each step that raised the loss and halves that sample's step size."""
+    from denoiserlens.sampling.reconstruct import GuidanceConfig, guidance_step
+
+    x = torch.tensor([[1.0, -2.0], [0.5, 0.5]]).view(2, 1, 1, 2)
+    out, info = guidance_step(lambda v: 3 * v.flatten(1), x, torch.zeros(2, 2),
+                              GuidanceConfig(lr=1.0, max_iter=40, tol=1e-4))  # fmt: skip
+    assert torch.all(info["final_loss"] <= 1e-4 * info["initial_loss"])
+    assert torch.all(info["iterations"] < 40) and out.abs().max() < 0.01
+    # a step size that never overshoots is left as it is: the same path as plain descent
+    out2, info2 = guidance_step(lambda v: 3 * v.flatten(1), x, torch.zeros(2, 2),
+                                GuidanceConfig(lr=0.05, max_iter=3, tol=0.0))  # fmt: skip
+    assert torch.allclose(out2, x * (1 - 0.05 * 18) ** 3)
 
 
 def test_guidance_without_steps_reports_the_loss_it_leaves():

@@ -1152,10 +1152,12 @@ def generalization(out_dir, sizes, preset, residual, steps, batch_size, lr, n_sa
                     log=lambda m: click.echo(m, err=True))  # fmt: skip
     save_figure(Path(out_dir) / "generalization.png", lambda ax: plot_sweep(ax, res),
                 figsize=(5, 3.5))  # fmt: skip
+    fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
     for n in ns:
         r = res["per_size"][str(n)]
-        click.echo(f"N = {n}: paired samples {r['paired_median']:.3f}, nearest training image "
-                   f"{r['nearest_training_median']:.3f} (median cosine)")  # fmt: skip
+        click.echo(f"N = {n}: paired samples {fmt(r['paired_median'])}, nearest training image "
+                   f"{fmt(r['nearest_training_median'])} (median cosine; samples that reached "
+                   f"sigma_L: {r['finished'][0]} and {r['finished'][1]} of {n_samples})")  # fmt: skip
     at = res["generalizes_at"]
     click.echo(
         "paired samples nearly identical (cosine > 0.95) from N = "

@@ -44,7 +44,8 @@ def disjoint_subsets(n_total: int, sizes: list[int], seed: int = 0) -> dict[int,
 
 
 def _centred(x: np.ndarray, mean: float) -> np.ndarray:
-    flat = np.asarray(x, np.float64).reshape(len(x), -1) - mean
+    x = np.asarray(x, np.float64)
+    flat = x.reshape(len(x), int(np.prod(x.shape[1:]))) - mean  # also for no rows
     return flat / np.maximum(np.linalg.norm(flat, axis=1, keepdims=True), 1e-12)
 
 
@@ -99,43 +100,57 @@ def run_sweep(
         models = [load_model(run, device) for run in runs]
         key = {"models": [weights_hash(m) for m in models], "sampler": asdict(sampler),
                "n_samples": n_samples, "seed": seed, "mean": mean}  # fmt: skip
-        if not path.exists() or not key_path.exists() or read_json(key_path) != key:
+        if not _samples_current(path, key_path, key):
             log(f"N = {n}: sampling {n_samples} images from each model, same seeds")
             shape = (n_samples, *x_all.shape[1:])
-            drawn = []
-            for model in models:
-                s = sample(model.denoise, shape, sampler, mean=mean, seed=seed, device=device)
-                drawn.append(s.images.cpu().numpy())
+            drawn = [sample(m.denoise, shape, sampler, mean=mean, seed=seed, device=device)
+                     for m in models]  # fmt: skip
             with atomic_path(path) as tmp, open(tmp, "wb") as f:
-                np.savez(f, a=drawn[0], b=drawn[1])
+                np.savez(f, a=drawn[0].images.cpu().numpy(), b=drawn[1].images.cpu().numpy(),
+                         finished_a=drawn[0].finished.cpu().numpy(),
+                         finished_b=drawn[1].finished.cpu().numpy())  # fmt: skip
             write_json(key_path, key)
-        pair = np.load(path)
-        a, b = pair["a"], pair["b"]
-        train_a = x_all[subsets[n][0]] / 255.0
-        train_b = x_all[subsets[n][1]] / 255.0
-        sims = paired_similarity(a, b, mean)
-        near = np.concatenate([nearest_training_similarity(a, train_a, mean),
-                               nearest_training_similarity(b, train_b, mean)])  # fmt: skip
-        results["per_size"][str(n)] = {
-            "paired_median": float(np.median(sims)), "paired": sims.tolist(),
-            "nearest_training_median": float(np.median(near)), "nearest_training": near.tolist()}  # fmt: skip
+        results["per_size"][str(n)] = _measure(np.load(path), x_all, subsets[n], mean)
     results["generalizes_at"] = next(
-        (n for n in sorted(sizes) if results["per_size"][str(n)]["paired_median"] > 0.95), None
+        (n for n in sorted(sizes) if (results["per_size"][str(n)]["paired_median"] or 0) > 0.95),
+        None,
     )
     write_json(out / "results.json", results)
     return results
 
 
+def _samples_current(path: Path, key_path: Path, key: dict[str, Any]) -> bool:
+    """Whether saved samples exist, were drawn with ``key``, and carry their finished flags."""
+    if not path.exists() or not key_path.exists() or read_json(key_path) != key:
+        return False
+    with np.load(path) as saved:
+        return "finished_a" in saved.files
+
+
+def _measure(pair: Any, x_all: np.ndarray, rows: tuple, mean: float) -> dict[str, Any]:
+    """Similarities of one size's samples, over the samples that reached sigma_L (the others are
+    not samples of the model's density: its ascent did not converge); medians are None when none
+    did."""
+    a, b, fa, fb = pair["a"], pair["b"], pair["finished_a"], pair["finished_b"]
+    both = fa & fb
+    sims = paired_similarity(a[both], b[both], mean)
+    near = np.concatenate([nearest_training_similarity(a[fa], x_all[rows[0]] / 255.0, mean),
+                           nearest_training_similarity(b[fb], x_all[rows[1]] / 255.0, mean)])  # fmt: skip
+    median = lambda v: float(np.median(v)) if len(v) else None  # noqa: E731
+    return {"finished": [int(fa.sum()), int(fb.sum())],
+            "paired_median": median(sims), "paired": sims.tolist(),
+            "nearest_training_median": median(near), "nearest_training": near.tolist()}  # fmt: skip
+
+
 def plot_sweep(ax, results: dict[str, Any]) -> None:
     """Cosine similarity vs N: between the two models' samples, and of samples to their
     nearest training image (medians, with quartile bands)."""
-    sizes = sorted(int(n) for n in results["per_size"])
     for key, label, colour in (("paired", "model A vs model B samples", "tab:blue"),
                                ("nearest_training", "sample vs nearest training image",
                                 "tab:orange")):  # fmt: skip
+        sizes = sorted(int(n) for n, r in results["per_size"].items() if r[key])
         vals = [np.asarray(results["per_size"][str(n)][key]) for n in sizes]
-        med = [np.median(v) for v in vals]
-        ax.plot(sizes, med, marker="o", color=colour, label=label)
+        ax.plot(sizes, [np.median(v) for v in vals], marker="o", color=colour, label=label)
         ax.fill_between(sizes, [np.percentile(v, 25) for v in vals],
                         [np.percentile(v, 75) for v in vals], color=colour, alpha=0.2)  # fmt: skip
     ax.axhline(0.95, color="gray", ls=":", lw=0.8)

@@ -58,14 +58,26 @@ class GuidanceConfig:
 def guidance_step(
     phi_fn: PhiFn, x: torch.Tensor, target: torch.Tensor, cfg: GuidanceConfig
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Algorithm 2 on a batch: returns the matched x and, per sample, the initial and final
-    losses and the number of gradient steps taken."""
+    """Algorithm 2 on a batch: gradient descent on ||phi(x) - target||^2, each sample stopping on
+    its own. Returns the matched x and, per sample, the initial and final losses and the number
+    of gradient steps taken.
+
+    The step size starts at ``cfg.lr`` and is halved, per sample, whenever a step raised the loss
+    (the step is undone): the curvature of the loss grows as the noise level falls (tenfold and
+    more for a normalization-free network between sigma 0.5 and 0.01), and a step size that
+    suits high noise overshoots at low noise, where it then injects noise instead of removing
+    the mismatch (Figure 20). The loss never ends above where it started.
+    """
     x = x.detach().clone()
     b = len(x)
     initial = torch.zeros(b, device=x.device)
     final = torch.zeros(b, device=x.device)
     iters = torch.zeros(b, dtype=torch.long, device=x.device)
     active = torch.ones(b, dtype=torch.bool, device=x.device)
+    lr = torch.full((b,), cfg.lr, device=x.device)
+    view = (-1, *[1] * (x.dim() - 1))
+    prev_x, prev_grad = x.clone(), torch.zeros_like(x)
+    prev_loss = torch.full((b,), float("inf"), device=x.device)
     for it in range(cfg.max_iter + 1):
         idx = active.nonzero().squeeze(1)
         if len(idx) == 0:
@@ -78,13 +90,20 @@ def guidance_step(
         loss = loss.detach()
         if it == 0:
             initial[idx] = loss
+        worse = ~(loss <= prev_loss[idx])  # the last step overshot (or gave NaN): undo, halve
+        if worse.any():
+            back = idx[worse]
+            x[back], loss[worse], lr[back] = prev_x[back], prev_loss[back], lr[back] / 2
+            if grad is not None:
+                grad[worse] = prev_grad[back]
         final[idx] = loss
         if last:
             break
         done = loss <= cfg.tol * initial[idx]
-        go = ~done
-        x[idx[go]] = x[idx[go]] - cfg.lr * grad[go]
-        iters[idx[go]] += 1
+        go, moving = ~done, idx[~done]
+        prev_x[moving], prev_grad[moving], prev_loss[moving] = x[moving], grad[go], loss[go]
+        x[moving] = x[moving] - lr[moving].view(view) * grad[go]
+        iters[moving] += 1
         active[idx[done]] = False
     return x, {"initial_loss": initial, "final_loss": final, "iterations": iters}
 

@@ -21,7 +21,9 @@ under-dispersed samples; a small fixed step (``fixed_step``, h0 = 0.02) is withi
 
 A sample stops once sigma_t < sigma_L and is returned as
 f(y) at that step. Samples stop independently: a finished sample is masked out of the batch and
-costs no further network evaluations.
+costs no further network evaluations. A sample whose residual stops being finite (a denoiser that
+does not contract, e.g. one trained on a single image, makes the ascent diverge) is stopped too,
+unfinished, and returned as its last finite estimate.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ class Samples:
     images: torch.Tensor
     sigmas: torch.Tensor  # (steps, B)
     steps: torch.Tensor  # (B,)
-    finished: torch.Tensor  # (B,) bool: reached sigma_L within max_steps
+    finished: torch.Tensor  # (B,) bool: reached sigma_L within max_steps (and never diverged)
 
 
 def effective_sigma(residual: torch.Tensor) -> torch.Tensor:
@@ -103,6 +105,7 @@ def sample(
     y = m + cfg.sigma_0 * torch.randn(shape, generator=generator, device=device)
     x_hat = y.clone()
     active = torch.ones(b, dtype=torch.bool, device=device)
+    finished = torch.zeros(b, dtype=torch.bool, device=device)
     steps = torch.zeros(b, dtype=torch.long, device=device)
     history = []
     for t in range(1, cfg.max_steps + 1):
@@ -115,16 +118,19 @@ def sample(
         record = torch.full((b,), float("nan"), device=device)
         record[idx] = sigma
         history.append(record)
-        x_hat[idx] = est
+        diverged = ~torch.isfinite(sigma)
+        x_hat[idx[~diverged]] = est[~diverged]
         steps[idx] = t
         done = sigma < cfg.sigma_L
+        finished[idx[done]] = True
+        stop = done | diverged
         h = cfg.step_size(t)
         gamma = sigma * math.sqrt(max((1 - cfg.beta * h) ** 2 - (1 - h) ** 2, 0.0))
-        go = idx[~done]
-        y[go] = y[go] + h * d[~done] + gamma[~done].view(-1, *[1] * (len(shape) - 1)) * z[go]
-        active[idx[done]] = False
+        go = idx[~stop]
+        y[go] = y[go] + h * d[~stop] + gamma[~stop].view(-1, *[1] * (len(shape) - 1)) * z[go]
+        active[idx[stop]] = False
         if progress is not None:
             progress(int((~active).sum()), b)
         if not active.any():
             break
-    return Samples(x_hat, torch.stack(history), steps, ~active)
+    return Samples(x_hat, torch.stack(history), steps, finished)
