@@ -245,8 +245,13 @@ def test_generalization_command_runs_and_resumes(tmp_path):
     p = subprocess.run(args[:7] + ["30"] + args[8:], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     assert "N = 1, model a: training" in p.stderr and samples.stat().st_mtime_ns != before
+    after = samples.stat().st_mtime_ns
     p = subprocess.run(args[:5] + ["1,30"] + args[6:], capture_output=True, text=True)
     assert p.returncode == 2 and "need 60" in p.stderr
+    # the same folder with another architecture: refused, nothing retrained or resampled
+    p = subprocess.run(args + ["--norm", "none"], capture_output=True, text=True)
+    assert p.returncode == 2 and "another architecture" in p.stderr
+    assert samples.stat().st_mtime_ns == after
     p = subprocess.run(args[:5] + ["1"] + args[6:-1] + [str(tmp_path / "r"), "--residual"],
                        capture_output=True, text=True)  # fmt: skip
     assert p.returncode == 0, p.stderr

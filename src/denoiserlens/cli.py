@@ -1108,6 +1108,8 @@ def slope(model_paths, out_dir, sigmas, alpha, seed, device, **data_kw):
               help="Training set sizes N (two disjoint sets of each).")  # fmt: skip
 @click.option("--preset", default="tiny", show_default=True)
 @click.option("--residual", is_flag=True, help="x_hat = y + net(y) (trains faster on a budget).")
+@click.option("--norm", type=click.Choice(["batch", "none"]), default="batch", show_default=True,
+              help="Normalization of the bias-free models.")  # fmt: skip
 @click.option("--steps", type=int, default=2000, show_default=True, help="Per model.")
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True)
@@ -1117,8 +1119,8 @@ def slope(model_paths, out_dir, sigmas, alpha, seed, device, **data_kw):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @user_errors
-def generalization(out_dir, sizes, preset, residual, steps, batch_size, lr, n_samples, sigma_L,
-                   bf16, seed, device, **data_kw):  # fmt: skip
+def generalization(out_dir, sizes, preset, residual, norm, steps, batch_size, lr, n_samples,
+                   sigma_L, bf16, seed, device, **data_kw):  # fmt: skip
     """Memorization vs generalization: for each N, two bias-free models trained on disjoint sets
     of N images, sampled with the same seeds; cosine similarity of paired samples and of samples
     to their nearest training image, against N. Resumable (rerun the same command). Writes
@@ -1138,7 +1140,7 @@ def generalization(out_dir, sizes, preset, residual, steps, batch_size, lr, n_sa
     images = open_data(_data_spec(data_kw))
     try:
         arch = preset_config(preset, image_channels=images.channels, bias=False,
-                             norm="batch", residual=residual).to_dict()  # fmt: skip
+                             norm=norm, residual=residual).to_dict()  # fmt: skip
         cfg = _train_config(steps=steps, batch_size=batch_size, lr=lr, test_fraction=0.0,
                             sigma_dist="uniform", sigma_min=0.0, sigma_max=1.0, bf16=bf16,
                             seed=seed, checkpoint_every=max(1, steps // 4), eval_every=steps)  # fmt: skip
@@ -1148,8 +1150,11 @@ def generalization(out_dir, sizes, preset, residual, steps, batch_size, lr, n_sa
     if 2 * ns[-1] > len(images):
         raise UserError(f"two disjoint sets of {ns[-1]} images need {2 * ns[-1]}; the data has "
                         f"{len(images)}")  # fmt: skip
-    res = run_sweep(images, ns, out_dir, arch, cfg, sampler, n_samples, seed, _device(device),
-                    log=lambda m: click.echo(m, err=True))  # fmt: skip
+    try:
+        res = run_sweep(images, ns, out_dir, arch, cfg, sampler, n_samples, seed, _device(device),
+                        log=lambda m: click.echo(m, err=True))  # fmt: skip
+    except ValueError as e:
+        raise UserError(str(e)) from None
     save_figure(Path(out_dir) / "generalization.png", lambda ax: plot_sweep(ax, res),
                 figsize=(5, 3.5))  # fmt: skip
     fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731

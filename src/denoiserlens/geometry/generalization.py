@@ -13,6 +13,7 @@ the sampler, the seed) that says when they must be drawn again.
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
 from dataclasses import asdict
@@ -89,6 +90,10 @@ def run_sweep(
             run = out / f"N{n}" / tag
             runs.append(run)
             checkpointed = (run / TRAIN_STATE).exists()
+            if checkpointed and read_json(run / "config.json")["model"] != json.loads(
+                json.dumps(arch)
+            ):
+                raise ValueError(f"{run} holds a model of another architecture; use another --out")
             if checkpointed and train_state_step(run / TRAIN_STATE) >= cfg.steps:
                 continue
             if run.exists() and not checkpointed:  # stopped before its first checkpoint
