@@ -338,6 +338,12 @@ def test_group_targets_combine_the_phi_of_their_images():
     torch.testing.assert_close(centroid[0], each.mean(0))
     with pytest.raises(ValueError, match="combine"):
         GroupTargets(phi_fn, [x], "median", 4, g)
+    # at a noise level, a centroid of 3 members with 4 draws costs 2 draws per member (6 passes)
+    seen = []
+    counting = lambda y: seen.append(len(y)) or phi_fn(y)  # noqa: E731
+    GroupTargets(counting, [x], "mean", 4, g).phi(torch.full((1,), 0.1))
+    GroupTargets(counting, [x[:2]], "max", 4, g).phi(torch.full((1,), 0.1))
+    assert seen == [6, 8]
 
 
 def test_reconstruct_from_unions_and_cluster_centroids(tmp_path):

@@ -140,7 +140,12 @@ class ImageTargets:
 class GroupTargets(ImageTargets):
     """Targets beyond the paper (its stated future directions): each target is a group of images,
     and its phi at sigma combines theirs: "mean" (a cluster centroid: the mean phi of the
-    cluster's members) or "max" (the union of the images' active channels)."""
+    cluster's members) or "max" (the union of the images' active channels).
+
+    A centroid averages over members and noise draws alike, so each member gets
+    ceil(n_noise / members) draws: about ``n_noise`` encoder passes per target, as for an image,
+    instead of members x n_noise. A union takes each image's own noise-averaged phi (n_noise
+    draws each) before the maximum."""
 
     def __init__(self, phi_fn: PhiFn, groups: list[torch.Tensor], combine: str, n_noise: int,
                  generator) -> None:  # fmt: skip
@@ -156,6 +161,8 @@ class GroupTargets(ImageTargets):
         for k, images in enumerate(self.groups):
             sig = sigma[k].expand(len(images))
             draws = 1 if float(sigma[k]) == 0 else self.n_noise
+            if self.combine == "mean":
+                draws = -(-draws // len(images))
             p = target_phi(self.phi_fn, images, sig, draws, self.generator)
             out.append(p.mean(0) if self.combine == "mean" else p.max(0).values)
         return torch.stack(out)
