@@ -311,6 +311,11 @@ def test_distance_command(tmp_path):
     assert len(study["pairs"]) == 3 and len(study["d_sq"]) == 3
     assert all(d >= 0 for d in study["d_sq"]) and all(v > 0 for v in study["phi_sq"])
     assert study["constants"]["B_over_A"] >= 1
+    # the integral cut at the grid's first level is the whole integral
+    (first,) = study["by_lower_limit"]  # a grid of 3 levels: one cut that keeps 2+ levels
+    assert first["sigma_min"] == pytest.approx(min(study["sigmas"]))
+    assert first["B_over_A"] == pytest.approx(study["constants"]["B_over_A"])
+    assert "B/A with the integral from sigma_min up" in p.stdout
     assert (tmp_path / "r/fig8_distance.png").stat().st_size > 3000
     p = subprocess.run(args[:-4] + ["--images", "50", "--out", str(tmp_path / "x")],
                        capture_output=True, text=True)  # fmt: skip

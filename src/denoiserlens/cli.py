@@ -967,6 +967,8 @@ def distance(model_path, out_dir, n_images, n_samples, steps, grid, sigma_min, s
         f"{len(pairs)} pairs: A = {c['A']:.4g}, B = {c['B']:.4g}, B/A = {c['B_over_A']:.2f} "
         f"(5-95%: {c['B_over_A_5_95']:.2f}; the paper: 2.9), Pearson r = {c['pearson']:.2f}"
     )
+    click.echo("B/A with the integral from sigma_min up: " + ", ".join(
+        f"{r['sigma_min'] * 255:.3g}: {r['B_over_A']:.2f}" for r in study["by_lower_limit"]))  # fmt: skip
     click.echo(f"distance.json and fig8_distance.png in {out_dir}")
 
 

@@ -18,6 +18,13 @@ the symmetrized KL divergence. The estimator:
 
 Inequality (3): A ||phi1 - phi2||^2 <= d^2 <= B ||phi1 - phi2||^2 for all pairs; ``embedding_constants``
 returns the tightest A and B over the measured pairs and B/A (the paper reports 2.9).
+
+The lower end of the grid needs care. The guidance moves y by a finite amount at every sigma, so
+the two guided denoisers differ by an amount that does not shrink with sigma, and the integrand
+||dx_hat||^2 / sigma^2 grows as 1 / sigma^2 below the noise levels the matching resolves: on the
+bundled photo model the lowest level (2.55/255) carries nearly all of d^2 and B/A is 25; from
+9/255 up it is 3.4 (BENCHMARKS.md). ``distance_study`` therefore also reports the constants for
+the integral cut at each grid level (``by_lower_limit``).
 """
 
 from __future__ import annotations
@@ -143,7 +150,21 @@ def distance_study(
            "phi_sigma": phi_sigma}  # fmt: skip
     if len(pairs) >= 2:
         out["constants"] = embedding_constants(np.array(phi_sq), np.array(d_sq))
+        out["by_lower_limit"] = constants_by_lower_limit(out)
     return out
+
+
+def constants_by_lower_limit(study: dict) -> list[dict[str, float]]:
+    """The constants of inequality (3) with Eq. 4's integral started at each level of the grid
+    (all but the last two): how much of B/A the lowest noise levels make."""
+    sig = np.log(np.asarray(study["sigmas"], float))
+    integrands = np.asarray(study["integrands"], float)
+    phi_sq = np.asarray(study["phi_sq"], float)
+    return [
+        {"sigma_min": float(np.exp(sig[lo])),
+         **embedding_constants(phi_sq, np.trapezoid(integrands[:, lo:], sig[lo:], axis=1))}
+        for lo in range(len(sig) - 2)
+    ]  # fmt: skip
 
 
 def distance_experiment(
