@@ -2,10 +2,12 @@
 linspace(1, 0.03, 100), n_noise 10, guidance max_iter 100, stop at 1% of the initial loss), our
 path vs the authors' way in the same run, and unconditional sampling cost.
 
-- ours: the guidance back-propagates through the encoder and middle block only, and each sample
-  stops on its own (``denoiserlens.sampling.reconstruct``);
-- naive: the loss is computed after a full forward pass of the whole network (decoder included)
-  and every sample keeps stepping until all have converged.
+- ours: the guidance back-propagates through the encoder and middle block only, each sample
+  stops on its own, and a step that raised a sample's loss is undone and its step size halved
+  (``denoiserlens.sampling.reconstruct``);
+- naive: the loss is computed after a full forward pass of the whole network (decoder included),
+  plain gradient descent with a fixed step, and every sample keeps stepping until all have
+  converged.
 
 On 2 CPU cores the full 100-step schedule takes long; ``--steps-run`` times the first steps of it
 for both paths (the same steps, the same noise) and extrapolates per step.
