@@ -63,10 +63,11 @@ def guidance_step(
     of gradient steps taken.
 
     The step size starts at ``cfg.lr`` and is halved, per sample, whenever a step raised the loss
-    (the step is undone): the curvature of the loss grows as the noise level falls (tenfold and
-    more for a normalization-free network between sigma 0.5 and 0.01), and a step size that
-    suits high noise overshoots at low noise, where it then injects noise instead of removing
-    the mismatch (Figure 20). The loss never ends above where it started.
+    (the step is undone): the curvature of the loss grows as the noise level falls, and a step
+    size that suits high noise overshoots at low noise, where it then injects noise instead of
+    removing the mismatch (Figure 20). On the bundled photo model, 20 steps of size 1.0 lower the
+    loss 7x at sigma 0.5 and raise it 8x at sigma 0.03. The loss never ends above where it
+    started; a step size that never overshoots gives plain gradient descent, as printed.
     """
     x = x.detach().clone()
     b = len(x)
