@@ -22,8 +22,8 @@ under-dispersed samples; a small fixed step (``fixed_step``, h0 = 0.02) is withi
 A sample stops once sigma_t < sigma_L and is returned as
 f(y) at that step. Samples stop independently: a finished sample is masked out of the batch and
 costs no further network evaluations. A sample whose residual stops being finite (a denoiser that
-does not contract, e.g. one trained on a single image, makes the ascent diverge) is stopped too,
-unfinished, and returned as its last finite estimate.
+does not contract makes the ascent diverge: seen with a model trained on one image) is stopped
+too, unfinished, and returned as its last estimate with a finite residual.
 """
 
 from __future__ import annotations
