@@ -26,6 +26,7 @@ import torch
 from denoiserlens.data import ImageSet
 from denoiserlens.fileio import atomic_path, read_json, write_json
 from denoiserlens.models import load_model
+from denoiserlens.models.checkpoint import CONFIG
 from denoiserlens.represent.store import weights_hash
 from denoiserlens.sampling import SamplerConfig, sample
 from denoiserlens.train import TrainConfig, train
@@ -82,6 +83,7 @@ def run_sweep(
     subsets = disjoint_subsets(len(images), sizes, seed)
     x_all = images.as_array()
     mean = float(x_all.mean() / 255)
+    arch_json = json.loads(json.dumps(arch))  # as config.json holds it (lists, not tuples)
     results = {"sizes": sizes, "seed": seed, "n_samples": n_samples, "data": images.source,
                "train": {"steps": cfg.steps, "batch_size": cfg.batch_size}, "per_size": {}}  # fmt: skip
     for n in sorted(sizes):
@@ -90,12 +92,11 @@ def run_sweep(
             run = out / f"N{n}" / tag
             runs.append(run)
             checkpointed = (run / TRAIN_STATE).exists()
-            if checkpointed and read_json(run / "config.json")["model"] != json.loads(
-                json.dumps(arch)
-            ):
-                raise ValueError(f"{run} holds a model of another architecture; use another --out")
-            if checkpointed and train_state_step(run / TRAIN_STATE) >= cfg.steps:
-                continue
+            if checkpointed:
+                if read_json(run / CONFIG)["model"] != arch_json:
+                    raise ValueError(f"{run}: a model of another architecture; use another --out")
+                if train_state_step(run / TRAIN_STATE) >= cfg.steps:
+                    continue
             if run.exists() and not checkpointed:  # stopped before its first checkpoint
                 shutil.rmtree(run)
             log(f"N = {n}, model {tag}: training on {n} images")
@@ -115,7 +116,8 @@ def run_sweep(
                          finished_a=drawn[0].finished.cpu().numpy(),
                          finished_b=drawn[1].finished.cpu().numpy())  # fmt: skip
             write_json(key_path, key)
-        results["per_size"][str(n)] = _measure(np.load(path), x_all, subsets[n], mean)
+        with np.load(path) as pair:
+            results["per_size"][str(n)] = _measure(pair, x_all, subsets[n], mean)
     results["generalizes_at"] = next(
         (n for n in sorted(sizes) if (results["per_size"][str(n)]["paired_median"] or 0) > 0.95),
         None,
