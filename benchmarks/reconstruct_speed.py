@@ -19,6 +19,7 @@ for both paths (the same steps, the same noise) and extrapolates per step.
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 
 import numpy as np
@@ -55,17 +56,33 @@ def naive_guidance(model):
     return guide
 
 
-def run(model, xc, n, sigmas, guide, n_noise, steps_run, naive: bool, seed=0, bf16=False):
-    """Seconds per schedule step and the final phi cosine of ``n`` samples over the first
-    ``steps_run`` levels of ``sigmas`` (ancestral score step, no Figure-20 bookkeeping)."""
+def run(
+    model,
+    xc,
+    n,
+    sigmas,
+    guide,
+    n_noise,
+    steps_run,
+    naive: bool,
+    seed=0,
+    bf16=False,
+    channels_last=False,
+):
+    """Wall and CPU seconds per schedule step, and the final phi cosine of ``n`` samples, over
+    the first ``steps_run`` levels of ``sigmas`` (ancestral score step, no Figure-20 bookkeeping).
+    With ``channels_last`` the model and the matching inputs are in that memory format."""
     g = torch.Generator().manual_seed(seed)
     kw = {"guide_fn": naive_guidance(model)} if naive else {}
-    t0 = time.perf_counter()
-    r = reconstruct(middle_means(model, bf16), model.denoise, xc, n, sigmas[:steps_run],
-                    guidance=guide, n_noise=n_noise, mean=float(xc.mean()), generator=g,
-                    final_phi_sigma=float(sigmas[steps_run - 1]), ancestral=True,
+    if channels_last:
+        model = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    t0, c0 = time.perf_counter(), time.process_time()
+    r = reconstruct(middle_means(model, bf16, channels_last), model.denoise, xc, n,
+                    sigmas[:steps_run], guidance=guide, n_noise=n_noise, mean=float(xc.mean()),
+                    generator=g, final_phi_sigma=float(sigmas[steps_run - 1]), ancestral=True,
                     record_noise=False, **kw)  # fmt: skip
-    return (time.perf_counter() - t0) / steps_run, float(r.cosine.mean())
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return wall / steps_run, cpu / steps_run, float(r.cosine.mean())
 
 
 def main() -> None:
@@ -93,18 +110,20 @@ def main() -> None:
     sigmas = torch.linspace(1, 0.03, 100)
     guide = GuidanceConfig(lr=args.lr, max_iter=100, tol=0.01)
     print(f"model {name}, target {tuple(xc.shape)}, 8 samples, steps 1-{args.steps_run} of 100")
-    rows = {"ours": [], "ours-bf16": [], "naive": []}
+    rows = {"ours": [], "ours-bf16": [], "ours-bf16-cl": [], "naive": []}
     for _ in range(args.repeats):
         for tag in rows:
             rows[tag].append(run(model, xc, 8, sigmas, guide, 10, args.steps_run, tag == "naive",
-                                 bf16=tag == "ours-bf16"))  # fmt: skip
-    for tag, r in rows.items():
-        per = np.median([a for a, _ in r])
-        print(f"{tag:6s} {per:8.2f} s per step ({per * 100 / 60:6.1f} min for 100 steps), "
-              f"final phi cosine {np.median([c for _, c in r]):.4f}")  # fmt: skip
-    for tag in ("ours", "ours-bf16"):
-        ratio = np.median([a for a, _ in rows["naive"]]) / np.median([a for a, _ in rows[tag]])
-        print(f"speed-up of {tag}: {ratio:.1f}x (median of {args.repeats})")
+                                 bf16="bf16" in tag, channels_last=tag.endswith("cl")))  # fmt: skip
+    med = {tag: np.median(np.array(r), axis=0) for tag, r in rows.items()}
+    for tag, (wall, cpu, cos) in med.items():
+        print(f"{tag:12s} {wall:8.2f} s per step ({wall * 100 / 60:6.1f} min for 100 steps), "
+              f"CPU {cpu:8.2f} s per step, final phi cosine {cos:.4f}")  # fmt: skip
+    for tag in ("ours", "ours-bf16", "ours-bf16-cl"):
+        print(
+            f"speed-up of {tag}: {med['naive'][0] / med[tag][0]:.1f}x wall, "
+            f"{med['naive'][1] / med[tag][1]:.1f}x CPU time (median of {args.repeats})"
+        )
     # unconditional sampling: steps and seconds per sample
     t0 = time.perf_counter()
     out = sample(model.denoise, (8, *xc.shape[1:]), SamplerConfig(sigma_0=1.0, sigma_L=0.01),

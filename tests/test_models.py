@@ -210,3 +210,15 @@ def test_colour_bfcnn_imports_and_denoises():
     y = x + 0.1 * torch.randn(x.shape, generator=g)
     err_in = (y - x).pow(2).mean()
     assert (m.denoise(y) - x).pow(2).mean() < 0.1 * err_in  # a flat image is easy
+
+
+@pytest.mark.parametrize("dim", [(1, 2, 3), (0, 2, 3)])
+def test_float_var_is_the_biased_variance_in_float32(dim):
+    from denoiserlens.models.norms import float_var
+
+    g = torch.Generator().manual_seed(0)
+    x = (torch.randn(4, 8, 5, 6, generator=g) * 3 + 100).to(torch.bfloat16)  # mean >> sd
+    x = x.contiguous(memory_format=torch.channels_last)
+    v = float_var(x, dim)
+    assert v.dtype == torch.float32 and v.shape == x.float().var(dim=dim, keepdim=True).shape
+    torch.testing.assert_close(v, x.double().var(dim=dim, keepdim=True, unbiased=False).float())

@@ -380,3 +380,22 @@ def test_reconstruct_from_unions_and_cluster_centroids(tmp_path):
             "--clusters-from", str(tmp_path / "c"), "--clusters", "0",
             "--out", str(tmp_path / "x"))  # fmt: skip
     assert p.returncode == 2 and "not the images" in p.stderr and not (tmp_path / "x").exists()
+
+
+def test_middle_means_in_channels_last_give_the_same_phi_and_gradient():
+    import copy
+
+    from denoiserlens.sampling.reconstruct import middle_means
+
+    torch.manual_seed(0)
+    model = UNet(preset_config("tiny")).eval()
+    model_cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    x = torch.rand(3, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+    grads = []
+    for m, cl in ((model, False), (model_cl, True)):
+        xi = x.clone().requires_grad_(True)
+        phi = middle_means(m, channels_last=cl)(xi)
+        grads.append((phi, torch.autograd.grad(phi.square().sum(), xi)[0]))
+    torch.testing.assert_close(grads[1][0], grads[0][0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grads[1][1], grads[0][1], rtol=1e-4, atol=1e-6)
+    assert grads[1][1].shape == x.shape

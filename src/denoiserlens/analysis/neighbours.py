@@ -47,8 +47,10 @@ def nearest_neighbours(
     extra = 0 if exclude is None else 1
     if not 1 <= k <= len(r) - extra:
         raise ValueError(f"k = {k} needs 1 <= k <= {len(r) - extra} (the references)")
-    if metric == "cosine":
-        q, r = normalize_rows(q), normalize_rows(r)
+    if metric == "cosine":  # queries that are the references (a k-NN graph): one normalized copy
+        same = q.shape == r.shape and np.shares_memory(q, r) and np.array_equal(q, r)
+        r = normalize_rows(r)
+        q = r if same else normalize_rows(q)
     if method == "auto":
         method = (
             "numpy" if len(r) <= NUMPY_THRESHOLD else ("ivf" if len(r) > IVF_THRESHOLD else "flat")

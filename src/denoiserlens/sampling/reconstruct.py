@@ -29,12 +29,15 @@ from denoiserlens.sampling.unconditional import SamplerConfig, effective_sigma
 PhiFn = Callable[[torch.Tensor], torch.Tensor]
 
 
-def middle_means(model: Denoiser, bf16: bool = False) -> PhiFn:
+def middle_means(model: Denoiser, bf16: bool = False, channels_last: bool = False) -> PhiFn:
     """a_bar_M(x): spatial means of the middle block's outputs, differentiable, decoder not run;
-    with ``bf16`` the network runs under bf16 autocast (the means are taken in float32)."""
+    with ``bf16`` the network runs under bf16 autocast (the means are taken in float32), with
+    ``channels_last`` on inputs in that memory format (the convolutions follow it)."""
     block = model.middle_block
 
     def phi_fn(x: torch.Tensor) -> torch.Tensor:
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
             out = model.blocks_until(x, block)[block].output
         return out.float().mean(dim=(2, 3))
