@@ -3,12 +3,15 @@
 # bias-free residual UNet of the bundled photo model, with NORM = none (its recipe) or batch,
 # trained like the bundled Fashion-MNIST model (60k training images centred on 32x32, 4000 steps
 # of 64, Adam 1e-3 halving every 1500, sigma ~ 1/sqrt(sigma) on [0, 255]/255). Resumable.
-#   OMP_NUM_THREADS=1 benchmarks/data/train_fmnist_compact.sh NORM RUN_DIR [train options]
+# The ablation toward the paper's form: BIAS=bias adds convolution biases (needed by NORM=layer),
+# OUTPUT=direct makes the network output x_hat itself instead of y + net(y).
+#   OMP_NUM_THREADS=1 [BIAS=bias] [OUTPUT=direct] benchmarks/data/train_fmnist_compact.sh NORM RUN_DIR
 set -euo pipefail
 norm=$1 run=$2; shift 2
 resume=(); [[ -f "$run/train_state.safetensors" ]] && resume=(--resume)
+residual=(--residual); [[ ${OUTPUT:-residual} == direct ]] && residual=()
 exec "${DENOISERLENS:-.venv/bin/denoiserlens}" train --data fashion-mnist --pad-to 32 \
-  --run-dir "$run" --preset compact --no-bias --norm "$norm" --residual \
+  --run-dir "$run" --preset compact "--${BIAS:-no-bias}" --norm "$norm" "${residual[@]}" \
   --steps 4000 --batch-size 64 --lr 1e-3 --lr-halve-every 1500 \
   --sigma-dist sqrt --sigma-min 0 --sigma-max 255 --bf16 --channels-last \
   --eval-every 1000 --checkpoint-every 250 --test-fraction 0.02 "${resume[@]}" "$@"

@@ -1167,7 +1167,7 @@ def generalization(out_dir, sizes, preset, residual, norm, steps, batch_size, lr
                    f"sigma_L: {r['finished'][0]} and {r['finished'][1]} of {n_samples})")  # fmt: skip
     at = res["generalizes_at"]
     click.echo(
-        "paired samples nearly identical (cosine > 0.95) from N = "
+        "paired samples first nearly identical (median cosine > 0.95) at N = "
         + (str(at) if at else "- (not reached)")
     )
     click.echo(f"results.json and generalization.png in {out_dir}")
