@@ -6,5 +6,5 @@
 set -euo pipefail
 out=$1 sizes=${2:-1,10,100,1000,10000} steps=${3:-4000} samples=${4:-64}
 exec "${DENOISERLENS:-.venv/bin/denoiserlens}" generalization --data fashion-mnist --pad-to 32 \
-  --sizes "$sizes" --preset compact --residual --steps "$steps" --batch-size 64 --bf16 --n-samples "$samples" \
-  --out "$out"
+  --sizes "$sizes" --preset compact --residual --steps "$steps" --batch-size 64 --bf16 \
+  --n-samples "$samples" --out "$out"
