@@ -226,6 +226,31 @@ def test_c_alpha_contours_have_hoelder_regularity_alpha():
     assert np.median(ratios) > 2
 
 
+def test_c_alpha_backgrounds_have_regularity_alpha_by_default():
+    # E|x(p + h) - x(p)| ~ h^beta inside a region (increments that do not cross the contour)
+    yy, xx = np.mgrid[0:64, 0:64] + 0.5
+    estimates = []
+    for alpha in (0.3, 0.6, 0.9):
+        ims = c_alpha(40, 64, alpha=alpha, blur=0.0, seed=3)
+        lags = [1, 2, 4, 8]
+        incr = np.zeros(len(lags))
+        for im, (cy, cx, r0), b in zip(ims.images, ims.params, ims.contours, strict=True):
+            theta = np.arctan2(yy - cy, xx - cx) % (2 * np.pi)
+            radius = r0 * (1 + 0.3 * b[(theta / (2 * np.pi) * b.size).astype(int) % b.size])
+            inside = np.hypot(yy - cy, xx - cx) <= radius
+            x = im[0].astype(float)
+            for j, h in enumerate(lags):
+                same = inside[:, h:] == inside[:, :-h]
+                incr[j] += np.abs(x[:, h:] - x[:, :-h])[same].mean()
+        estimates.append(np.polyfit(np.log(lags), np.log(incr), 1)[0])
+        assert estimates[-1] == pytest.approx(alpha, abs=0.15), (alpha, estimates[-1])
+    assert estimates == sorted(estimates)
+    # an explicit beta overrides it: smooth backgrounds around a rough contour
+    smooth = c_alpha(4, 64, alpha=0.3, beta=2.0, blur=0.0, seed=3).images.astype(float)
+    rough = c_alpha(4, 64, alpha=0.3, blur=0.0, seed=3).images.astype(float)
+    assert np.abs(np.diff(smooth, axis=-1)).mean() < np.abs(np.diff(rough, axis=-1)).mean()
+
+
 def test_float_arrays_with_nan_are_refused(tmp_path):
     a = np.full((2, 8, 8), 0.5, np.float32)
     a[1, 3, 3] = np.nan

@@ -1,7 +1,8 @@
 """Synthetic images with few degrees of freedom (slides: geometry-adaptive harmonic representations).
 
 - :func:`disks`: one disk per image (radius, centre x/y, foreground and background: 5 degrees).
-- :func:`c_alpha`: a closed contour of Hoelder regularity alpha separating two regular backgrounds.
+- :func:`c_alpha`: a closed contour of Hoelder regularity alpha separating two backgrounds of
+  regularity alpha (by default).
 """
 
 from __future__ import annotations
@@ -61,15 +62,24 @@ def fractal_noise_2d(size: int, exponent: float, rng: np.random.Generator) -> np
 
 
 def c_alpha(
-    n: int, size: int = 32, alpha: float = 1.0, beta: float = 2.0, blur: float = 0.5, seed: int = 0
+    n: int,
+    size: int = 32,
+    alpha: float = 1.0,
+    beta: float | None = None,
+    blur: float = 0.5,
+    seed: int = 0,
 ) -> ImageSet:
-    """``n`` C-alpha images (N, 1, size, size).
+    """``n`` C-alpha images (N, 1, size, size): regular contours on regular backgrounds (the
+    class of Peyre & Mallat 2008 used by Kadkhodaie et al. 2024, whose optimal denoiser's PSNR
+    slope is alpha / (alpha + 1)).
 
     The contour is r(theta) = r0 (1 + 0.3 b(theta)), b periodic noise with amplitude spectrum
     1/|f|^(alpha + 1/2) (a Hoelder-alpha curve, as fractional Brownian motion of index alpha); the
-    two regions are 2D noise with amplitude spectrum 1/|f|^(beta + 1) (regularity beta), each
-    rescaled to a random intensity range; a Gaussian blur of std ``blur`` pixels smooths the edge.
+    two regions are 2D noise with amplitude spectrum 1/|f|^(beta + 1) (regularity beta, by default
+    alpha: the whole image becomes more regular as alpha grows), each rescaled to a random
+    intensity range; a Gaussian blur of std ``blur`` pixels smooths the edge.
     """
+    beta = alpha if beta is None else beta
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:size, 0:size] + 0.5
     out = np.empty((n, 1, size, size), np.uint8)
