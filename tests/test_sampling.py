@@ -197,6 +197,25 @@ def test_guidance_stops_each_sample_on_its_own():
     assert torch.all(info["final_loss"][:2] <= 0.01 * info["initial_loss"][:2])
 
 
+def test_guidance_patience_stops_a_stalled_descent():
+    """loss = ||x||^2 + 1 (an unreachable part of the target): step 1/4 halves x, the loss
+    approaches 1 and the 1% target is never met. With patience 3 a sample stops at the first
+    iteration whose loss is within 1% of the loss 3 iterations earlier: iteration 8 here."""
+    from denoiserlens.sampling.reconstruct import GuidanceConfig, guidance_step
+
+    def phi_fn(v):
+        return torch.cat([v.flatten(1), torch.ones(len(v), 1)], 1)
+
+    x = torch.tensor([[2.0, 0.0], [0.0, 0.0]]).view(2, 1, 1, 2)  # the second starts at the floor
+    target = torch.tensor([[0.0, 0.0, 2.0]]).expand(2, 3)
+    _, stalled = guidance_step(phi_fn, x, target, GuidanceConfig(0.25, 50, 0.01, patience=3))
+    _, paper = guidance_step(phi_fn, x, target, GuidanceConfig(0.25, 50, 0.01))
+    assert stalled["iterations"].tolist() == [8, 3] and paper["iterations"].tolist() == [50, 50]
+    torch.testing.assert_close(stalled["final_loss"], torch.tensor([1 + 4 / 4**8, 1.0]))
+    with pytest.raises(ValueError, match="patience"):
+        GuidanceConfig(patience=-1)
+
+
 def test_guidance_halves_a_step_size_that_overshoots():
     """phi = 3 x: plain gradient descent with step 1 multiplies the error by -17 per step; the
     guidance undoes each step that raised the loss and halves that sample's step size."""
@@ -251,12 +270,13 @@ def test_reconstruct_command(tmp_path):
     np.save(tmp_path / "d.npy", disks(6, 16, seed=1).images)
     args = [EXE, "reconstruct", "--model", str(tmp_path / "m"), "--data", str(tmp_path / "d.npy"),
             "--rows", "0,3", "--n-samples", "3", "--steps", "6", "--max-iter", "3",
-            "--n-noise", "2", "--out", str(tmp_path / "r")]  # fmt: skip
+            "--patience", "2", "--n-noise", "2", "--out", str(tmp_path / "r")]  # fmt: skip
     p = subprocess.run(args, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     info = json.loads((tmp_path / "r/reconstruct.json").read_text())
     assert info["rows"] == [0, 3] and np.array(info["phi_cosine"]).shape == (2, 3)
     assert info["levels"] == 7  # --steps 6: sigma_max .. sigma_min, 7 levels
+    assert info["guidance"]["patience"] == 2
     assert np.load(tmp_path / "r/samples.npy").shape == (6, 1, 16, 16)
     for fig in ("fig7_reconstructions", "fig20_noise_levels"):
         assert (tmp_path / "r" / f"{fig}.png").stat().st_size > 3000
@@ -386,22 +406,3 @@ def test_reconstruct_from_unions_and_cluster_centroids(tmp_path):
             "--clusters-from", str(tmp_path / "c"), "--clusters", "0",
             "--out", str(tmp_path / "x"))  # fmt: skip
     assert p.returncode == 2 and "not the images" in p.stderr and not (tmp_path / "x").exists()
-
-
-def test_middle_means_in_channels_last_give_the_same_phi_and_gradient():
-    import copy
-
-    from denoiserlens.sampling.reconstruct import middle_means
-
-    torch.manual_seed(0)
-    model = UNet(preset_config("tiny")).eval()
-    model_cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
-    x = torch.rand(3, 1, 16, 16, generator=torch.Generator().manual_seed(1))
-    grads = []
-    for m, cl in ((model, False), (model_cl, True)):
-        xi = x.clone().requires_grad_(True)
-        phi = middle_means(m, channels_last=cl)(xi)
-        grads.append((phi, torch.autograd.grad(phi.square().sum(), xi)[0]))
-    torch.testing.assert_close(grads[1][0], grads[0][0], rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(grads[1][1], grads[0][1], rtol=1e-4, atol=1e-6)
-    assert grads[1][1].shape == x.shape

@@ -29,15 +29,12 @@ from denoiserlens.sampling.unconditional import SamplerConfig, effective_sigma
 PhiFn = Callable[[torch.Tensor], torch.Tensor]
 
 
-def middle_means(model: Denoiser, bf16: bool = False, channels_last: bool = False) -> PhiFn:
+def middle_means(model: Denoiser, bf16: bool = False) -> PhiFn:
     """a_bar_M(x): spatial means of the middle block's outputs, differentiable, decoder not run;
-    with ``bf16`` the network runs under bf16 autocast (the means are taken in float32), with
-    ``channels_last`` on inputs in that memory format (the convolutions follow it)."""
+    with ``bf16`` the network runs under bf16 autocast (the means are taken in float32)."""
     block = model.middle_block
 
     def phi_fn(x: torch.Tensor) -> torch.Tensor:
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
             out = model.blocks_until(x, block)[block].output
         return out.float().mean(dim=(2, 3))
@@ -47,15 +44,18 @@ def middle_means(model: Denoiser, bf16: bool = False, channels_last: bool = Fals
 
 @dataclass(frozen=True)
 class GuidanceConfig:
-    """Algorithm 2: learning rate, iteration cap and relative stopping threshold per sample."""
+    """Algorithm 2: learning rate, iteration cap and relative stopping threshold per sample;
+    ``patience`` > 0 also stops a sample whose loss fell by less than 1% over its last
+    ``patience`` iterations (a stalled descent; 0: never)."""
 
     lr: float = 1.0
     max_iter: int = 20
     tol: float = 0.05
+    patience: int = 0
 
     def __post_init__(self) -> None:
-        if not self.lr > 0 or self.max_iter < 0 or not 0 <= self.tol < 1:
-            raise ValueError("guidance needs lr > 0, max_iter >= 0 and 0 <= tol < 1")
+        if not self.lr > 0 or self.max_iter < 0 or not 0 <= self.tol < 1 or self.patience < 0:
+            raise ValueError("guidance needs lr > 0, max_iter >= 0, 0 <= tol < 1, patience >= 0")
 
 
 def guidance_step(
@@ -82,6 +82,7 @@ def guidance_step(
     view = (-1, *[1] * (x.dim() - 1))
     prev_x, prev_grad = x.clone(), torch.zeros_like(x)
     prev_loss = torch.full((b,), float("inf"), device=x.device)
+    history = torch.full((cfg.max_iter + 1, b), float("inf"), device=x.device)
     for it in range(cfg.max_iter + 1):
         idx = active.nonzero().squeeze(1)
         if len(idx) == 0:
@@ -104,6 +105,9 @@ def guidance_step(
         if last:
             break
         done = loss <= cfg.tol * initial[idx]
+        history[it, idx] = loss
+        if cfg.patience and it >= cfg.patience:
+            done |= loss > 0.99 * history[it - cfg.patience, idx]
         go, moving = ~done, idx[~done]
         prev_x[moving], prev_grad[moving], prev_loss[moving] = x[moving], grad[go], loss[go]
         x[moving] = x[moving] - lr[moving].view(view) * grad[go]
