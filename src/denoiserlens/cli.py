@@ -819,7 +819,11 @@ def reconstruct(model_path, out_dir, rows, unions, clusters_from, clusters, memb
     x = r.images.cpu().numpy().astype(np.float32)
     with atomic_path(out / "samples.npy") as tmp, open(tmp, "wb") as f:
         np.save(f, x)
-    plot_reconstructions(out / "fig7_reconstructions.png", targets.cpu().numpy(), x, n_samples)
+    shown = [to_float(np.stack([images[r] for r in gr[:2]])).numpy() for gr in groups]
+    centre = {"rows": [im[0] for im in shown], "union": [list(im) for im in shown],
+              "cluster": [im[0] for im in shown]}[kind]  # fmt: skip
+    title = {"rows": "target", "union": "union of A | B", "cluster": "a member"}[kind]
+    plot_reconstructions(out / "fig7_reconstructions.png", centre, x, n_samples, title)
     plot_noise_levels(out / "fig20_noise_levels.png", r.sigma_before.cpu().numpy(),
                       r.sigma_after.cpu().numpy())  # fmt: skip
     cos = r.cosine.view(len(picked), n_samples).tolist()

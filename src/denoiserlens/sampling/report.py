@@ -14,9 +14,13 @@ def _uint8(x: np.ndarray) -> np.ndarray:
     return np.clip(np.round(x * 255), 0, 255).astype(np.uint8)
 
 
-def plot_reconstructions(path: str | Path, targets: np.ndarray, samples: np.ndarray, n: int):
+def plot_reconstructions(
+    path: str | Path, targets: list[np.ndarray], samples: np.ndarray, n: int, title: str = "target"
+) -> None:
     """Figure 7: per target, a 3x3 panel with the target in the centre and up to 8 samples
-    around it; panels side by side. ``targets`` (K, C, H, W), ``samples`` (K * n, C, H, W)."""
+    around it; panels side by side. ``targets``: K (C, H, W) images, or per target a list of
+    images shown side by side in the centre (the two images of a union); ``samples``
+    (K * n, C, H, W); ``title`` labels the centre."""
     k = len(targets)
 
     def draw(axes):
@@ -25,7 +29,11 @@ def plot_reconstructions(path: str | Path, targets: np.ndarray, samples: np.ndar
             for cell in range(9):
                 ax = axes[cell // 3][3 * t + cell % 3]
                 if cell == 4:
-                    show_image(ax, _uint8(targets[t]), "target")
+                    shown = targets[t] if isinstance(targets[t], np.ndarray) else targets[t][0]
+                    if not isinstance(targets[t], np.ndarray):  # several images, side by side
+                        gap = np.ones((*shown.shape[:2], max(1, shown.shape[2] // 16)))
+                        shown = np.concatenate([x for im in targets[t] for x in (im, gap)][:-1], 2)
+                    show_image(ax, _uint8(shown), title)
                     for side in ax.spines.values():
                         side.set_color("tab:red")
                         side.set_linewidth(2)
