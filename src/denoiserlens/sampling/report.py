@@ -3,6 +3,7 @@ level before and after each matching step (Figure 20)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,11 @@ def _uint8(x: np.ndarray) -> np.ndarray:
 
 
 def plot_reconstructions(
-    path: str | Path, targets: list[np.ndarray], samples: np.ndarray, n: int, title: str = "target"
+    path: str | Path,
+    targets: Sequence[np.ndarray | list[np.ndarray]],
+    samples: np.ndarray,
+    n: int,
+    title: str = "target",
 ) -> None:
     """Figure 7: per target, a 3x3 panel with the target in the centre and up to 8 samples
     around it; panels side by side. ``targets``: K (C, H, W) images, or per target a list of
@@ -29,11 +34,12 @@ def plot_reconstructions(
             for cell in range(9):
                 ax = axes[cell // 3][3 * t + cell % 3]
                 if cell == 4:
-                    shown = targets[t] if isinstance(targets[t], np.ndarray) else targets[t][0]
-                    if not isinstance(targets[t], np.ndarray):  # several images, side by side
-                        gap = np.ones((*shown.shape[:2], max(1, shown.shape[2] // 16)))
-                        shown = np.concatenate([x for im in targets[t] for x in (im, gap)][:-1], 2)
-                    show_image(ax, _uint8(shown), title)
+                    centre = targets[t]
+                    if not isinstance(centre, np.ndarray):  # side by side, a white gap between
+                        c, h, w = centre[0].shape
+                        gap = np.ones((c, h, max(1, w // 16)), centre[0].dtype)
+                        centre = np.concatenate([x for im in centre for x in (im, gap)][:-1], 2)
+                    show_image(ax, _uint8(centre), title)
                     for side in ax.spines.values():
                         side.set_color("tab:red")
                         side.set_linewidth(2)
