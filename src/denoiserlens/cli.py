@@ -760,7 +760,8 @@ def sample(model_path, out_dir, count, size, mean, sigma_0, sigma_L, h0, beta, f
               help="Stop guiding a sample below this fraction of its initial loss.")  # fmt: skip
 @click.option("--patience", type=int, default=0, show_default=True,
               help="Also stop guiding a sample whose loss fell by less than 1% over this many "
-                   "iterations (0: never; 10 is 4x faster at the same phi match).")  # fmt: skip
+                   "iterations (0: never; 10 made a whole run 1.7x faster, 5x with --bf16, at "
+                   "the same final phi cosine: BENCHMARKS.md).")  # fmt: skip
 @click.option("--n-noise", type=int, default=20, show_default=True)
 @click.option("--bf16", is_flag=True, help="bf16 autocast for the matching (guidance) passes.")
 @click.option("--seed", type=int, default=0, show_default=True)
