@@ -16,7 +16,7 @@ the first steps of the schedule are not representative of the rest: time the who
 (``--steps-run 100``, the default) where possible; ``--steps-run`` shorter extrapolates per step.
 CPU time (one thread) is reported beside wall time: it is less affected by other jobs.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/reconstruct_speed.py \
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/reconstruct_speed.py \\
         --model src/denoiserlens/assets/fmnist-small [--preset paper --size 64 --steps-run 2]
 """
 

@@ -820,9 +820,9 @@ def reconstruct(model_path, out_dir, rows, unions, clusters_from, clusters, memb
     x = r.images.cpu().numpy().astype(np.float32)
     with atomic_path(out / "samples.npy") as tmp, open(tmp, "wb") as f:
         np.save(f, x)
-    shown = [to_float(np.stack([images[r] for r in gr[:2]])).numpy() for gr in groups]
-    centre = {"rows": [im[0] for im in shown], "union": [list(im) for im in shown],
-              "cluster": [im[0] for im in shown]}[kind]  # fmt: skip
+    centre = list(targets.cpu().numpy())  # the first image of each group
+    if kind == "union":  # both images of each union, side by side
+        centre = [list(to_float(np.stack([images[r] for r in gr])).numpy()) for gr in groups]
     title = {"rows": "target", "union": "union of A | B", "cluster": "a member"}[kind]
     plot_reconstructions(out / "fig7_reconstructions.png", centre, x, n_samples, title)
     plot_noise_levels(out / "fig20_noise_levels.png", r.sigma_before.cpu().numpy(),

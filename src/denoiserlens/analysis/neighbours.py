@@ -48,7 +48,7 @@ def nearest_neighbours(
     if not 1 <= k <= len(r) - extra:
         raise ValueError(f"k = {k} needs 1 <= k <= {len(r) - extra} (the references)")
     if metric == "cosine":  # queries that are the references (a k-NN graph): one normalized copy
-        same = q.shape == r.shape and np.shares_memory(q, r) and np.array_equal(q, r)
+        same = (q.shape, q.strides, q.ctypes.data) == (r.shape, r.strides, r.ctypes.data)
         r = normalize_rows(r)
         q = r if same else normalize_rows(q)
     if method == "auto":

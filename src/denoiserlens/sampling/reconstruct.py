@@ -82,7 +82,9 @@ def guidance_step(
     view = (-1, *[1] * (x.dim() - 1))
     prev_x, prev_grad = x.clone(), torch.zeros_like(x)
     prev_loss = torch.full((b,), float("inf"), device=x.device)
-    history = torch.full((cfg.max_iter + 1, b), float("inf"), device=x.device)
+    history = (
+        torch.full((cfg.max_iter + 1, b), float("inf"), device=x.device) if cfg.patience else None
+    )
     for it in range(cfg.max_iter + 1):
         idx = active.nonzero().squeeze(1)
         if len(idx) == 0:
@@ -105,9 +107,10 @@ def guidance_step(
         if last:
             break
         done = loss <= cfg.tol * initial[idx]
-        history[it, idx] = loss
-        if cfg.patience and it >= cfg.patience:
-            done |= loss > 0.99 * history[it - cfg.patience, idx]
+        if history is not None:  # stalled: less than 1% lower than `patience` iterations ago
+            history[it, idx] = loss
+            if it >= cfg.patience:
+                done |= loss > 0.99 * history[it - cfg.patience, idx]
         go, moving = ~done, idx[~done]
         prev_x[moving], prev_grad[moving], prev_loss[moving] = x[moving], grad[go], loss[go]
         x[moving] = x[moving] - lr[moving].view(view) * grad[go]
