@@ -7,7 +7,8 @@ path vs the authors' way in the same run, and unconditional sampling cost.
   converged;
 - ours: the guidance back-propagates through the encoder and middle block only, each sample
   stops on its own, and a step that raised a sample's loss is undone and its step size halved
-  (``denoiserlens.sampling.reconstruct``); "-bf16": the matching passes under bf16 autocast;
+  (``denoiserlens.sampling.reconstruct``); "-bf16": the matching passes under bf16 autocast
+  (the final phi match is measured in float32 for every path);
 - ours-stall: also stops a sample whose loss fell by less than 1% over its last ``--patience``
   iterations (the paper's 1% target is rarely reached: without this every sample runs max_iter).
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -31,7 +33,12 @@ import torch
 from denoiserlens.data import DataSpec, open_data, to_float
 from denoiserlens.models import build_model, load_model, preset_config
 from denoiserlens.sampling import SamplerConfig, sample
-from denoiserlens.sampling.reconstruct import GuidanceConfig, middle_means, reconstruct
+from denoiserlens.sampling.reconstruct import (
+    GuidanceConfig,
+    guidance_step,
+    middle_means,
+    reconstruct,
+)
 
 
 def naive_guidance(model):
@@ -43,6 +50,7 @@ def naive_guidance(model):
         x = x.detach().clone()
         first = None
         loss = None
+        iters = torch.zeros(x.shape[0], dtype=torch.long)
         for _ in range(cfg.max_iter):
             xi = x.requires_grad_(True)
             with torch.enable_grad():
@@ -54,24 +62,33 @@ def naive_guidance(model):
                     break
                 grad = torch.autograd.grad(loss.sum(), xi)[0]
             x = (xi - cfg.lr * grad).detach()
-        return x.detach(), {"initial_loss": first, "final_loss": loss.detach()}
+            iters += 1
+        return x.detach(), {"initial_loss": first, "final_loss": loss.detach(), "iterations": iters}
 
     return guide
 
 
-def run(model, xc, n, sigmas, guide, n_noise, steps_run, naive: bool, seed=0, bf16=False):
-    """Wall and CPU seconds per schedule step, and the final phi cosine and relative error of
-    ``n`` samples, over the first ``steps_run`` levels of ``sigmas`` (ancestral score step, no
-    Figure-20 bookkeeping)."""
+def run(model, xc, n, sigmas, guide, n_noise, steps_run, naive: bool, seed=0):
+    """Wall and CPU seconds per schedule step, the final phi cosine and relative error of ``n``
+    samples, and the mean guidance iterations per sample and level, over the first ``steps_run``
+    levels of ``sigmas`` (ancestral score step, no Figure-20 bookkeeping)."""
     g = torch.Generator().manual_seed(seed)
-    kw = {"guide_fn": naive_guidance(model)} if naive else {}
+    inner = naive_guidance(model) if naive else guidance_step
+    counted = []
+
+    def guide_fn(phi_fn, x, target, cfg):
+        x, info = inner(phi_fn, x, target, cfg)
+        counted.append(info["iterations"].float().mean().item())
+        return x, info
+
     t0, c0 = time.perf_counter(), time.process_time()
-    r = reconstruct(middle_means(model, bf16), model.denoise, xc, n, sigmas[:steps_run],
+    r = reconstruct(middle_means(model), model.denoise, xc, n, sigmas[:steps_run],
                     guidance=guide, n_noise=n_noise, mean=float(xc.mean()), generator=g,
                     final_phi_sigma=float(sigmas[steps_run - 1]), ancestral=True,
-                    record_noise=False, **kw)  # fmt: skip
+                    record_noise=False, guide_fn=guide_fn)  # fmt: skip
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    return wall / steps_run, cpu / steps_run, float(r.cosine.mean()), float(r.relative_error.mean())
+    cos, rel = float(r.cosine.mean()), float(r.relative_error.mean())
+    return wall / steps_run, cpu / steps_run, cos, rel, float(np.mean(counted))
 
 
 def main() -> None:
@@ -85,6 +102,10 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1.0)
     ap.add_argument("--patience", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--rows", default="naive,ours,ours-bf16,ours-stall,ours-stall-bf16",
+                    help="Comma-separated paths to time (run rows in separate processes, one "
+                         "per core, to halve the wall time of a long run).")  # fmt: skip
+    ap.add_argument("--no-unconditional", action="store_true")
     args = ap.parse_args()
     torch.manual_seed(0)
     if args.model:
@@ -99,21 +120,29 @@ def main() -> None:
     xc = to_float(open_data(spec)[0])[None]
     sigmas = torch.linspace(1, 0.03, 100)
     paper = GuidanceConfig(lr=args.lr, max_iter=100, tol=0.01)
-    stall = GuidanceConfig(lr=args.lr, max_iter=100, tol=0.01, patience=args.patience)
+    stall = replace(paper, patience=args.patience)
     print(f"model {name}, target {tuple(xc.shape)}, 8 samples, steps 1-{args.steps_run} of 100")
-    # tag: (guidance, naive, bf16)
-    paths = {"naive": (paper, True, False), "ours": (paper, False, False),
-             "ours-bf16": (paper, False, True), "ours-stall": (stall, False, False),
-             "ours-stall-bf16": (stall, False, True)}  # fmt: skip
-    rows = {tag: [] for tag in paths}
-    for _ in range(args.repeats):
-        for tag, (guide, naive, bf16) in paths.items():
-            rows[tag].append(run(model, xc, 8, sigmas, guide, 10, args.steps_run, naive, bf16=bf16))
-    med = {tag: np.median(np.array(r), axis=0) for tag, r in rows.items()}
-    for tag, (wall, cpu, cos, rel) in med.items():
+    # tag: (guidance, naive)
+    paths = {"naive": (paper, True), "ours": (paper, False),
+             "ours-bf16": (replace(paper, bf16=True), False), "ours-stall": (stall, False),
+             "ours-stall-bf16": (replace(stall, bf16=True), False)}  # fmt: skip
+    tags = args.rows.split(",")
+    if unknown := set(tags) - set(paths):
+        ap.error(f"unknown rows {sorted(unknown)}; choose from {', '.join(paths)}")
+    naive_cpu = None
+    for tag in tags:
+        guide, naive = paths[tag]
+        runs = [run(model, xc, 8, sigmas, guide, 10, args.steps_run, naive)
+                for _ in range(args.repeats)]  # fmt: skip
+        wall, cpu, cos, rel, iters = np.median(np.array(runs), axis=0)
+        naive_cpu = cpu if tag == "naive" else naive_cpu
+        ratio = f"{naive_cpu / cpu:4.1f}x naive" if naive_cpu else "naive not in this run"
         print(f"{tag:16s} {wall:7.2f} s per step ({wall * 100 / 60:5.1f} min for 100 steps), "
-              f"CPU {cpu:7.2f} s per step ({med['naive'][1] / cpu:4.1f}x naive), "
-              f"final phi cosine {cos:.4f}, relative error {rel:.3f}")  # fmt: skip
+              f"CPU {cpu:7.2f} s per step ({ratio}), final phi cosine {cos:.4f}, relative "
+              f"error {rel:.3f}, {iters:.1f} guidance iterations per sample and level",
+              flush=True)  # fmt: skip
+    if args.no_unconditional:
+        return
     # unconditional sampling: steps and seconds per sample
     t0 = time.perf_counter()
     out = sample(model.denoise, (8, *xc.shape[1:]), SamplerConfig(sigma_0=1.0, sigma_L=0.01),

@@ -216,6 +216,32 @@ def test_guidance_patience_stops_a_stalled_descent():
         GuidanceConfig(patience=-1)
 
 
+def test_bf16_guidance_reports_its_match_in_float32():
+    """GuidanceConfig.bf16 runs only the matching passes (Algorithm 2) in bf16: the target phi
+    and the phi match a reconstruction reports are float32."""
+    from denoiserlens.sampling.reconstruct import GuidanceConfig, middle_means, reconstruct
+
+    torch.manual_seed(0)
+    model = UNet(preset_config("tiny")).eval()
+    middle = middle_means(model)
+    dtypes = []
+
+    def phi_fn(v: torch.Tensor) -> torch.Tensor:
+        out = torch.nn.functional.linear(v.flatten(1), torch.ones(2, v[0].numel()))
+        dtypes.append(out.dtype)
+        return torch.cat([out.float(), middle(v)], 1)
+
+    x = torch.rand(1, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    r = reconstruct(phi_fn, model.denoise, x, 2, torch.logspace(0, -1.5, 4),
+                    guidance=GuidanceConfig(max_iter=3, bf16=True), n_noise=2,
+                    generator=torch.Generator().manual_seed(1), record_noise=False)  # fmt: skip
+    # target phi at each level and the final match in float32, the matching passes in bf16
+    assert dtypes[0] == dtypes[-1] == dtypes[-2] == torch.float32 and torch.bfloat16 in dtypes
+    with torch.no_grad():
+        got, want = phi_fn(r.images), phi_fn(x)
+    torch.testing.assert_close(r.relative_error, (got - want).norm(dim=1) / want.norm())
+
+
 def test_guidance_halves_a_step_size_that_overshoots():
     """phi = 3 x: plain gradient descent with step 1 multiplies the error by -17 per step; the
     guidance undoes each step that raised the loss and halves that sample's step size."""
@@ -330,13 +356,14 @@ def test_distance_command(tmp_path):
     np.save(tmp_path / "d.npy", disks(10, 16, seed=2).images)
     args = [EXE, "distance", "--model", str(tmp_path / "m"), "--data", str(tmp_path / "d.npy"),
             "--images", "3", "--n-samples", "2", "--steps", "4", "--grid", "3", "--max-iter", "2",
-            "--n-noise", "2", "--out", str(tmp_path / "r")]  # fmt: skip
+            "--patience", "1", "--bf16", "--n-noise", "2", "--out", str(tmp_path / "r")]  # fmt: skip
     p = subprocess.run(args, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     study = json.loads((tmp_path / "r/distance.json").read_text())
     assert len(study["pairs"]) == 3 and len(study["d_sq"]) == 3
     assert all(d >= 0 for d in study["d_sq"]) and all(v > 0 for v in study["phi_sq"])
     assert study["constants"]["B_over_A"] >= 1
+    assert study["guidance"] == {"lr": 1.0, "max_iter": 2, "tol": 0.05, "patience": 1, "bf16": True}
     # the integral cut at the grid's first level is the whole integral
     (first,) = study["by_lower_limit"]  # a grid of 3 levels: one cut that keeps 2+ levels
     assert first["sigma_min"] == pytest.approx(min(study["sigmas"]))

@@ -3,6 +3,7 @@ function. A user's mistake prints one line on stderr and exits with status 2."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import sys
@@ -84,6 +85,43 @@ def data_options(fn, required: bool = True):
     for opt in reversed(opts):
         fn = opt(fn)
     return fn
+
+
+def guidance_options(max_iter: int, tol: float):
+    """Algorithm 2's options (the phi-matching steps), shared by reconstruct and distance; the
+    command receives them as one ``guidance`` (a GuidanceConfig)."""
+
+    def wrap(fn):
+        opts = [
+            click.option("--lr", type=float, default=1.0, show_default=True,
+                         help="Guidance step size."),
+            click.option("--max-iter", type=int, default=max_iter, show_default=True,
+                         help="Guidance steps cap."),
+            click.option("--tol", type=float, default=tol, show_default=True,
+                         help="Stop guiding a sample below this fraction of its initial loss."),
+            click.option("--patience", type=int, default=0, show_default=True,
+                         help="Also stop guiding a sample whose loss fell by less than 1% over "
+                              "this many iterations (0: never; 10 made a whole run 1.7x faster, "
+                              "5x with --bf16, at the same final phi cosine: BENCHMARKS.md)."),
+            click.option("--bf16", is_flag=True,
+                         help="bf16 autocast for the matching (guidance) passes."),
+        ]  # fmt: skip
+
+        @functools.wraps(fn)
+        def run(*args, lr, max_iter, tol, patience, bf16, **kw):
+            from denoiserlens.sampling.reconstruct import GuidanceConfig
+
+            try:
+                guide = GuidanceConfig(lr, max_iter, tol, patience, bf16)
+            except ValueError as e:
+                raise UserError(str(e)) from None
+            return fn(*args, guidance=guide, **kw)
+
+        for opt in reversed(opts):
+            run = opt(run)
+        return run
+
+    return wrap
 
 
 def _data_spec(kw: dict):
@@ -754,22 +792,14 @@ def sample(model_path, out_dir, count, size, mean, sigma_0, sigma_L, h0, beta, f
 @click.option("--adaptive", is_flag=True, help="Adaptive steps of the unconditional sampler.")
 @click.option("--h0", type=float, default=0.02, show_default=True, help="Adaptive: step size.")
 @click.option("--beta", type=float, default=0.5, show_default=True, help="Adaptive: noise.")
-@click.option("--lr", type=float, default=1.0, show_default=True, help="Guidance step size.")
-@click.option("--max-iter", type=int, default=20, show_default=True, help="Guidance steps cap.")
-@click.option("--tol", type=float, default=0.05, show_default=True,
-              help="Stop guiding a sample below this fraction of its initial loss.")  # fmt: skip
-@click.option("--patience", type=int, default=0, show_default=True,
-              help="Also stop guiding a sample whose loss fell by less than 1% over this many "
-                   "iterations (0: never; 10 made a whole run 1.7x faster, 5x with --bf16, at "
-                   "the same final phi cosine: BENCHMARKS.md).")  # fmt: skip
+@guidance_options(max_iter=20, tol=0.05)
 @click.option("--n-noise", type=int, default=20, show_default=True)
-@click.option("--bf16", is_flag=True, help="bf16 autocast for the matching (guidance) passes.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @user_errors
 def reconstruct(model_path, out_dir, rows, unions, clusters_from, clusters, members, n_samples,
-                sigma_max, sigma_min, steps, ancestral, adaptive, h0, beta, lr, max_iter, tol,
-                patience, n_noise, bf16, seed, device, **data_kw):  # fmt: skip
+                sigma_max, sigma_min, steps, ancestral, adaptive, h0, beta, guidance, n_noise,
+                seed, device, **data_kw):  # fmt: skip
     """Self-guided stochastic reconstruction from phi (Algorithms 1, 2; Figures 7, 20): samples
     whose phi matches each target's. Targets are images (--rows), unions of two images' active
     channels (--union) or cluster centroids (--clusters-from). Writes fig7_reconstructions.png,
@@ -780,7 +810,7 @@ def reconstruct(model_path, out_dir, rows, unions, clusters_from, clusters, memb
     from denoiserlens.data import open_data, to_float
     from denoiserlens.fileio import atomic_path, write_json
     from denoiserlens.sampling import SamplerConfig
-    from denoiserlens.sampling.reconstruct import GroupTargets, GuidanceConfig, middle_means
+    from denoiserlens.sampling.reconstruct import GroupTargets, middle_means
     from denoiserlens.sampling.reconstruct import reconstruct as run_reconstruct
     from denoiserlens.sampling.report import plot_noise_levels, plot_reconstructions
 
@@ -791,7 +821,6 @@ def reconstruct(model_path, out_dir, rows, unions, clusters_from, clusters, memb
                                                     members, seed)  # fmt: skip
     picked = [gr[0] for gr in groups]  # the image shown at the centre of each panel
     try:
-        guide = GuidanceConfig(lr=lr, max_iter=max_iter, tol=tol, patience=patience)
         ada = None
         if adaptive:
             ada = SamplerConfig(sigma_0=sigma_max / 255, sigma_L=sigma_min / 255, h0=h0,
@@ -809,12 +838,12 @@ def reconstruct(model_path, out_dir, rows, unions, clusters_from, clusters, memb
         sigmas = torch.logspace(math.log10(sigma_max / 255), math.log10(sigma_min / 255), steps + 1)
     g = torch.Generator(device=dev).manual_seed(seed)
     mean = images.mean_intensity()  # Algorithm 1 starts from the data mean, not the target's
-    phi_fn = middle_means(model, bf16)
+    phi_fn = middle_means(model)
     target = targets
     if kind != "rows":
         target = GroupTargets(phi_fn, [to_float(np.stack([images[r] for r in gr])).to(dev)
                                        for gr in groups], combine, n_noise, g)  # fmt: skip
-    r = run_reconstruct(phi_fn, model.denoise, target, n_samples, sigmas, ada, guide, n_noise,
+    r = run_reconstruct(phi_fn, model.denoise, target, n_samples, sigmas, ada, guidance, n_noise,
                         mean, g, ancestral=ancestral)  # fmt: skip
     out = Path(out_dir)
     x = r.images.cpu().numpy().astype(np.float32)
@@ -834,8 +863,7 @@ def reconstruct(model_path, out_dir, rows, unions, clusters_from, clusters, memb
         "names": [images.names[i] for i in picked],
         "n_samples": n_samples, "seed": seed, "adaptive": adaptive, "ancestral": ancestral,
         "sigma_max_255": sigma_max, "sigma_min_255": sigma_min, "levels": len(r.sigma_after),
-        "guidance": {"lr": lr, "max_iter": max_iter, "tol": tol, "patience": patience},
-        "n_noise": n_noise,
+        "guidance": dataclasses.asdict(guidance), "n_noise": n_noise,
         "phi_cosine": cos, "phi_relative_error": rel})  # fmt: skip
     for i, row in enumerate(picked):
         click.echo(f"{kind} target {i} (row {row}): phi cosine {np.median(cos[i]):.3f}, relative error "
@@ -915,14 +943,13 @@ def _cluster_groups(images, folder: Path, clusters, members: int, seed: int):
 @click.option("--sigma-min", type=float, default=2.55, show_default=True, help=SIGMA_HELP)
 @click.option("--sigma-max", type=float, default=255.0, show_default=True, help=SIGMA_HELP)
 @click.option("--phi-sigma", type=float, default=25.0, show_default=True, help=SIGMA_HELP)
-@click.option("--lr", type=float, default=1.0, show_default=True, help="Guidance step size.")
-@click.option("--max-iter", type=int, default=10, show_default=True)
+@guidance_options(max_iter=10, tol=0.05)
 @click.option("--n-noise", type=int, default=8, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @user_errors
 def distance(model_path, out_dir, n_images, n_samples, steps, grid, sigma_min, sigma_max,
-             phi_sigma, lr, max_iter, n_noise, seed, device, **data_kw):  # fmt: skip
+             phi_sigma, guidance, n_noise, seed, device, **data_kw):  # fmt: skip
     """Distances between conditional densities (Eq. 4; Figure 8 right): for every pair of random
     images, d^2(p(x|phi_1), p(x|phi_2)) against ||phi_1 - phi_2||^2, and the constants A, B of
     inequality (3). Writes distance.json and fig8_distance.png."""
@@ -933,16 +960,11 @@ def distance(model_path, out_dir, n_images, n_samples, steps, grid, sigma_min, s
     from denoiserlens.data import open_data, to_float
     from denoiserlens.fileio import write_json
     from denoiserlens.sampling.distance import distance_experiment, plot_distance_study
-    from denoiserlens.sampling.reconstruct import GuidanceConfig
 
     if n_images < 3 or n_samples < 1 or steps < 1 or grid < 2:
         raise UserError("need --images >= 3, --n-samples >= 1, --steps >= 1, --grid >= 2")
     if not 0 < sigma_min < sigma_max:
         raise UserError("need 0 < --sigma-min < --sigma-max")
-    try:
-        guide = GuidanceConfig(lr=lr, max_iter=max_iter)
-    except ValueError as e:
-        raise UserError(str(e)) from None
     dev = _device(device)
     model = _load_model_cli(model_path, device)
     images = open_data(_data_spec(data_kw))
@@ -956,7 +978,7 @@ def distance(model_path, out_dir, n_images, n_samples, steps, grid, sigma_min, s
     click.echo(f"{n_samples} reconstructions of each of {n_images} images, then Eq. 4 for "
                f"{n_images * (n_images - 1) // 2} pairs on {grid} noise levels", err=True)  # fmt: skip
     study = distance_experiment(model, x, torch.logspace(hi, lo, steps + 1),
-                                torch.logspace(lo, hi, grid), n_samples, guide, n_noise,
+                                torch.logspace(lo, hi, grid), n_samples, guidance, n_noise,
                                 phi_sigma / 255, images.mean_intensity(), g)  # fmt: skip
     study.update(
         model=str(model_path),
@@ -964,6 +986,7 @@ def distance(model_path, out_dir, n_images, n_samples, steps, grid, sigma_min, s
         names=[images.names[r] for r in rows],
         n_samples=n_samples,
         seed=seed,
+        guidance=dataclasses.asdict(guidance),
     )
     study["pairs"] = [[rows[i], rows[j]] for i, j in study["pairs"]]
     pairs = study["pairs"]

@@ -29,14 +29,14 @@ from denoiserlens.sampling.unconditional import SamplerConfig, effective_sigma
 PhiFn = Callable[[torch.Tensor], torch.Tensor]
 
 
-def middle_means(model: Denoiser, bf16: bool = False) -> PhiFn:
+def middle_means(model: Denoiser) -> PhiFn:
     """a_bar_M(x): spatial means of the middle block's outputs, differentiable, decoder not run;
-    with ``bf16`` the network runs under bf16 autocast (the means are taken in float32)."""
+    the means are taken in float32 (under a bf16 autocast, e.g. ``GuidanceConfig.bf16``, the
+    network runs in bf16)."""
     block = model.middle_block
 
     def phi_fn(x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
-            out = model.blocks_until(x, block)[block].output
+        out = model.blocks_until(x, block)[block].output
         return out.float().mean(dim=(2, 3))
 
     return phi_fn
@@ -46,12 +46,14 @@ def middle_means(model: Denoiser, bf16: bool = False) -> PhiFn:
 class GuidanceConfig:
     """Algorithm 2: learning rate, iteration cap and relative stopping threshold per sample;
     ``patience`` > 0 also stops a sample whose loss fell by less than 1% over its last
-    ``patience`` iterations (a stalled descent; 0: never)."""
+    ``patience`` iterations (a stalled descent; 0: never); ``bf16``: the matching passes run
+    under bf16 autocast (the target phi and the reported final match stay float32)."""
 
     lr: float = 1.0
     max_iter: int = 20
     tol: float = 0.05
     patience: int = 0
+    bf16: bool = False
 
     def __post_init__(self) -> None:
         if not self.lr > 0 or self.max_iter < 0 or not 0 <= self.tol < 1 or self.patience < 0:
@@ -91,7 +93,10 @@ def guidance_step(
             break
         last = it == cfg.max_iter  # no step left: only the final loss is measured
         xi = x[idx].requires_grad_(not last)
-        with torch.set_grad_enabled(not last):
+        with (
+            torch.set_grad_enabled(not last),
+            torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=cfg.bf16),
+        ):
             loss = (phi_fn(xi) - target[idx]).pow(2).sum(1)
             grad = None if last else torch.autograd.grad(loss.sum(), xi)[0]
         loss = loss.detach()
