@@ -101,8 +101,9 @@ def guidance_options(max_iter: int, tol: float):
                          help="Stop guiding a sample below this fraction of its initial loss."),
             click.option("--patience", type=int, default=0, show_default=True,
                          help="Also stop guiding a sample whose loss fell by less than 1% over "
-                              "this many iterations (0: never; 10 made a whole run 1.7x faster, "
-                              "5x with --bf16, at the same final phi cosine: BENCHMARKS.md)."),
+                              "this many iterations (0: never; on the small preset 10 made a "
+                              "whole run 1.7x faster, 6x with --bf16, at the same final phi "
+                              "cosine: BENCHMARKS.md)."),
             click.option("--bf16", is_flag=True,
                          help="bf16 autocast for the matching (guidance) passes."),
         ]  # fmt: skip
