@@ -10,7 +10,8 @@ path vs the authors' way in the same run, and unconditional sampling cost.
   (``denoiserlens.sampling.reconstruct``); "-bf16": the matching passes under bf16 autocast
   (the final phi match is measured in float32 for every path);
 - ours-stall: also stops a sample whose loss fell by less than 1% over its last ``--patience``
-  iterations (the paper's 1% target is rarely reached: without this every sample runs max_iter).
+  iterations (the paper's 1% target is rarely reached: without this every sample runs max_iter);
+- ours-mom: heavy-ball steps (``--momentum``) instead of plain gradient descent.
 
 The 1% target is seldom met, so most of the cost is in guidance iterations that change little;
 the first steps of the schedule are not representative of the rest: time the whole schedule
@@ -101,8 +102,10 @@ def main() -> None:
     ap.add_argument("--steps-run", type=int, default=100)
     ap.add_argument("--lr", type=float, default=1.0)
     ap.add_argument("--patience", type=int, default=10)
+    ap.add_argument("--momentum", type=float, default=0.9)
     ap.add_argument("--repeats", type=int, default=1)
-    ap.add_argument("--rows", default="naive,ours,ours-bf16,ours-stall,ours-stall-bf16",
+    ap.add_argument("--rows", default="naive,ours,ours-bf16,ours-stall,ours-stall-bf16,ours-mom,"
+                                      "ours-mom-stall,ours-mom-stall-bf16",
                     help="Comma-separated paths to time (run rows in separate processes, one "
                          "per core, to halve the wall time of a long run).")  # fmt: skip
     ap.add_argument("--no-unconditional", action="store_true")
@@ -125,7 +128,10 @@ def main() -> None:
     # tag: (guidance, naive)
     paths = {"naive": (paper, True), "ours": (paper, False),
              "ours-bf16": (replace(paper, bf16=True), False), "ours-stall": (stall, False),
-             "ours-stall-bf16": (replace(stall, bf16=True), False)}  # fmt: skip
+             "ours-stall-bf16": (replace(stall, bf16=True), False),
+             "ours-mom": (replace(paper, momentum=args.momentum), False),
+             "ours-mom-stall": (replace(stall, momentum=args.momentum), False),
+             "ours-mom-stall-bf16": (replace(stall, momentum=args.momentum, bf16=True), False)}  # fmt: skip
     tags = args.rows.split(",")
     if unknown := set(tags) - set(paths):
         ap.error(f"unknown rows {sorted(unknown)}; choose from {', '.join(paths)}")

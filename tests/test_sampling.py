@@ -216,6 +216,26 @@ def test_guidance_patience_stops_a_stalled_descent():
         GuidanceConfig(patience=-1)
 
 
+def test_guidance_momentum_speeds_an_ill_conditioned_descent():
+    """phi = diag(1, 0.1) x, target 0, step 0.5: gradient descent zeroes the first coordinate in
+    one step and shrinks the second by 0.99 per step (loss 0.01 * 0.99^100 after 50 steps);
+    heavy-ball steps with momentum 0.9 reach a loss a thousand times lower."""
+    from denoiserlens.sampling.reconstruct import GuidanceConfig, guidance_step
+
+    scale = torch.tensor([1.0, 0.1])
+
+    def phi_fn(v):
+        return v.flatten(1) * scale
+
+    x, target = torch.ones(1, 1, 1, 2), torch.zeros(1, 2)
+    _, plain = guidance_step(phi_fn, x, target, GuidanceConfig(0.5, 50, 0.0))
+    _, heavy = guidance_step(phi_fn, x, target, GuidanceConfig(0.5, 50, 0.0, momentum=0.9))
+    torch.testing.assert_close(plain["final_loss"], torch.tensor([0.01 * 0.99**100]))
+    assert heavy["final_loss"] < 1e-3 * plain["final_loss"]
+    with pytest.raises(ValueError, match="momentum"):
+        GuidanceConfig(momentum=1.0)
+
+
 def test_bf16_guidance_reports_its_match_in_float32():
     """GuidanceConfig.bf16 runs only the matching passes (Algorithm 2) in bf16: the target phi
     and the phi match a reconstruction reports are float32."""

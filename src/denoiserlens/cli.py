@@ -106,14 +106,16 @@ def guidance_options(max_iter: int, tol: float):
                               "cosine: BENCHMARKS.md)."),
             click.option("--bf16", is_flag=True,
                          help="bf16 autocast for the matching (guidance) passes."),
+            click.option("--momentum", type=float, default=0.0, show_default=True,
+                         help="Heavy-ball momentum of the guidance steps (the paper: 0)."),
         ]  # fmt: skip
 
         @functools.wraps(fn)
-        def run(*args, lr, max_iter, tol, patience, bf16, **kw):
+        def run(*args, lr, max_iter, tol, patience, bf16, momentum, **kw):
             from denoiserlens.sampling.reconstruct import GuidanceConfig
 
             try:
-                guide = GuidanceConfig(lr, max_iter, tol, patience, bf16)
+                guide = GuidanceConfig(lr, max_iter, tol, patience, bf16, momentum)
             except ValueError as e:
                 raise UserError(str(e)) from None
             return fn(*args, guidance=guide, **kw)
