@@ -383,13 +383,18 @@ def test_distance_command(tmp_path):
     assert len(study["pairs"]) == 3 and len(study["d_sq"]) == 3
     assert all(d >= 0 for d in study["d_sq"]) and all(v > 0 for v in study["phi_sq"])
     assert study["constants"]["B_over_A"] >= 1
-    assert study["guidance"] == {"lr": 1.0, "max_iter": 2, "tol": 0.05, "patience": 1, "bf16": True}
+    assert study["guidance"] == {"lr": 1.0, "max_iter": 2, "tol": 0.05, "patience": 1, "bf16": True,
+                                 "momentum": 0.0}  # fmt: skip
     # the integral cut at the grid's first level is the whole integral
     (first,) = study["by_lower_limit"]  # a grid of 3 levels: one cut that keeps 2+ levels
     assert first["sigma_min"] == pytest.approx(min(study["sigmas"]))
     assert first["B_over_A"] == pytest.approx(study["constants"]["B_over_A"])
     assert "B/A with the integral from sigma_min up" in p.stdout
     assert (tmp_path / "r/fig8_distance.png").stat().st_size > 3000
+    p = subprocess.run(args[:-2] + ["--momentum", "1.5", "--out", str(tmp_path / "x")],
+                       capture_output=True, text=True)  # fmt: skip
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and "momentum" in p.stderr
+    assert not (tmp_path / "x").exists()
     p = subprocess.run(args[:-4] + ["--images", "50", "--out", str(tmp_path / "x")],
                        capture_output=True, text=True)  # fmt: skip
     assert p.returncode == 2 and "exceeds" in p.stderr

@@ -116,8 +116,8 @@ def guidance_options(max_iter: int, tol: float):
 
             try:
                 guide = GuidanceConfig(lr, max_iter, tol, patience, bf16, momentum)
-            except ValueError as e:
-                raise UserError(str(e)) from None
+            except ValueError as e:  # (outside the command's user_errors)
+                _fail(str(e))
             return fn(*args, guidance=guide, **kw)
 
         for opt in reversed(opts):
