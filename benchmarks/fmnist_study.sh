@@ -2,13 +2,15 @@
 # The measurements of issues 3, 4 and 5 on a Fashion-MNIST model (BENCHMARKS.md records them).
 #   benchmarks/fmnist_study.sh RUN OUT [FINDINGS_IMAGES FINDINGS_NOISE PROBE_IMAGES PROBE_NOISE]
 # Environment: PARTS (default 3,4,5: the issues whose measurements run), PHI_SIGMAS (default
-# 12.75,51: the sigmas of the issue-4 stores, the first one clustered).
+# 12.75,51: the sigmas of the issue-4 stores, the first one clustered), BF16 (default 1; 0 computes
+# phi in float32, for CPUs without native bf16).
 # Resumable: stores are finished with --resume, and finished steps are skipped.
 set -euo pipefail
 run=$1 out=$2
 n_find=${3:-2000} noise_find=${4:-20} n_probe=${5:-10000} noise_probe=${6:-20}
 parts=,${PARTS:-3,4,5}, phi_sigmas=${PHI_SIGMAS:-12.75,51}
 bin=${DENOISERLENS:-.venv/bin/denoiserlens}
+bf16=(--bf16); [[ ${BF16:-1} == 0 ]] && bf16=()
 data=(--data fashion-mnist:test --pad-to 32)
 resume() { if [[ -f "$1/meta.json" ]]; then echo --resume; fi; }
 mkdir -p "$out"
@@ -25,11 +27,11 @@ fi
 if [[ $parts == *,4,* ]]; then
 [[ -f "$out/phi/meta.json" && $(grep -c '"complete": true' "$out/phi/meta.json") -ge 1 ]] ||
   "$bin" represent --model "$run" "${data[@]}" --limit "$n_probe" --out "$out/phi" \
-    --sigmas "$phi_sigmas" --n-noise "$noise_probe" --bf16 --channels-last --batch-size 64 \
+    --sigmas "$phi_sigmas" --n-noise "$noise_probe" "${bf16[@]}" --channels-last --batch-size 64 \
     $(resume "$out/phi")
 [[ -f "$out/phi-random/meta.json" && $(grep -c '"complete": true' "$out/phi-random/meta.json") -ge 1 ]] ||
   "$bin" represent --model "$run" --random-weights --seed 1 "${data[@]}" --limit "$n_probe" \
-    --out "$out/phi-random" --sigmas "$phi_sigmas" --n-noise "$noise_probe" --bf16 --channels-last \
+    --out "$out/phi-random" --sigmas "$phi_sigmas" --n-noise "$noise_probe" "${bf16[@]}" --channels-last \
     --batch-size 64 $(resume "$out/phi-random")
 "$bin" probe --store trained="$out/phi" --store random="$out/phi-random" --out "$out/probe" \
   | tee "$out/probe.txt"

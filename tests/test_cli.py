@@ -188,3 +188,20 @@ def test_every_command_and_option_has_help():
         assert command.help, name
         missing = [p.name for p in command.params if isinstance(p, click.Option) and not p.help]
         assert missing == [], (name, missing)
+
+
+def test_bf16_warns_where_the_cpu_would_emulate_it(tiny_run, tmp_path, monkeypatch):
+    """--bf16 on a CPU without AVX512-BF16 or AMX (and no GPU) is emulated and slower than
+    float32: every command that takes it says so on stderr, and still runs."""
+    from click.testing import CliRunner
+
+    from denoiserlens.cli import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for native in (False, True):
+        monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda n=native: n)
+        r = CliRunner().invoke(main, ["sample", "--model", str(tiny_run), "--n", "1", "--size",
+                                      "16", "--max-steps", "2", "--bf16", "--out",
+                                      str(tmp_path / f"s{native}")])  # fmt: skip
+        assert r.exit_code == 0, r.output
+        assert ("no native bf16" in r.stderr) is not native, r.stderr
