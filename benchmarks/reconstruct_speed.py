@@ -104,7 +104,9 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1.0)
     ap.add_argument("--patience", type=int, default=10)
     ap.add_argument("--momentum", type=float, default=0.9)
-    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=1, help="Medians over this many runs.")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="Seed of the reconstructions' noise (the phi match varies with it).")  # fmt: skip
     ap.add_argument("--rows", default="naive,ours,ours-bf16,ours-stall,ours-stall-bf16,ours-mom,"
                                       "ours-mom-stall,ours-mom-stall-bf16",
                     help="Comma-separated paths to time (run rows in separate processes, one "
@@ -142,7 +144,7 @@ def main() -> None:
         row, _, cap = tag.partition("@")
         guide, naive = paths[row]
         guide = replace(guide, max_iter=int(cap)) if cap else guide
-        runs = [run(model, xc, 8, sigmas, guide, 10, args.steps_run, naive)
+        runs = [run(model, xc, 8, sigmas, guide, 10, args.steps_run, naive, args.seed)
                 for _ in range(args.repeats)]  # fmt: skip
         wall, cpu, cos, rel, iters = np.median(np.array(runs), axis=0)
         naive_cpu = cpu if tag == "naive" else naive_cpu
