@@ -139,6 +139,8 @@ def main() -> None:
     tags = args.rows.split(",")
     if unknown := {t.partition("@")[0] for t in tags} - set(paths):
         ap.error(f"unknown rows {sorted(unknown)}; choose from {', '.join(paths)}")
+    if bad := [t for t in tags if "@" in t and not t.partition("@")[2].isdigit()]:
+        ap.error(f"a row's cap must be a whole number of iterations, got {bad}")
     naive_cpu = None
     for tag in tags:
         row, _, cap = tag.partition("@")

@@ -195,8 +195,12 @@ def test_bf16_warns_where_the_cpu_would_emulate_it(tiny_run, tmp_path, monkeypat
     float32: every command that takes it says so on stderr, and still runs."""
     from click.testing import CliRunner
 
-    from denoiserlens.cli import main
+    from denoiserlens.cli import _warn_emulated_bf16, main
 
+    takers = [c for c in main.commands.values() for p in c.params if p.name == "bf16"]
+    assert len(takers) >= 5 and all(
+        p.callback is _warn_emulated_bf16 for c in takers for p in c.params if p.name == "bf16"
+    )
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     for native in (False, True):
         monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda n=native: n)

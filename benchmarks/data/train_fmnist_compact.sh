@@ -5,8 +5,8 @@
 # of 64, Adam 1e-3 halving every 1500, sigma ~ 1/sqrt(sigma) on [0, 255]/255). Resumable.
 # The ablation toward the paper's form: BIAS=bias adds convolution biases (needed by NORM=layer),
 # OUTPUT=direct makes the network output x_hat itself instead of y + net(y).
-# BF16=0 trains in float32 (for CPUs without native bf16, where autocast is emulated and ~30x
-# slower: AMD Zen 3, Intel before Cooper Lake).
+# BF16=0 trains in float32 (for CPUs without native bf16, where autocast is emulated: a step was
+# 12x slower than in float32 on an AMD Zen 3).
 #   OMP_NUM_THREADS=1 [BIAS=bias] [OUTPUT=direct] [BF16=0] benchmarks/data/train_fmnist_compact.sh NORM RUN_DIR
 set -euo pipefail
 norm=$1 run=$2; shift 2
