@@ -24,3 +24,14 @@ def need(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent (../shared not beside the checkout)")
     return path
+
+
+def assert_user_error(proc, pattern: str) -> None:
+    """A command that failed on bad input: exit status 2 and one error line naming the problem
+    (warning lines aside), no traceback."""
+    assert proc.returncode == 2, proc.stderr
+    lines = [
+        ln for ln in proc.stderr.strip().splitlines() if not ln.startswith("denoiserlens: warn")
+    ]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert pattern in lines[0], lines[0]

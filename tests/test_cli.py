@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import BFCNN_GRAY, SET12, need
+from conftest import BFCNN_GRAY, SET12, assert_user_error, need
 from denoiserlens.data import disks
 from denoiserlens.models import UNet, preset_config, save_weights
 from denoiserlens.train import TrainConfig, train
@@ -23,15 +23,6 @@ def run(*args, ok=True):
     if ok:
         assert proc.returncode == 0, proc.stderr
     return proc
-
-
-def assert_user_error(proc, pattern):
-    assert proc.returncode == 2, proc.stderr
-    lines = [
-        ln for ln in proc.stderr.strip().splitlines() if not ln.startswith("denoiserlens: warn")
-    ]
-    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    assert pattern in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -197,10 +188,8 @@ def test_bf16_warns_where_the_cpu_would_emulate_it(tiny_run, tmp_path, monkeypat
 
     from denoiserlens.cli import _warn_emulated_bf16, main
 
-    takers = [c for c in main.commands.values() for p in c.params if p.name == "bf16"]
-    assert len(takers) >= 5 and all(
-        p.callback is _warn_emulated_bf16 for c in takers for p in c.params if p.name == "bf16"
-    )
+    bf16 = [p for c in main.commands.values() for p in c.params if p.name == "bf16"]
+    assert len(bf16) >= 5 and all(p.callback is _warn_emulated_bf16 for p in bf16)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     for native in (False, True):
         monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda n=native: n)

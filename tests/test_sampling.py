@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import assert_user_error
 from denoiserlens.models import UNet, preset_config, save_model
 from denoiserlens.sampling import GaussianPrior, SamplerConfig, effective_sigma, sample
 
@@ -393,8 +394,7 @@ def test_distance_command(tmp_path):
     assert (tmp_path / "r/fig8_distance.png").stat().st_size > 3000
     p = subprocess.run(args[:-2] + ["--momentum", "1.5", "--out", str(tmp_path / "x")],
                        capture_output=True, text=True)  # fmt: skip
-    errors = [ln for ln in p.stderr.splitlines() if not ln.startswith("denoiserlens: warning")]
-    assert p.returncode == 2 and len(errors) == 1 and "momentum" in errors[0], p.stderr
+    assert_user_error(p, "momentum")
     assert not (tmp_path / "x").exists()
     p = subprocess.run(args[:-4] + ["--images", "50", "--out", str(tmp_path / "x")],
                        capture_output=True, text=True)  # fmt: skip

@@ -37,8 +37,12 @@ def user_errors(fn):
     return wrapper
 
 
-def _warn_line(message, category, filename, lineno, file=None, line=None):
+def _warn(message: object) -> None:
     click.echo(f"denoiserlens: warning: {message}", err=True)
+
+
+def _warn_line(message, category, filename, lineno, file=None, line=None):
+    _warn(message)
 
 
 def _device(name: str) -> str:
@@ -1347,8 +1351,8 @@ def _warn_emulated_bf16(ctx: click.Context, param: click.Parameter, value: bool)
 
         native = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
         if not torch.cuda.is_available() and not native():
-            click.echo("denoiserlens: warning: this CPU has no native bf16 (AVX512-BF16 or AMX): "
-                       "--bf16 is emulated and slower than float32 here", err=True)  # fmt: skip
+            _warn("this CPU has no native bf16 (AVX512-BF16 or AMX): --bf16 is emulated and "
+                  "slower than float32 here")  # fmt: skip
     return value
 
 
