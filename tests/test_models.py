@@ -222,3 +222,28 @@ def test_float_var_is_the_biased_variance_in_float32(dim):
     v = float_var(x, dim)
     assert v.dtype == torch.float32 and v.shape == x.float().var(dim=dim, keepdim=True).shape
     torch.testing.assert_close(v, x.double().var(dim=dim, keepdim=True, unbiased=False).float())
+
+
+@pytest.mark.parametrize("kind, dims", [("layer", (1, 2, 3)), ("instance", (2, 3))])
+@pytest.mark.parametrize("scale", [1e-4, 1e-3, 1.0, 30.0])
+def test_per_sample_norms_are_the_authors_formula(kind, dims, scale):
+    """x / (std + 1e-5) * gain (texture_model's ``normalization``), checked in float64, down to
+    inputs whose variance (1e-8) is far below the epsilon: 1 / sqrt(var + eps) would scale those
+    by 316 instead of normalizing them by 1e4."""
+    from denoiserlens.models.norms import make_norm
+
+    g = torch.Generator().manual_seed(0)
+    norm = make_norm(kind, 6)
+    x = torch.randn(3, 6, 5, 7, generator=g) * scale + 0.3 * scale
+    sd = x.double().std(dim=dims, keepdim=True, unbiased=False)
+    want = x.double() / (sd + 1e-5) * norm.gain.detach().double()
+    torch.testing.assert_close(norm(x).double(), want, rtol=2e-6, atol=0)
+
+
+def test_layer_norm_gradient_is_finite_on_a_constant_input():
+    from denoiserlens.models.norms import make_norm
+
+    norm = make_norm("layer", 4)
+    x = torch.zeros(2, 4, 3, 3, requires_grad=True)
+    norm(x).sum().backward()
+    assert torch.isfinite(x.grad).all() and torch.isfinite(norm.gain.grad).all()

@@ -183,7 +183,10 @@ def main() -> None:
     help="Convolution biases (bias-free needs --norm batch or none).",
 )
 @click.option(
-    "--norm", type=click.Choice(["layer", "batch", "none"]), default="layer", show_default=True
+    "--norm",
+    type=click.Choice(["layer", "instance", "batch", "none"]),
+    default="layer",
+    show_default=True,
 )
 @click.option(
     "--residual",

@@ -1,13 +1,16 @@
 """Normalizations without mean subtraction or shift (paper Appendix A; Mohan et al. 2020, bias-free CNNs).
 
-Both divide by a standard deviation and multiply by a learned per-channel gain. They differ in what
-the standard deviation is taken over:
+Each divides by a standard deviation and multiplies by a learned per-channel gain. They differ in
+what the standard deviation is taken over:
 
 - :class:`LayerScaleNorm` ("layer", the paper's UNet): each sample's std over (C, H, W). Identical in
   training and evaluation and independent of the other images in the batch. It makes the layer's output
   invariant to the scale of its input, so a bias-free network built from it would be scale *invariant*
   (f(a y) = f(y)), not homogeneous; :class:`~denoiserlens.models.unet.UNet` therefore refuses
   ``bias=False`` with ``norm="layer"``.
+- :class:`InstanceScaleNorm` ("instance", an option of the authors' ``UNet_flex``): each sample's
+  and channel's std over (H, W). Its state dict is the layer norm's (one gain per channel), so a
+  checkpoint cannot tell the two apart.
 - :class:`BatchScaleNorm` ("batch", the lab's BF-CNN): per-channel std over (N, H, W) of the batch in
   training, a running estimate in evaluation. In evaluation it is a fixed linear map, so a bias-free
   network is positively homogeneous, f(a y) = a f(y): the property the geometry tools rely on.
@@ -19,6 +22,12 @@ import torch
 from torch import nn
 
 EPS = 1e-5
+# The per-sample norms divide by std + EPS, as the authors' ``normalization`` class in
+# texture_model/code/network.py does (``x.std(unbiased=False) + 1e-5``). The batch norm adds EPS to
+# the variance, as theirs does too. The difference matters at initialization: the small gains make
+# the pre-norm variance 5e-7 to 1.2e-5 on the ``small`` preset, and 1 / sqrt(var + EPS) would then
+# scale instead of normalize.
+_TINY_VAR = 1e-24  # sqrt's gradient is infinite at 0: a constant input would give NaN gradients
 
 
 def small_gains(channels: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -35,8 +44,16 @@ def float_var(x: torch.Tensor, dim: tuple[int, ...]) -> torch.Tensor:
     return (f - f.mean(dim=dim, keepdim=True)).square().mean(dim=dim, keepdim=True)
 
 
+def float_std(x: torch.Tensor, dim: tuple[int, ...]) -> torch.Tensor:
+    """Biased standard deviation over ``dim`` in float32 (keepdim); its gradient stays finite where
+    the input is constant (the variance is floored at 1e-24, i.e. the std at 1e-12, far below EPS)."""
+    return float_var(x, dim).clamp_min(_TINY_VAR).sqrt()
+
+
 class LayerScaleNorm(nn.Module):
-    """x / std_{C,H,W}(x) * gain[c], per sample; the same in training and evaluation."""
+    """x / (std_{C,H,W}(x) + EPS) * gain[c], per sample; the same in training and evaluation."""
+
+    dims: tuple[int, ...] = (1, 2, 3)
 
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -44,9 +61,14 @@ class LayerScaleNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # The statistic is computed in float32 even under bf16 autocast (a bf16 variance of 10^5
-        # values loses most of its digits); the (N, C, 1, 1) scale is applied in x's own dtype.
-        var = float_var(x, (1, 2, 3))
-        return x * (torch.rsqrt(var + EPS) * self.gain).to(x.dtype)
+        # values loses most of its digits); the scale is applied in x's own dtype.
+        return x * (self.gain / (float_std(x, self.dims) + EPS)).to(x.dtype)
+
+
+class InstanceScaleNorm(LayerScaleNorm):
+    """x / (std_{H,W}(x) + EPS) * gain[c], per sample and channel."""
+
+    dims = (2, 3)
 
 
 class BatchScaleNorm(nn.Module):
@@ -68,11 +90,15 @@ class BatchScaleNorm(nn.Module):
         return x * (self.gain / sd).to(x.dtype)
 
 
-NORMS: dict[str, type[nn.Module]] = {"layer": LayerScaleNorm, "batch": BatchScaleNorm}
+NORMS: dict[str, type[nn.Module]] = {
+    "layer": LayerScaleNorm,
+    "instance": InstanceScaleNorm,
+    "batch": BatchScaleNorm,
+}
 
 
 def make_norm(kind: str, channels: int) -> nn.Module:
-    """Build the normalization named ``kind`` ("layer", "batch" or "none")."""
+    """Build the normalization named ``kind`` ("layer", "instance", "batch" or "none")."""
     if kind == "none":
         return nn.Identity()
     if kind not in NORMS:

@@ -50,7 +50,7 @@ class UNetConfig:
             )
         if min(self.enc_convs) < 1 or self.mid_convs < 1 or min(self.dec_convs) < 2:
             raise ValueError("need >= 1 conv per encoder/middle block and >= 2 per decoder block")
-        if not self.bias and self.norm == "layer":
+        if not self.bias and self.norm in ("layer", "instance"):
             raise ValueError(
                 "a bias-free UNet with per-sample layer normalization is scale invariant "
                 "(f(a y) = f(y)) and cannot denoise; use norm='batch' or 'none' for bias-free models"
