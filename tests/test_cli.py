@@ -198,3 +198,23 @@ def test_bf16_warns_where_the_cpu_would_emulate_it(tiny_run, tmp_path, monkeypat
                                       str(tmp_path / f"s{native}")])  # fmt: skip
         assert r.exit_code == 0, r.output
         assert ("no native bf16" in r.stderr) is not native, r.stderr
+
+
+def test_convert_an_authors_unet(tmp_path):
+    """The file cannot tell layer from instance norm: convert refuses to guess, then writes a run
+    directory whose model is the imported one."""
+    from test_models import _authors_unet_state
+
+    from denoiserlens.models import load_model
+
+    state = _authors_unet_state((2, 1, 2), 2, (3, 2, 4), (8, 16, 24, 32), 1, ("gammas",), True)
+    ckpt, out = tmp_path / "authors.pt", tmp_path / "run"
+    torch.save(state, ckpt)
+    assert_user_error(run("convert", "--checkpoint", ckpt, "--out", out, ok=False), "--norm layer")
+    assert not out.exists()
+    run("convert", "--checkpoint", ckpt, "--norm", "instance", "--out", out)
+    y = torch.rand(1, 1, 32, 32)
+    want = load_model(ckpt, norm="instance").denoise(y)
+    torch.testing.assert_close(load_model(out).denoise(y), want, rtol=0, atol=0)
+    again = run("convert", "--checkpoint", ckpt, "--norm", "layer", "--out", out, ok=False)
+    assert_user_error(again, "exists")

@@ -2,6 +2,7 @@ import pickle
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from conftest import BFCNN_GRAY, need
@@ -22,10 +23,13 @@ def n_params(m: nn.Module) -> int:
 
 
 def test_paper_preset_parameter_count():
-    # Appendix A says ~13m; with biases and one gain per normalized channel, exactly:
-    assert n_params(UNet(preset_config("paper"))) == 13_122_496
-    assert n_params(UNet(preset_config("paper", image_channels=3))) == 13_124_800
+    # Appendix A says ~13m; with one gain per normalized channel, exactly: bias-free
     assert n_params(UNet(preset_config("paper", bias=False, norm="batch"))) == 13_117_440
+    # + 5056 conv biases (no bias on D1's last conv or the up-convolutions)
+    assert n_params(UNet(preset_config("paper", up_bias=False, out_bias=False))) == 13_122_496
+    # + the authors' biases on D2's and D3's up-convolutions (128 + 256) and D1's last conv (1)
+    assert n_params(UNet(preset_config("paper"))) == 13_122_881
+    assert n_params(UNet(preset_config("paper", image_channels=3))) == 13_122_881 + 2304 + 2
 
 
 def test_paper_block_shapes_and_names():
@@ -247,3 +251,118 @@ def test_layer_norm_gradient_is_finite_on_a_constant_input():
     x = torch.zeros(2, 4, 3, 3, requires_grad=True)
     norm(x).sum().backward()
     assert torch.isfinite(x.grad).all() and torch.isfinite(norm.gain.grad).all()
+
+
+def _authors_unet_state(enc, mid, dec, widths, c, norm_keys, up_bias, seed=0):
+    """A state dict in the layout of the authors' UNet_flex (texture_model/code/network.py),
+    written from its layer description: Sequentials encoder.{b}, mid, upsample.{b}, decoder.{b};
+    conv, norm, ReLU per layer (E1's first layer: conv, ReLU), biases on every conv and on the
+    up-convolutions above the finest level; saved through DataParallel ("module." prefix)."""
+    g = torch.Generator().manual_seed(seed)
+    state: dict[str, torch.Tensor] = {}
+
+    def conv(key, c_in, c_out):
+        state[f"{key}.weight"] = (
+            torch.randn(c_out, c_in, 3, 3, generator=g) * (2 / (9 * c_in)) ** 0.5
+        )
+        state[f"{key}.bias"] = 0.05 * torch.randn(c_out, generator=g)
+
+    def norm(key, ch):
+        state[f"{key}.gammas"] = 1 + 0.2 * torch.randn(1, ch, 1, 1, generator=g)
+        if "running_sd" in norm_keys:
+            state[f"{key}.running_sd"] = 0.5 + torch.rand(1, ch, 1, 1, generator=g)
+
+    def layers(prefix, c_in, c_out, n, first_plain=False):
+        i = 0
+        for layer in range(n):
+            conv(f"{prefix}.{i}", c_in if layer == 0 else c_out, c_out)
+            if first_plain and layer == 0:  # conv, ReLU
+                i += 2
+                continue
+            norm(f"{prefix}.{i + 1}", c_out)  # conv, norm, ReLU
+            i += 3
+
+    c_in = c
+    for b, n in enumerate(enc):
+        layers(f"encoder.{b}", c_in, widths[b], n, first_plain=b == 0)
+        c_in = widths[b]
+    layers("mid", widths[-2], widths[-1], mid)
+    for b in range(len(enc)):
+        state[f"upsample.{b}.weight"] = 0.1 * torch.randn(
+            widths[b + 1], widths[b], 2, 2, generator=g
+        )
+        if up_bias and b > 0:
+            state[f"upsample.{b}.bias"] = 0.05 * torch.randn(widths[b], generator=g)
+        if b == 0:  # D1: n - 1 normalized layers, then the output conv
+            layers("decoder.0", 2 * widths[0], widths[0], dec[0] - 1)
+            conv(f"decoder.0.{3 * (dec[0] - 1)}", widths[0], c)
+        else:
+            layers(f"decoder.{b}", 2 * widths[b], widths[b], dec[b])
+    return {f"module.{k}": v for k, v in state.items()}
+
+
+def _authors_forward(state, x, levels, norm):
+    """The authors' forward, written from their layer description with torch.nn.functional."""
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+
+    def seq(prefix, h):
+        idx = sorted({int(k.split(".")[-2]) for k in state if k.startswith(prefix + ".")})
+        for j, i in enumerate(idx):
+            key = f"{prefix}.{i}"
+            if f"{key}.weight" in state:  # a conv; a ReLU follows unless a norm does
+                h = F.conv2d(h, state[f"{key}.weight"], state.get(f"{key}.bias"), padding=1)
+                output_conv = prefix == "decoder.0" and j == len(idx) - 1
+                if f"{prefix}.{i + 1}.gammas" not in state and not output_conv:
+                    h = F.relu(h)
+            else:  # norm, then ReLU
+                if norm == "batch":
+                    sd = state[f"{key}.running_sd"]
+                else:
+                    dims = (1, 2, 3) if norm == "layer" else (2, 3)
+                    sd = h.std(dim=dims, keepdim=True, unbiased=False) + 1e-5
+                h = F.relu(h / sd * state[f"{key}.gammas"])
+        return h
+
+    skips, h = [], x
+    for b in range(levels):
+        h = seq(f"encoder.{b}", h)
+        skips.append(h)
+        h = F.avg_pool2d(h, 2)
+    h = seq("mid", h)
+    for b in reversed(range(levels)):
+        h = F.conv_transpose2d(h, state[f"upsample.{b}.weight"], state.get(f"upsample.{b}.bias"), 2)
+        h = seq(f"decoder.{b}", torch.cat([h, skips[b]], dim=1))
+    return h
+
+
+@pytest.mark.parametrize(
+    "norm, up_bias", [("layer", True), ("instance", True), ("batch", False), ("layer", False)]
+)
+def test_authors_unet_flex_import_reproduces_their_forward(tmp_path, norm, up_bias):
+    keys = ("gammas", "running_sd") if norm == "batch" else ("gammas",)
+    state = _authors_unet_state((2, 1, 2), 2, (3, 2, 4), (8, 16, 24, 32), 1, keys, up_bias)
+    path = tmp_path / "authors.pt"
+    torch.save(state, path)
+    model = load_model(path, norm=None if norm == "batch" else norm)
+    cfg = model.config
+    assert (cfg.norm, cfg.bias, cfg.out_bias, cfg.up_bias) == (norm, True, True, up_bias)
+    assert (cfg.enc_convs, cfg.mid_convs, cfg.dec_convs) == ((2, 1, 2), 2, (3, 2, 4))
+    y = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(1))
+    want = _authors_forward(state, y, 3, norm)
+    torch.testing.assert_close(model.denoise(y), want, rtol=1e-5, atol=1e-5)
+
+
+def test_authors_unet_import_errors(tmp_path):
+    state = _authors_unet_state((2, 1, 2), 2, (3, 2, 4), (8, 16, 24, 32), 1, ("gammas",), True)
+    path = tmp_path / "authors.pt"
+    torch.save(state, path)
+    with pytest.raises(UserError, match="--norm layer.instance"):
+        load_model(path)
+    torch.save({**state, "module.extra.weight": torch.zeros(3)}, path)
+    with pytest.raises(UserError, match="not used.*extra.weight"):
+        load_model(path, norm="layer")
+    odd = dict(state)
+    odd["module.mid.1.running_mean"] = torch.zeros(1, 32, 1, 1)  # a torch BatchNorm's buffer
+    torch.save(odd, path)
+    with pytest.raises(UserError, match="unknown layer in block M"):
+        load_model(path, norm="layer")

@@ -97,8 +97,12 @@ def guidance_options(max_iter: int, tol: float):
 
     def wrap(fn):
         opts = [
-            click.option("--lr", type=float, default=1.0, show_default=True,
-                         help="Guidance step size."),
+            click.option("--matcher", type=click.Choice(["descent", "adam"]),
+                         default="descent", show_default=True,
+                         help="descent: ours (each sample stops on its own, overshooting steps "
+                              "undone); adam: the authors' (Adam on the pixels, lr 0.01)."),
+            click.option("--lr", type=float, default=None,
+                         help="Guidance step size [default: 1.0 for descent, 0.01 for adam]."),
             click.option("--max-iter", type=int, default=max_iter, show_default=True,
                          help="Guidance steps cap."),
             click.option("--tol", type=float, default=tol, show_default=True,
@@ -115,11 +119,11 @@ def guidance_options(max_iter: int, tol: float):
         ]  # fmt: skip
 
         @functools.wraps(fn)
-        def run(*args, lr, max_iter, tol, patience, bf16, momentum, **kw):
+        def run(*args, matcher, lr, max_iter, tol, patience, bf16, momentum, **kw):
             from denoiserlens.sampling.reconstruct import GuidanceConfig
 
             try:
-                guide = GuidanceConfig(lr, max_iter, tol, patience, bf16, momentum)
+                guide = GuidanceConfig(lr, max_iter, tol, patience, bf16, momentum, matcher)
             except ValueError as e:  # (outside the command's user_errors)
                 _fail(str(e))
             return fn(*args, guidance=guide, **kw)
@@ -292,6 +296,28 @@ def _load_model_cli(path: Path, device: str):
     from denoiserlens.models import load_model
 
     return load_model(path, device=_device(device))
+
+
+def _start_mean(model_path: Path, channels: int, data: str | None, mean: float | None):
+    """Where a sampler starts, per channel: ``mean`` if given, else the mean of the images of
+    ``data``, else the training data's mean recorded in the run directory."""
+    from denoiserlens.data import read_source
+    from denoiserlens.fileio import read_json
+
+    if mean is not None:
+        if not 0 <= mean <= 1:
+            raise UserError(f"--mean must be in [0, 1], got {mean}")
+        return [mean] * channels
+    if data is not None:
+        return read_source(data, channels=channels).channel_means()
+    config = Path(model_path) / "config.json"
+    recorded = read_json(config).get("data", {}).get("channel_means") if config.is_file() else None
+    if recorded is None:
+        raise UserError(f"{model_path} records no training data mean: give --data (images like "
+                        "the training set) or --mean")  # fmt: skip
+    if len(recorded) != channels:
+        raise UserError(f"{config}: {len(recorded)} channel means for a {channels}-channel model")
+    return recorded
 
 
 def _check_images(model, images, pad: bool) -> None:
@@ -702,35 +728,56 @@ def probe(stores, out_dir, pixels, k, query_fraction, linear, key, seed):
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
 @click.option("--n", "count", type=int, default=16, show_default=True, help="Number of samples.")
 @click.option("--size", type=int, default=32, show_default=True, help="Height and width.")
-@click.option("--mean", type=float, default=0.5, show_default=True, help="Data mean, in [0, 1].")
-@click.option("--sigma-0", type=float, default=255.0, show_default=True, help=SIGMA_HELP)
-@click.option("--sigma-L", "sigma_L", type=float, default=2.55, show_default=True,
+@click.option("--preset", type=click.Choice(["ks2021", "representation"]), default="ks2021",
+              show_default=True,
+              help="ks2021: sigma_0 255, adaptive h, beta 0.5, sigma_L 2.55 (Kadkhodaie & "
+              "Simoncelli 2021); representation: the authors' samples of this paper, sigma_0 "
+              "765, fixed h 0.01, beta 0.05, sigma_L 10.2, 20000 steps at most. The options "
+              "below override it.")  # fmt: skip
+@click.option(
+    "--data",
+    "mean_data",
+    default=None,
+    help="Start at the per-channel mean of these images (a --data source of train).",
+)
+@click.option("--mean", type=float, default=None,
+              help="Start at this mean, in [0, 1] [default: the training data's, from the run "
+              "directory, or that of --data].")  # fmt: skip
+@click.option("--sigma-0", type=float, default=None, help=SIGMA_HELP)
+@click.option("--sigma-L", "sigma_L", type=float, default=None,
               help=f"Stop below this effective noise level, {SIGMA_HELP}.")  # fmt: skip
-@click.option("--h0", type=float, default=0.01, show_default=True, help="Initial step size.")
-@click.option("--beta", type=float, default=0.5, show_default=True, help="1 - injected noise.")
-@click.option("--fixed-step", is_flag=True, help="h_t = h0 at every step (slower, less biased).")
-@click.option("--max-steps", type=int, default=5000, show_default=True)
+@click.option("--h0", type=float, default=None, help="Initial step size.")
+@click.option("--beta", type=float, default=None, help="1 - injected noise.")
+@click.option(
+    "--fixed-step/--adaptive-step",
+    default=None,
+    help="h_t = h0 at every step (slower, less biased), or growing steps.",
+)
+@click.option("--max-steps", type=int, default=None)
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--bf16", is_flag=True, help="bf16 autocast for the network.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @user_errors
-def sample(model_path, out_dir, count, size, mean, sigma_0, sigma_L, h0, beta, fixed_step,
-           max_steps, batch_size, bf16, seed, device):  # fmt: skip
+def sample(model_path, out_dir, count, size, preset, mean_data, mean, sigma_0, sigma_L, h0, beta,
+           fixed_step, max_steps, batch_size, bf16, seed, device):  # fmt: skip
     """Unconditional samples (Figure 19): the blind sampler of Kadkhodaie & Simoncelli (2021),
     the noise level read off the residual. Writes samples.png, samples.npy and sampling.json."""
+    from dataclasses import replace
+
     import numpy as np
     import torch
     from tqdm import tqdm
 
     from denoiserlens.analysis.figures import save_image_grid
     from denoiserlens.fileio import atomic_path, write_json
-    from denoiserlens.sampling import SamplerConfig
+    from denoiserlens.sampling import SAMPLER_PRESETS
     from denoiserlens.sampling import sample as run_sampler
 
+    given = dict(sigma_0=sigma_0 and sigma_0 / 255, sigma_L=sigma_L and sigma_L / 255, h0=h0,
+                 beta=beta, fixed_step=fixed_step, max_steps=max_steps)  # fmt: skip
     try:
-        cfg = SamplerConfig(sigma_0=sigma_0 / 255, sigma_L=sigma_L / 255, h0=h0, beta=beta,
-                            fixed_step=fixed_step, max_steps=max_steps)  # fmt: skip
+        cfg = replace(SAMPLER_PRESETS[preset], **{k: v for k, v in given.items() if v is not None})
     except ValueError as e:
         raise UserError(str(e)) from None
     if count < 1 or batch_size < 1:
@@ -739,6 +786,8 @@ def sample(model_path, out_dir, count, size, mean, sigma_0, sigma_L, h0, beta, f
     model = _load_model_cli(model_path, device)
     if size < 1 or size % model.size_multiple:
         raise UserError(f"--size {size} is not divisible by {model.size_multiple}")
+    means = _start_mean(model_path, model.image_channels, mean_data, mean)
+    start = torch.tensor(means, device=dev).view(-1, 1, 1)
 
     def denoise(y):
         with torch.autocast(torch.device(dev).type, dtype=torch.bfloat16, enabled=bf16):
@@ -755,7 +804,7 @@ def sample(model_path, out_dir, count, size, mean, sigma_0, sigma_L, h0, beta, f
             bar.update(k - done[0])
             done[0] = k
 
-        out = run_sampler(denoise, (n, model.image_channels, size, size), cfg, mean=mean,
+        out = run_sampler(denoise, (n, model.image_channels, size, size), cfg, mean=start,
                           generator=g, device=dev, progress=progress)  # fmt: skip
         images.append(out.images.cpu().numpy().astype(np.float32))
         steps += out.steps.tolist()
@@ -768,9 +817,9 @@ def sample(model_path, out_dir, count, size, mean, sigma_0, sigma_L, h0, beta, f
         np.save(f, x)
     save_image_grid(Path(out_dir) / "samples.png", x)
     write_json(Path(out_dir) / "sampling.json", {
-        "model": str(model_path), "seed": seed, "mean": mean, "size": size,
-        "config": {"sigma_0": cfg.sigma_0, "sigma_L": cfg.sigma_L, "h0": h0, "beta": beta,
-                   "fixed_step": fixed_step, "max_steps": max_steps},
+        "model": str(model_path), "seed": seed, "mean": means, "size": size, "preset": preset,
+        "config": {"sigma_0": cfg.sigma_0, "sigma_L": cfg.sigma_L, "h0": cfg.h0,
+                   "beta": cfg.beta, "fixed_step": cfg.fixed_step, "max_steps": cfg.max_steps},
         "steps": steps, "finished": finished, "final_sigma": last})  # fmt: skip
     n_done = sum(finished)
     click.echo(f"{count} samples ({n_done} reached sigma_L), median {int(np.median(steps))} "
@@ -1312,6 +1361,28 @@ def recalibrate(model_path, out_dir, batches, seed, device):
         meta["recalibrated"]["previous"] = config["recalibrated"]
     save_model(model, out_dir, **meta)
     click.echo(f"{out_dir}: {n} normalization layers re-estimated over {batches} batches")
+
+
+@main.command()
+@click.option("--checkpoint", type=click.Path(path_type=Path), required=True,
+              help="A lab .pt file: BF-CNN or the authors' UNet_flex.")  # fmt: skip
+@click.option("--norm", type=click.Choice(["layer", "instance", "batch"]), default=None,
+              help="The authors' normalization, where the file cannot tell (layer and instance "
+              "norms hold the same tensors).")  # fmt: skip
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
+              help="The new run directory (refused if it exists).")  # fmt: skip
+@user_errors
+def convert(checkpoint, norm, out_dir):
+    """Import a lab checkpoint once into a run directory (safetensors + config.json) that every
+    command reads with --model; its forward pass is the authors' (biases, normalization)."""
+    from denoiserlens.models import load_model, save_model
+
+    if Path(out_dir).exists():
+        raise UserError(f"{out_dir}: exists; give a new directory")
+    model = load_model(checkpoint, norm=norm)
+    save_model(model, out_dir, imported={"from": str(checkpoint), "norm": norm})
+    n = sum(p.numel() for p in model.parameters())
+    click.echo(f"{out_dir}: {model.arch} with {n:,} parameters from {checkpoint}")
 
 
 # Help of the options that mean the same in every command, and (command, option) entries for

@@ -21,7 +21,7 @@ from denoiserlens.errors import UserError
 from denoiserlens.fileio import read_json, write_atomic, write_json
 from denoiserlens.models.base import Denoiser
 from denoiserlens.models.bfcnn import BFCNN
-from denoiserlens.models.norms import BatchScaleNorm, LayerScaleNorm
+from denoiserlens.models.norms import BatchScaleNorm
 from denoiserlens.models.unet import UNet, UNetConfig
 
 WEIGHTS = "weights.safetensors"
@@ -41,6 +41,8 @@ def build_model(arch: dict[str, Any], seed: int | None = None) -> Denoiser:
         if kind == "unet":
             for key in ("channels", "enc_convs", "dec_convs"):
                 arch[key] = tuple(arch[key])
+            for key in ("up_bias", "out_bias"):  # saved before these existed: no such biases
+                arch.setdefault(key, False)
             return UNet(UNetConfig(**arch))
         if kind == "bfcnn":
             return BFCNN(**arch)
@@ -92,10 +94,14 @@ def _load_state(model: nn.Module, state: dict[str, torch.Tensor], source: Path) 
     model.load_state_dict(state)
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> Denoiser:
+def load_model(
+    path: str | Path, device: str | torch.device = "cpu", norm: str | None = None
+) -> Denoiser:
     """Load a denoiser, in eval mode, from a run directory, a ``.safetensors`` file or a lab ``.pt``.
 
-    A run directory is rebuilt from its ``config.json`` and ``weights.safetensors`` alone.
+    A run directory is rebuilt from its ``config.json`` and ``weights.safetensors`` alone. ``norm``
+    is for an authors' UNet ``.pt`` whose file cannot tell layer from instance normalization
+    (:func:`import_lab_checkpoint`).
     """
     path = Path(path)
     if not path.exists():
@@ -115,7 +121,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> Denoiser
             raise UserError(f"{path}: safetensors file without denoiserlens architecture metadata")
         model, source = build_model(json.loads(meta["arch"])), path
     elif path.suffix in (".pt", ".pth"):
-        return import_lab_checkpoint(path).to(device).eval()
+        return import_lab_checkpoint(path, norm).to(device).eval()
     else:
         raise UserError(f"{path}: expected a run directory, .safetensors or .pt file")
     _load_state(model, state, source)
@@ -144,8 +150,13 @@ def read_torch_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return {re.sub(r"^module\.", "", k): v for k, v in state.items()}
 
 
-def import_lab_checkpoint(path: str | Path) -> Denoiser:
-    """Build our model from a lab ``.pt`` state dict: a BF-CNN or an authors' UNet."""
+def import_lab_checkpoint(path: str | Path, norm: str | None = None) -> Denoiser:
+    """Build our model from a lab ``.pt`` state dict: a BF-CNN or an authors' ``UNet_flex``.
+
+    The authors' layer and instance normalizations store the same tensors (one gain per channel),
+    so for a UNet whose normalizations hold only gains, ``norm`` ("layer" or "instance") must say
+    which it was; a batch normalization (gains and ``running_sd``) is recognized from the file.
+    """
     state = read_torch_state_dict(path)
     if any(k.startswith("conv_layers.") for k in state):
         convs = sorted(int(k.split(".")[1]) for k in state if k.startswith("conv_layers."))
@@ -158,63 +169,113 @@ def import_lab_checkpoint(path: str | Path) -> Denoiser:
         return model
     if any(k.startswith("encoder.") for k in state):
         try:
-            return _import_lab_unet(state, Path(path))
+            return _import_lab_unet(state, Path(path), norm)
         except (ValueError, KeyError, IndexError, RuntimeError) as e:
             raise UserError(f"{path}: not a lab UNet state dict we can read ({e})") from None
     raise UserError(f"{path}: unrecognised checkpoint layout (neither BF-CNN nor the lab's UNet)")
 
 
-def _lab_groups(state: dict[str, torch.Tensor], prefix: str) -> list[dict[str, torch.Tensor]]:
-    """The layers under ``prefix`` (a Sequential), in order, as {param name: tensor}."""
-    groups: dict[int, dict[str, torch.Tensor]] = {}
-    for k, v in state.items():
+def _lab_groups(state: dict[str, torch.Tensor], prefix: str) -> list[dict[str, str]]:
+    """The layers under ``prefix`` (a Sequential), in order, as {param name: full key}."""
+    groups: dict[int, dict[str, str]] = {}
+    for k in state:
         if k.startswith(prefix + "."):
             idx, name = k[len(prefix) + 1 :].split(".", 1)
-            groups.setdefault(int(idx), {})[name] = v
+            groups.setdefault(int(idx), {})[name] = k
     return [groups[i] for i in sorted(groups)]
 
 
-def _import_lab_unet(state: dict[str, torch.Tensor], path: Path) -> UNet:
-    """The lab's UNet layout: encoder.{b}, mid_block, upsample.{b}, decoder.{b} Sequentials."""
+_CONV_KEYS = ({"weight"}, {"weight", "bias"})
+_NORM_KEYS = ({"gammas"}, {"gammas", "running_sd"})
+
+
+def _lab_norm_kind(groups: list[dict[str, str]], norm: str | None, path: Path) -> str:
+    """ "batch" where the gains come with running_sd; else the caller's ``norm`` (layer/instance)."""
+    if not groups:
+        return "none"
+    kinds = {"batch" if "running_sd" in g else "gains" for g in groups}
+    if kinds == {"batch"}:
+        if norm not in (None, "batch"):
+            raise UserError(f"{path}: its normalizations are batch norms (running_sd), not {norm}")
+        return "batch"
+    if kinds != {"gains"}:
+        raise UserError(f"{path}: normalization layers of mixed kinds (some hold running_sd)")
+    if norm not in ("layer", "instance"):
+        raise UserError(
+            f"{path}: its normalizations hold only gains, as both the authors' layer norm and "
+            "instance norm do: say which (`denoiserlens convert --checkpoint FILE --norm "
+            "layer|instance --out DIR`)"
+        )
+    return norm
+
+
+def _import_lab_unet(state: dict[str, torch.Tensor], path: Path, norm: str | None) -> UNet:
+    """The authors' UNet_flex layout (texture_model/code/network.py): Sequentials ``encoder.{b}``,
+    ``mid`` (``mid_block`` in older saves), ``upsample.{b}`` and ``decoder.{b}``, each a list of
+    conv (weight, bias), normalization (gammas[, running_sd]) and ReLU layers; biases on the convs,
+    on D1's last conv and on the up-convolutions above D1 where the file has them. Every key must
+    be consumed."""
     levels = len({k.split(".")[1] for k in state if k.startswith("encoder.")})
+    mid = "mid_block" if any(k.startswith("mid_block.") for k in state) else "mid"
     blocks = {f"E{b + 1}": f"encoder.{b}" for b in range(levels)}
-    blocks["M"] = "mid_block"
+    blocks["M"] = mid
     blocks.update({f"D{b + 1}": f"decoder.{b}" for b in range(levels)})
     layers = {name: _lab_groups(state, prefix) for name, prefix in blocks.items()}
-    convs = {
-        n: [g for g in gs if "weight" in g and g["weight"].ndim == 4] for n, gs in layers.items()
-    }
-    norms = {n: [g for g in gs if "gammas" in g] for n, gs in layers.items()}
-    all_norms = [g for gs in norms.values() for g in gs]
+    convs = {n: [g for g in gs if set(g) in _CONV_KEYS] for n, gs in layers.items()}
+    norms = {n: [g for g in gs if set(g) in _NORM_KEYS] for n, gs in layers.items()}
+    for name, gs in layers.items():
+        odd = [g for g in gs if g not in convs[name] and g not in norms[name]]
+        if odd:
+            raise UserError(f"{path}: unknown layer in block {name}: {sorted(odd[0].values())}")
+    last = convs["D1"][-1]
+    inner = [g for gs in convs.values() for g in gs if g is not last]
+    biased = {"bias" in g for g in inner}
+    if len(biased) != 1:
+        raise UserError(f"{path}: some convolutions have biases and others not")
+    up_bias = any(f"upsample.{b}.bias" in state for b in range(1, levels))
+    w = lambda g: state[g["weight"]]  # noqa: E731
     cfg = UNetConfig(
-        image_channels=convs["E1"][0]["weight"].shape[1],
-        channels=tuple(convs[f"E{b + 1}"][-1]["weight"].shape[0] for b in range(levels))
-        + (convs["M"][-1]["weight"].shape[0],),
+        image_channels=w(convs["E1"][0]).shape[1],
+        channels=tuple(w(convs[f"E{b + 1}"][-1]).shape[0] for b in range(levels))
+        + (w(convs["M"][-1]).shape[0],),
         enc_convs=tuple(len(convs[f"E{b + 1}"]) for b in range(levels)),
         mid_convs=len(convs["M"]),
         dec_convs=tuple(len(convs[f"D{b + 1}"]) for b in range(levels)),
-        bias=any("bias" in g for gs in convs.values() for g in gs),
-        norm="batch" if all_norms and "running_sd" in all_norms[0] else "layer",
+        bias=biased.pop(),
+        norm=_lab_norm_kind([g for gs in norms.values() for g in gs], norm, path),
+        up_bias=up_bias,
+        out_bias="bias" in last,
     )
     model = UNet(cfg)
+    used: set[str] = set()
+
+    def take(param: torch.Tensor, key: str) -> None:
+        if param.shape != state[key].shape:
+            got, want = tuple(state[key].shape), tuple(param.shape)
+            raise UserError(f"{path}: {key} has shape {got}, expected {want}")
+        param.copy_(state[key])
+        used.add(key)
+
     with torch.no_grad():
         for name in blocks:
             ours_c = [m for m in model.blocks[name].modules() if isinstance(m, nn.Conv2d)]
-            ours_n = [
-                m
-                for m in model.blocks[name].modules()
-                if isinstance(m, BatchScaleNorm | LayerScaleNorm)
-            ]
+            ours_n = [m for m in model.blocks[name].modules() if hasattr(m, "gain")]
             if len(ours_c) != len(convs[name]) or len(ours_n) != len(norms[name]):
                 raise UserError(f"{path}: block {name} does not fit the UNet layout")
             for m, g in zip(ours_c, convs[name], strict=True):
-                m.weight.copy_(g["weight"])
+                take(m.weight, g["weight"])
                 if m.bias is not None:
-                    m.bias.copy_(g.get("bias", torch.zeros_like(m.bias)))
+                    take(m.bias, g["bias"])
             for m, g in zip(ours_n, norms[name], strict=True):
-                m.gain.copy_(g["gammas"])
+                take(m.gain, g["gammas"])
                 if isinstance(m, BatchScaleNorm):
-                    m.running_sd.copy_(g["running_sd"])
+                    take(m.running_sd, g["running_sd"])
         for b in range(levels):
-            model.up[f"D{b + 1}"].weight.copy_(state[f"upsample.{b}.weight"])
+            up = model.up[f"D{b + 1}"]
+            take(up.weight, f"upsample.{b}.weight")
+            if up.bias is not None:
+                take(up.bias, f"upsample.{b}.bias")
+    left = sorted(set(state) - used)
+    if left:
+        raise UserError(f"{path}: {len(left)} key(s) of the checkpoint not used, e.g. {left[:3]}")
     return model

@@ -29,6 +29,12 @@ class UNetConfig:
     includes its final plain convolution. The authors used dec_convs (6, 6, 6) and (5, 6, 7).
     With ``residual`` the network's last layer gives the correction x_hat - y (as in DnCNN and the
     lab's BF-CNN), so the untrained network is the identity; the output is x_hat either way.
+
+    ``up_bias`` and ``out_bias`` put biases on the 2x2 up-convolutions (all but D1's, which never
+    has one) and on D1's last convolution, as the authors' ``UNet_flex`` does
+    (texture_model/code/network.py: ``upsample_with_bias`` defaults to ``bias``, the last conv
+    takes ``bias``; 22_representation's main.py sets ``upsample_with_bias=False``). None follows
+    ``bias``. Configurations saved before these fields existed load with both False.
     """
 
     image_channels: int = 1
@@ -40,8 +46,15 @@ class UNetConfig:
     norm: str = "layer"
     kernel_size: int = 3
     residual: bool = False  # x_hat = y + D1 output (identity at initialization); paper: False
+    up_bias: bool | None = None
+    out_bias: bool | None = None
 
     def __post_init__(self) -> None:
+        for name in ("up_bias", "out_bias"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, self.bias)
+        if not self.bias and (self.up_bias or self.out_bias):
+            raise ValueError("a bias-free UNet (bias=False) cannot have up_bias or out_bias")
         levels = len(self.channels) - 1
         if levels < 1 or len(self.enc_convs) != levels or len(self.dec_convs) != levels:
             raise ValueError(
@@ -118,11 +131,12 @@ class UNet(Denoiser):
         self.up = nn.ModuleDict()
         for name in self.names.dec:
             i = int(name[1:]) - 1  # level index: D1 -> 0
-            self.up[name] = nn.ConvTranspose2d(ch[i + 1], ch[i], 2, stride=2, bias=False)
+            up_bias = cfg.up_bias and i > 0  # the authors' D1 up-convolution has no bias
+            self.up[name] = nn.ConvTranspose2d(ch[i + 1], ch[i], 2, stride=2, bias=up_bias)
             n = cfg.dec_convs[i]
             if i == 0:  # D1 ends in a plain conv to the image channels
                 k = cfg.kernel_size
-                last = nn.Conv2d(ch[0], cfg.image_channels, k, padding=k // 2, bias=False)
+                last = nn.Conv2d(ch[0], cfg.image_channels, k, padding=k // 2, bias=cfg.out_bias)
                 blocks[name] = nn.Sequential(*_stack(2 * ch[0], ch[0], n - 1, cfg), last)
             else:
                 blocks[name] = nn.Sequential(*_stack(2 * ch[i], ch[i], n, cfg))
