@@ -12,6 +12,10 @@ path vs the authors' way in the same run, and unconditional sampling cost.
 - ours-stall: also stops a sample whose loss fell by less than 1% over its last ``--patience``
   iterations (the paper's 1% target is rarely reached: without this every sample runs max_iter);
 - ours-mom: heavy-ball steps (``--momentum``) instead of plain gradient descent;
+- adam: the authors' matcher (``--matcher adam``: Adam on the pixels, lr 0.01, the batch
+  stepping until every sample is below 1%) on our encoder-and-middle-block path; authors: the
+  same Adam matcher on their whole-network forward pass (decoder computed too), i.e. their
+  Algorithm 2 as their code runs it;
 - ROW@N: that row with its guidance capped at N iterations per level instead of the paper's 100.
 
 The 1% target is seldom met, so most of the cost is in guidance iterations that change little;
@@ -70,12 +74,26 @@ def naive_guidance(model):
     return guide
 
 
+def whole_network_matching(model):
+    """``guidance_step`` (with the config's matcher) on a phi computed after a whole forward
+    pass, decoder included, as the authors' ``get_activation_means_unconditional`` does."""
+    block, last = model.middle_block, model.block_names[-1]
+
+    def full_phi(x):
+        return model.blocks_until(x, last)[block].output.float().mean(dim=(2, 3))
+
+    return lambda phi_fn, x, target, cfg: guidance_step(full_phi, x, target, cfg)
+
+
 def run(model, xc, n, sigmas, guide, n_noise, steps_run, naive: bool, seed=0):
     """Wall and CPU seconds per schedule step, the final phi cosine and relative error of ``n``
     samples, and the mean guidance iterations per sample and level, over the first ``steps_run``
-    levels of ``sigmas`` (ancestral score step, no Figure-20 bookkeeping)."""
+    levels of ``sigmas`` (ancestral score step, no Figure-20 bookkeeping). ``naive``: the
+    whole network is run for each matching pass (plain descent: ``naive_guidance``)."""
     g = torch.Generator().manual_seed(seed)
-    inner = naive_guidance(model) if naive else guidance_step
+    inner = guidance_step
+    if naive:
+        inner = whole_network_matching(model) if guide.matcher == "adam" else naive_guidance(model)
     counted = []
 
     def guide_fn(phi_fn, x, target, cfg):
@@ -135,13 +153,15 @@ def main() -> None:
              "ours-stall-bf16": (replace(stall, bf16=True), False),
              "ours-mom": (replace(paper, momentum=args.momentum), False),
              "ours-mom-stall": (replace(stall, momentum=args.momentum), False),
-             "ours-mom-stall-bf16": (replace(stall, momentum=args.momentum, bf16=True), False)}  # fmt: skip
+             "ours-mom-stall-bf16": (replace(stall, momentum=args.momentum, bf16=True), False),
+             "adam": (replace(paper, matcher="adam", lr=0.01), False),
+             "authors": (replace(paper, matcher="adam", lr=0.01), True)}  # fmt: skip
     tags = args.rows.split(",")
     if unknown := {t.partition("@")[0] for t in tags} - set(paths):
         ap.error(f"unknown rows {sorted(unknown)}; choose from {', '.join(paths)}")
     if bad := [t for t in tags if "@" in t and not t.partition("@")[2].isdigit()]:
         ap.error(f"a row's cap must be a whole number of iterations, got {bad}")
-    naive_cpu = None
+    base = None  # (tag, CPU s per step) of the first baseline row: naive or authors
     for tag in tags:
         row, _, cap = tag.partition("@")
         guide, naive = paths[row]
@@ -149,8 +169,9 @@ def main() -> None:
         runs = [run(model, xc, 8, sigmas, guide, 10, args.steps_run, naive, args.seed)
                 for _ in range(args.repeats)]  # fmt: skip
         wall, cpu, cos, rel, iters = np.median(np.array(runs), axis=0)
-        naive_cpu = cpu if tag == "naive" else naive_cpu
-        ratio = f"{naive_cpu / cpu:4.1f}x naive" if naive_cpu else "naive not in this run"
+        if base is None and row in ("naive", "authors"):
+            base = (tag, cpu)
+        ratio = f"{base[1] / cpu:4.1f}x {base[0]}" if base else "baseline not run yet"
         print(f"{tag:16s} {wall:7.2f} s per step ({wall * 100 / 60:5.1f} min for 100 steps), "
               f"CPU {cpu:7.2f} s per step ({ratio}), final phi cosine {cos:.4f}, relative "
               f"error {rel:.3f}, {iters:.1f} guidance iterations per sample and level",

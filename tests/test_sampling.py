@@ -123,7 +123,9 @@ def test_sample_command(tmp_path):
     torch.manual_seed(0)
     save_model(UNet(preset_config("tiny", bias=False, norm="batch")).eval(), tmp_path / "m")
     args = [EXE, "sample", "--model", str(tmp_path / "m"), "--n", "4", "--size", "16",
-            "--out", str(tmp_path / "s"), "--seed", "1", "--max-steps", "30"]  # fmt: skip
+            "--mean", "0.5", "--out", str(tmp_path / "s"), "--seed", "1", "--max-steps", "30"]  # fmt: skip
+    no_mean = subprocess.run(args[:8] + args[10:], capture_output=True, text=True)
+    assert_user_error(no_mean, "records no training data mean")  # save_model records none
     p = subprocess.run(args, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     samples = np.load(tmp_path / "s/samples.npy")
@@ -141,6 +143,39 @@ def test_sample_command(tmp_path):
     assert bad.returncode == 2 and "divisible by 8" in bad.stderr
     bad = subprocess.run(args + ["--sigma-L", "300"], capture_output=True, text=True)
     assert bad.returncode == 2 and "sigma_L" in bad.stderr
+
+
+def test_sampler_presets_and_the_recorded_data_mean(tmp_path):
+    """The representation preset is the authors' settings; a trained run starts at its training
+    images' per-channel mean, --data at those images' own mean."""
+    from denoiserlens.data import disks
+    from denoiserlens.sampling import SAMPLER_PRESETS
+    from denoiserlens.train import TrainConfig, train
+
+    rep = SAMPLER_PRESETS["representation"]
+    assert (rep.sigma_0, rep.sigma_L, rep.h0, rep.beta, rep.fixed_step, rep.max_steps) == (
+        3.0, 0.04, 0.01, 0.05, True, 20000)  # fmt: skip
+    images = disks(64, 16, seed=3)
+    cfg = TrainConfig(steps=2, batch_size=8, eval_every=2, checkpoint_every=2, test_fraction=0.25)
+    train(preset_config("tiny").to_dict(), images, cfg, tmp_path / "run", progress=False)
+    recorded = json.loads((tmp_path / "run/config.json").read_text())["data"]["channel_means"]
+    from denoiserlens.data import split_indices
+
+    train_rows, _ = split_indices(64, 0.25, 0)
+    want = np.mean([images[int(i)].mean() for i in train_rows]) / 255
+    assert recorded == pytest.approx([want], abs=1e-9)
+    base = [EXE, "sample", "--model", str(tmp_path / "run"), "--n", "2", "--size", "16",
+            "--max-steps", "2", "--preset", "representation"]  # fmt: skip
+    p = subprocess.run(base + ["--out", str(tmp_path / "a")], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    info = json.loads((tmp_path / "a/sampling.json").read_text())
+    assert info["mean"] == recorded and info["config"]["sigma_0"] == 3.0
+    assert info["config"]["fixed_step"] is True and info["config"]["beta"] == 0.05
+    np.save(tmp_path / "flat.npy", np.full((3, 16, 16), 51, dtype=np.uint8))
+    p = subprocess.run(base + ["--data", str(tmp_path / "flat.npy"), "--out", str(tmp_path / "b")],
+                       capture_output=True, text=True)  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert json.loads((tmp_path / "b/sampling.json").read_text())["mean"] == pytest.approx([0.2])
 
 
 def _aligned_target(prior):
@@ -235,6 +270,52 @@ def test_guidance_momentum_speeds_an_ill_conditioned_descent():
     assert heavy["final_loss"] < 1e-3 * plain["final_loss"]
     with pytest.raises(ValueError, match="momentum"):
         GuidanceConfig(momentum=1.0)
+
+
+def test_adam_matcher_is_the_authors_adam_on_the_per_image_mean_loss():
+    """Five steps of the adam matcher equal Adam written out by hand (lr 0.01 by default,
+    betas 0.9 / 0.999, eps 1e-8, bias-corrected) on the gradient of the batch mean of the
+    per-image mean over channels of (phi(x) - target)^2; losses are reported as sums."""
+    from denoiserlens.sampling.reconstruct import GuidanceConfig, guidance_step
+
+    a = torch.tensor([[1.0, 0.5, 0.0], [0.0, 0.3, 2.0]])
+    phi_fn = lambda v: v.flatten(1) @ a.T  # noqa: E731
+    g = torch.Generator().manual_seed(0)
+    x0, target = torch.randn(2, 1, 1, 3, generator=g), torch.randn(2, 2, generator=g)
+    cfg = GuidanceConfig(max_iter=5, tol=0.0, matcher="adam")
+    assert cfg.lr == 0.01
+    out, info = guidance_step(phi_fn, x0, target, cfg)
+    x, m, v = x0.clone(), torch.zeros_like(x0), torch.zeros_like(x0)
+    for t in range(1, 6):
+        r = phi_fn(x) - target  # d(mean_b mean_c r^2)/dx = (2 / (B * C)) r @ a
+        grad = (2 / (2 * 2) * r @ a).view_as(x)
+        m, v = 0.9 * m + 0.1 * grad, 0.999 * v + 0.001 * grad**2
+        x = x - 0.01 * (m / (1 - 0.9**t)) / ((v / (1 - 0.999**t)).sqrt() + 1e-8)
+    torch.testing.assert_close(out, x)
+    torch.testing.assert_close(info["initial_loss"], (phi_fn(x0) - target).pow(2).sum(1))
+    torch.testing.assert_close(info["final_loss"], (phi_fn(x) - target).pow(2).sum(1))
+    assert info["iterations"].tolist() == [5, 5]
+
+
+def test_adam_matcher_steps_the_whole_batch_until_every_image_is_matched():
+    """The authors' stopping rule: the batch stops once every image is below tol of its first
+    loss; an image matched from the start keeps stepping with the others (ours would not)."""
+    from denoiserlens.sampling.reconstruct import GuidanceConfig, guidance_step
+
+    phi_fn = lambda v: v.flatten(1)  # noqa: E731
+    x = torch.tensor([[0.5, -0.5], [0.05, 0.05]]).view(2, 1, 1, 2)
+    target = torch.zeros(2, 2)
+    out, info = guidance_step(phi_fn, x, target, GuidanceConfig(0.01, 500, 0.01, matcher="adam"))
+    n = info["iterations"].tolist()
+    _, alone = guidance_step(
+        phi_fn, x[1:], target[1:], GuidanceConfig(0.01, 500, 0.01, matcher="adam")
+    )
+    assert n[0] == n[1] and 0 < alone["iterations"].item() < n[0] / 3 and n[0] < 500
+    assert torch.all(info["final_loss"] <= 0.01 * info["initial_loss"])
+    _, ours = guidance_step(phi_fn, x, target, GuidanceConfig(0.5, 500, 0.01))
+    assert ours["iterations"].tolist() == [1, 1]  # descent at step 1/2 lands on 0 at once
+    with pytest.raises(ValueError, match="descent matcher"):
+        GuidanceConfig(matcher="adam", momentum=0.9)
 
 
 def test_bf16_guidance_reports_its_match_in_float32():

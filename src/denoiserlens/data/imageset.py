@@ -55,11 +55,18 @@ class ImageSet:
             raise ValueError(f"{self.source}: images differ in size; crop, resize or cut patches")
         return np.stack(self.images)
 
+    def channel_means(self, max_images: int = 4096, index: np.ndarray | None = None) -> list[float]:
+        """Per-channel mean pixel values in [0, 1] (averages of per-image means over at most
+        ``max_images`` evenly spaced images, of ``index`` if given): where the samplers and
+        Algorithm 1 start."""
+        index = np.arange(len(self)) if index is None else np.asarray(index)
+        pick = np.unique(np.linspace(0, len(index) - 1, min(len(index), max_images)).round())
+        per_image = [self[int(index[int(r)])].mean(axis=(1, 2), dtype=np.float64) for r in pick]
+        return [float(v) / 255 for v in np.mean(per_image, axis=0)]
+
     def mean_intensity(self, max_images: int = 4096) -> float:
-        """The images' mean pixel value in [0, 1] (the average of per-image means, over at most
-        ``max_images`` evenly spaced images): the data mean from which Algorithm 1 starts."""
-        rows = np.unique(np.linspace(0, len(self) - 1, min(len(self), max_images)).round())
-        return float(np.mean([self[int(r)].mean(dtype=np.float64) for r in rows]) / 255)
+        """The images' mean pixel value in [0, 1], over all channels (see :meth:`channel_means`)."""
+        return float(np.mean(self.channel_means(max_images)))
 
     def subset(self, index: np.ndarray | list[int]) -> ImageSet:
         """The images at ``index``, in that order (a copy of the selected rows)."""

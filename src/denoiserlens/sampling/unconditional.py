@@ -66,6 +66,19 @@ class SamplerConfig:
         return self.h0 if self.fixed_step else self.h0 * t / (1 + self.h0 * (t - 1))
 
 
+# Named settings. "ks2021": the demo of Kadkhodaie & Simoncelli (2021), quick synthesis.
+# "representation": the authors' unconditional samples of the representation paper
+# (22_representation_in_UNet_denoiser/code/generate_samples_unconditional.py: sig_0 = 3, fixed
+# h = 0.01, beta = 0.05, sig_L = 0.04, max_T = 20000); their loop also re-measures sigma after
+# each step, which changes when a sample stops by one step at most.
+SAMPLER_PRESETS: dict[str, SamplerConfig] = {
+    "ks2021": SamplerConfig(sigma_0=1.0, sigma_L=0.01, h0=0.01, beta=0.5, max_steps=5000),
+    "representation": SamplerConfig(
+        sigma_0=3.0, sigma_L=0.04, h0=0.01, beta=0.05, fixed_step=True, max_steps=20000
+    ),
+}
+
+
 @dataclass
 class Samples:
     """Sampler output: the images f(y) at each sample's last step, the effective noise level of

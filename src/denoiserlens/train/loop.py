@@ -127,8 +127,11 @@ def _prepare_run(run_dir: Path, config: dict[str, Any], resume: bool) -> dict[st
     defaults = json.loads(json.dumps(asdict(TrainConfig())))  # settings added since the run
     old_train = {k: v for k, v in {**defaults, **old["train"]}.items() if k not in FREE_ON_RESUME}
     new_train = {k: v for k, v in new["train"].items() if k not in FREE_ON_RESUME}
+    # runs from before the data mean was recorded resume without it
+    old_data, new_data = ({k: v for k, v in d.items() if k != "channel_means"}
+                          for d in (old["data"], new["data"]))  # fmt: skip
     for key, a, b in (("model", old["model"], new["model"]), ("train", old_train, new_train),
-                      ("data", old["data"], new["data"]),
+                      ("data", old_data, new_data),
                       ("number of processes", old.get("world_size", 1), new["world_size"])):  # fmt: skip
         if a != b:
             raise UserError(f"{run_dir}: --resume with a different {key} configuration")
@@ -279,7 +282,8 @@ def _setup(model_arch: dict, data, cfg: TrainConfig, data_spec, world: int):
         "model": model.arch_config(),
         "train": asdict(cfg),
         "data": {**data_desc, "fingerprint": images.fingerprint, "count": len(images),
-                 "train_count": len(train_idx), "test_count": len(test_idx)},
+                 "train_count": len(train_idx), "test_count": len(test_idx),
+                 "channel_means": images.channel_means(index=train_idx)},
         "world_size": world,
         "version": denoiserlens.__version__,
     }  # fmt: skip
