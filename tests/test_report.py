@@ -189,3 +189,24 @@ def test_the_bundled_model_and_images_work_offline():
     y = torch.cat([noisy_image(x[i : i + 1], 25 / 255, 0, i) for i in range(64)])
     gain = float((psnr(model.denoise(y).clamp(0, 1), x) - psnr(y, x)).mean())
     assert gain > 5  # dB over the noisy input at sigma 25
+
+
+def test_report_bf16_defaults_to_where_it_is_native_and_warns_where_emulated(
+    report_dir, monkeypatch, tmp_path
+):
+    from click.testing import CliRunner
+
+    from denoiserlens.cli import main
+    from denoiserlens.report.config import ReportConfig
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for native in (False, True):
+        monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda n=native: n)
+        assert ReportConfig().bf16 is native and ReportConfig(bf16=True).bf16 is True
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    tmp, args = report_dir
+    (tmp_path / "bf16.toml").write_text(CHEAP.replace("bf16 = false", "bf16 = true"))
+    run = args[1:-4] + ["--config", str(tmp_path / "bf16.toml"), "--out", str(tmp_path / "r")]
+    r = CliRunner().invoke(main, run + ["--skip", ",".join(SECTIONS)])
+    assert r.exit_code == 0, r.output
+    assert "bf16 (report setting) is emulated" in r.stderr

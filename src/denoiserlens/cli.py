@@ -1296,6 +1296,8 @@ def report(model_path, out_dir, config_path, n_images, skip, device, **data_kw):
         raise UserError(f"{model_path}: no such model")
     cfg = load_config(config_path, images=n_images,
                       skip=None if skip is None else tuple(s for s in skip.split(",") if s))  # fmt: skip
+    if cfg.bf16:
+        _warn_if_bf16_emulated("bf16 (report setting)")
     bar = tqdm(
         total=100, unit="%", dynamic_ncols=True, bar_format="{l_bar}{bar}| {elapsed}<{remaining}"
     )
@@ -1421,13 +1423,16 @@ def _warn_emulated_bf16(ctx: click.Context, param: click.Parameter, value: bool)
     """--bf16 on a CPU without native bf16 (AVX512-BF16 or AMX) and no GPU: autocast then
     emulates bf16 and is slower than float32 (a training step 12x slower on AMD Zen 3)."""
     if value:
-        import torch
-
-        native = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
-        if not torch.cuda.is_available() and not native():
-            _warn("this CPU has no native bf16 (AVX512-BF16 or AMX): --bf16 is emulated and "
-                  "slower than float32 here")  # fmt: skip
+        _warn_if_bf16_emulated("--bf16")
     return value
+
+
+def _warn_if_bf16_emulated(what: str) -> None:
+    from denoiserlens.hardware import native_bf16
+
+    if not native_bf16():
+        _warn(f"this CPU has no native bf16 (AVX512-BF16 or AMX): {what} is emulated and "
+              "slower than float32 here")  # fmt: skip
 
 
 def _fill_option_help() -> None:

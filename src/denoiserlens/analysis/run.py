@@ -82,7 +82,7 @@ def analyze_store(
     else:
         metrics["skipped"]["stability"] = f"needs >= 3 sigmas including {reference * 255:g}/255"
 
-    phi = at_sigma[store.meta["phi_key"]]
+    phi = at_sigma[store.phi_key]
     metrics["selectivity"] = selectivity_summary(phi)
     dims = active_dimension(phi)
     metrics["active_dimension"] = {"fraction": 0.99, "median": float(np.median(dims)),
@@ -113,7 +113,7 @@ def analyze_store(
             metrics["channel_statistics"] = _channel_statistics(
                 store, model, images, phi, sig, map_images, out
             )
-    metrics["findings"] = paper_findings(metrics, store.meta["phi_key"])
+    metrics["findings"] = paper_findings(metrics, store.phi_key)
     write_json(out / "metrics.json", metrics)
     return metrics
 
@@ -171,7 +171,7 @@ def _channel_statistics(store, model, images, phi, sigma, n_images, out: Path) -
         rows = list(range(b0, min(b0 + 16, n)))
         x = to_float(np.stack([images[r] for r in rows])).to(device)
         with torch.no_grad():
-            maps.append(noise_averaged_maps(model, x, sigma, store.meta["phi_key"],
+            maps.append(noise_averaged_maps(model, x, sigma, store.phi_key,
                                             store.meta["n_noise"], store.meta["seed"],
                                             rows).cpu().numpy())  # fmt: skip
     st = channel_statistics(phi, np.concatenate(maps))

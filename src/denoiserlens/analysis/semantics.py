@@ -205,7 +205,7 @@ def probe_stores(
             score(name, sig, np.asarray(s.array(key)[i], np.float32))
     result = {"k": k, "query_fraction": query_fraction, "seed": seed, "references": len(ref),
               "queries": len(qry), "classes": int(len(np.unique(labels))), "rows": rows,
-              "key": key or first.meta["phi_key"],
+              "key": key or first.phi_key,
               "stores": {n: str(p) for n, p in stores.items()}}  # fmt: skip
     write_json(Path(out_dir) / "probe.json", result)
     return result

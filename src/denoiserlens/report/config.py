@@ -67,11 +67,15 @@ class ReportConfig:
     distance_images: int = 4
     jacobian_k: int = 16
     explorer_images: int = 400
-    bf16: bool = True
+    bf16: bool | None = None  # None: where it is native (hardware.native_bf16)
     seed: int = 0
     skip: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
+        if self.bf16 is None:
+            from denoiserlens.hardware import native_bf16
+
+            object.__setattr__(self, "bf16", native_bf16())
         unknown = [s for s in self.skip if s not in SECTIONS]
         if unknown:
             raise UserError(f"unknown report section(s) {unknown}; they are {list(SECTIONS)}")

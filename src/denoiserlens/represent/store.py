@@ -93,9 +93,20 @@ class Store:
         p = self.path / LABELS
         return np.load(p) if p.exists() else None
 
+    @property
+    def phi_key(self) -> str:
+        """The middle block, whose noise-averaged means are phi; an error if it was not stored
+        (stores written before 0.1 named another block when the middle one was left out)."""
+        blocks = self.meta.get("model_blocks")
+        key = blocks[len(blocks) // 2] if blocks else self.meta["phi_key"]
+        if key not in self.meta["arrays"]:
+            why = f"the middle block {key} was not stored (it has {self.keys})"
+            raise UserError(f"{self.path}: no phi here: {why}; represent --blocks must include it")
+        return key
+
     def array(self, key: str | None = None) -> np.ndarray:
         """The (n_sigmas, N, d) memmap of ``key`` (default: phi, the middle block's outputs)."""
-        key = key or self.meta["phi_key"]
+        key = key or self.phi_key
         if key not in self.meta["arrays"]:
             raise UserError(f"{self.path}: no array {key!r}; it has {self.keys}")
         return np.load(self.path / f"{key}.npy", mmap_mode="r")
@@ -166,7 +177,7 @@ def _plan(
         "inputs": cfg.inputs,  # are images, left out of Figure 1
         "bf16": cfg.bf16,
         "channels_last": cfg.channels_last,
-        "phi_key": model.middle_block if model.middle_block in cfg.blocks else cfg.blocks[0],
+        "phi_key": model.middle_block,  # phi is its noise-averaged means, if it was stored
         "arrays": {k: [len(cfg.sigmas), n, d] for k, d in dims.items()},
         "chunk_size": cfg.chunk_size,
         "n_chunks": -(-n // cfg.chunk_size),
