@@ -90,7 +90,6 @@ def run(model, xc, n, sigmas, guide, n_noise, steps_run, naive: bool, seed=0):
     samples, and the mean guidance iterations per sample and level, over the first ``steps_run``
     levels of ``sigmas`` (ancestral score step, no Figure-20 bookkeeping). ``naive``: the
     whole network is run for each matching pass (plain descent: ``naive_guidance``)."""
-    g = torch.Generator().manual_seed(seed)
     inner = guidance_step
     if naive:
         inner = whole_network_matching(model) if guide.matcher == "adam" else naive_guidance(model)
@@ -103,7 +102,7 @@ def run(model, xc, n, sigmas, guide, n_noise, steps_run, naive: bool, seed=0):
 
     t0, c0 = time.perf_counter(), time.process_time()
     r = reconstruct(middle_means(model), model.denoise, xc, n, sigmas[:steps_run],
-                    guidance=guide, n_noise=n_noise, mean=float(xc.mean()), generator=g,
+                    guidance=guide, n_noise=n_noise, mean=float(xc.mean()), seed=seed,
                     final_phi_sigma=float(sigmas[steps_run - 1]), ancestral=True,
                     record_noise=False, guide_fn=guide_fn)  # fmt: skip
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -144,7 +143,7 @@ def main() -> None:
                     size=None if args.size == args.pad_to else args.size, limit=1)  # fmt: skip
     xc = to_float(open_data(spec)[0])[None]
     sigmas = torch.linspace(1, 0.03, 100)
-    paper = GuidanceConfig(lr=args.lr, max_iter=100, tol=0.01)
+    paper = GuidanceConfig(lr=args.lr, max_iter=100, tol=0.01, matcher="descent")
     stall = replace(paper, patience=args.patience)
     print(f"model {name}, target {tuple(xc.shape)}, 8 samples, steps 1-{args.steps_run} of 100")
     # tag: (guidance, naive)

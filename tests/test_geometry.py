@@ -223,11 +223,31 @@ def test_generalization_command_runs_and_resumes(tmp_path):
     assert p.returncode == 0, p.stderr
     res = json.loads((tmp_path / "g/results.json").read_text())
     assert set(res["per_size"]) == {"1", "8"}
-    for r in res["per_size"].values():
-        assert len(r["paired"]) <= min(r["finished"]) and len(r["nearest_training"]) == sum(
-            r["finished"]
-        )
-        assert all(-1 <= v <= 1 for v in r["paired"] + r["nearest_training"])
+    # the cosines recomputed from the saved samples and each model's own training images (the
+    # seeded disjoint subsets), centred on the data mean
+    from denoiserlens.data import disks
+    from denoiserlens.geometry.generalization import disjoint_subsets
+
+    x = disks(40, 16, seed=0).images.astype(np.float64) / 255
+    subsets = disjoint_subsets(40, [1, 8], seed=0)
+
+    def unit(v):
+        v = np.asarray(v, np.float64).reshape(len(v), -1) - x.mean()
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    for n, r in res["per_size"].items():
+        with np.load(tmp_path / f"g/N{n}/samples.npz") as s:
+            a, b, fa, fb = s["a"], s["b"], s["finished_a"], s["finished_b"]
+        assert r["finished"] == [fa.sum(), fb.sum()]
+        paired = (unit(a[fa & fb]) * unit(b[fa & fb])).sum(1)
+        near = [
+            (unit(v[f]) @ unit(x[rows]).T).max(1)
+            for v, f, rows in zip((a, b), (fa, fb), subsets[int(n)], strict=True)
+        ]
+        assert r["paired"] == pytest.approx(paired.tolist(), abs=1e-9)
+        assert r["nearest_training"] == pytest.approx(np.concatenate(near).tolist(), abs=1e-9)
+        if len(paired):
+            assert r["paired_median"] == pytest.approx(np.median(paired))
     weights = tmp_path / "g/N8/a/weights.safetensors"
     before = weights.stat().st_mtime_ns
     p = subprocess.run(args, capture_output=True, text=True)  # rerun: nothing retrained

@@ -60,6 +60,28 @@ def test_unconditional_samples_have_the_priors_mean_and_covariance(prior):
     assert (cov - prior.cov).norm() / prior.cov.norm() < 0.1
 
 
+def test_default_adaptive_schedule_on_the_gaussian_prior(prior):
+    """The default sampler (h_t = h0 t / (1 + h0 (t - 1)), h0 0.01, beta 0.5): the noise falls by
+    (1 - beta h_t) per step, so from sigma_0 = 1 it passes sigma_L = 0.01 at the first T with
+    prod_{t <= T} (1 - beta h_t) < 0.01, T = 47; the samples have the prior's mean, and the
+    growing steps leave them under-dispersed (module docstring): 0.82-0.91 of the variance along
+    the signal directions over two seeds, within 0.75-0.97 here."""
+    assert SamplerConfig().step_size(1) == 0.01 and SamplerConfig().step_size(10**6) > 0.9999
+    level, expected = 1.0, None
+    for t in range(1, 1000):
+        level *= 1 - 0.5 * SamplerConfig().step_size(t)
+        if level < 0.01:
+            expected = t
+            break
+    n = 1500
+    out = sample(lambda y: prior.blind_denoise(y).float(), (n, 1, 8, 8), SamplerConfig(), seed=0)
+    assert out.finished.all() and abs(out.steps.float().median().item() - expected) <= 2
+    x = out.images.double().reshape(n, -1)
+    assert (x.mean(0) - prior.mean).norm() / (prior.eigvals.sum() / n).sqrt() < 2.5
+    ratio = ((x - x.mean(0)) @ prior.eigvecs).var(0)[-4:] / prior.eigvals[-4:]
+    assert torch.all((ratio > 0.75) & (ratio < 0.97)), ratio
+
+
 def test_sampling_is_seeded_and_finished_samples_cost_nothing(prior):
     calls = []
 
@@ -194,8 +216,9 @@ def test_reconstruction_with_a_linear_phi_samples_the_conditional_gaussian(prior
 
     a, xc, mean_c, cov_c = _aligned_target(prior)
     n = 1200
-    kw = dict(guidance=GuidanceConfig(lr=0.5, max_iter=3, tol=1e-6), n_noise=20,
-              generator=torch.Generator().manual_seed(1))  # fmt: skip
+    kw = dict(
+        guidance=GuidanceConfig(lr=0.5, max_iter=3, tol=1e-6, matcher="descent"), n_noise=20, seed=1
+    )
     if variant == "adaptive":
         kw["adaptive"] = SamplerConfig(sigma_0=1.0, sigma_L=0.01, h0=0.02, fixed_step=True)
     else:
@@ -226,7 +249,9 @@ def test_guidance_stops_each_sample_on_its_own():
     phi_fn = lambda x: x.flatten(1) @ a.T  # noqa: E731
     x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]).view(3, 1, 1, 2)
     target = torch.zeros(3, 2)
-    out, info = guidance_step(phi_fn, x, target, GuidanceConfig(lr=0.2, max_iter=100, tol=0.01))
+    out, info = guidance_step(
+        phi_fn, x, target, GuidanceConfig(lr=0.2, max_iter=100, tol=0.01, matcher="descent")
+    )
     it = info["iterations"].tolist()
     assert it[2] == 0 and torch.equal(out[2], x[2])  # already matched: never moved
     assert 0 < it[0] < it[1] < 100
@@ -244,8 +269,10 @@ def test_guidance_patience_stops_a_stalled_descent():
 
     x = torch.tensor([[2.0, 0.0], [0.0, 0.0]]).view(2, 1, 1, 2)  # the second starts at the floor
     target = torch.tensor([[0.0, 0.0, 2.0]]).expand(2, 3)
-    _, stalled = guidance_step(phi_fn, x, target, GuidanceConfig(0.25, 50, 0.01, patience=3))
-    _, paper = guidance_step(phi_fn, x, target, GuidanceConfig(0.25, 50, 0.01))
+    _, stalled = guidance_step(
+        phi_fn, x, target, GuidanceConfig(0.25, 50, 0.01, patience=3, matcher="descent")
+    )
+    _, paper = guidance_step(phi_fn, x, target, GuidanceConfig(0.25, 50, 0.01, matcher="descent"))
     assert stalled["iterations"].tolist() == [8, 3] and paper["iterations"].tolist() == [50, 50]
     torch.testing.assert_close(stalled["final_loss"], torch.tensor([1 + 4 / 4**8, 1.0]))
     with pytest.raises(ValueError, match="patience"):
@@ -264,8 +291,10 @@ def test_guidance_momentum_speeds_an_ill_conditioned_descent():
         return v.flatten(1) * scale
 
     x, target = torch.ones(1, 1, 1, 2), torch.zeros(1, 2)
-    _, plain = guidance_step(phi_fn, x, target, GuidanceConfig(0.5, 50, 0.0))
-    _, heavy = guidance_step(phi_fn, x, target, GuidanceConfig(0.5, 50, 0.0, momentum=0.9))
+    _, plain = guidance_step(phi_fn, x, target, GuidanceConfig(0.5, 50, 0.0, matcher="descent"))
+    _, heavy = guidance_step(
+        phi_fn, x, target, GuidanceConfig(0.5, 50, 0.0, momentum=0.9, matcher="descent")
+    )
     torch.testing.assert_close(plain["final_loss"], torch.tensor([0.01 * 0.99**100]))
     assert heavy["final_loss"] < 1e-3 * plain["final_loss"]
     with pytest.raises(ValueError, match="momentum"):
@@ -312,7 +341,7 @@ def test_adam_matcher_steps_the_whole_batch_until_every_image_is_matched():
     )
     assert n[0] == n[1] and 0 < alone["iterations"].item() < n[0] / 3 and n[0] < 500
     assert torch.all(info["final_loss"] <= 0.01 * info["initial_loss"])
-    _, ours = guidance_step(phi_fn, x, target, GuidanceConfig(0.5, 500, 0.01))
+    _, ours = guidance_step(phi_fn, x, target, GuidanceConfig(0.5, 500, 0.01, matcher="descent"))
     assert ours["iterations"].tolist() == [1, 1]  # descent at step 1/2 lands on 0 at once
     with pytest.raises(ValueError, match="descent matcher"):
         GuidanceConfig(matcher="adam", momentum=0.9)
@@ -336,7 +365,7 @@ def test_bf16_guidance_reports_its_match_in_float32():
     x = torch.rand(1, 1, 16, 16, generator=torch.Generator().manual_seed(0))
     r = reconstruct(phi_fn, model.denoise, x, 2, torch.logspace(0, -1.5, 4),
                     guidance=GuidanceConfig(max_iter=3, bf16=True), n_noise=2,
-                    generator=torch.Generator().manual_seed(1), record_noise=False)  # fmt: skip
+                    seed=1, record_noise=False)  # fmt: skip
     # target phi at each level and the final match in float32, the matching passes in bf16
     assert dtypes[0] == dtypes[-1] == dtypes[-2] == torch.float32 and torch.bfloat16 in dtypes
     with torch.no_grad():
@@ -351,12 +380,12 @@ def test_guidance_halves_a_step_size_that_overshoots():
 
     x = torch.tensor([[1.0, -2.0], [0.5, 0.5]]).view(2, 1, 1, 2)
     out, info = guidance_step(lambda v: 3 * v.flatten(1), x, torch.zeros(2, 2),
-                              GuidanceConfig(lr=1.0, max_iter=40, tol=1e-4))  # fmt: skip
+                              GuidanceConfig(lr=1.0, max_iter=40, tol=1e-4, matcher="descent"))  # fmt: skip
     assert torch.all(info["final_loss"] <= 1e-4 * info["initial_loss"])
     assert torch.all(info["iterations"] < 40) and out.abs().max() < 0.01
     # a step size that never overshoots is left as it is: the same path as plain descent
     out2, info2 = guidance_step(lambda v: 3 * v.flatten(1), x, torch.zeros(2, 2),
-                                GuidanceConfig(lr=0.05, max_iter=3, tol=0.0))  # fmt: skip
+                                GuidanceConfig(lr=0.05, max_iter=3, tol=0.0, matcher="descent"))  # fmt: skip
     assert torch.allclose(out2, x * (1 - 0.05 * 18) ** 3)
 
 
@@ -365,7 +394,9 @@ def test_guidance_without_steps_reports_the_loss_it_leaves():
 
     phi_fn = lambda x: x.flatten(1)  # noqa: E731
     x = torch.tensor([[3.0, 4.0]]).view(1, 1, 1, 2)
-    out, info = guidance_step(phi_fn, x, torch.zeros(1, 2), GuidanceConfig(max_iter=0))
+    out, info = guidance_step(
+        phi_fn, x, torch.zeros(1, 2), GuidanceConfig(max_iter=0, matcher="descent")
+    )
     assert torch.equal(out, x) and info["iterations"].item() == 0
     assert info["initial_loss"].item() == info["final_loss"].item() == 25.0
 
@@ -384,7 +415,7 @@ def test_a_fixed_schedule_denoises_at_every_level_down_to_the_last(prior):
     targets = prior.draw(2, torch.Generator().manual_seed(0)).float()
     sigmas = torch.logspace(0, -2, 5)
     r = reconstruct(phi_fn, denoise, targets, 3, sigmas, guidance=GuidanceConfig(max_iter=2),
-                    n_noise=2, generator=torch.Generator().manual_seed(1), record_noise=False)  # fmt: skip
+                    n_noise=2, seed=1, record_noise=False)  # fmt: skip
     assert r.sigma_after.shape == (5, 6) and len(calls) == 5
     # the last estimate is taken at sigma_0 = 0.01: its effective noise is below sigma_1 = 0.03
     assert r.sigma_after[-1].max() < float(sigmas[-2])
@@ -398,7 +429,7 @@ def test_reconstruct_command(tmp_path):
     np.save(tmp_path / "d.npy", disks(6, 16, seed=1).images)
     args = [EXE, "reconstruct", "--model", str(tmp_path / "m"), "--data", str(tmp_path / "d.npy"),
             "--rows", "0,3", "--n-samples", "3", "--steps", "6", "--max-iter", "3",
-            "--patience", "2", "--n-noise", "2", "--out", str(tmp_path / "r")]  # fmt: skip
+            "--matcher", "descent", "--patience", "2", "--n-noise", "2", "--out", str(tmp_path / "r")]  # fmt: skip
     p = subprocess.run(args, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     info = json.loads((tmp_path / "r/reconstruct.json").read_text())
@@ -458,15 +489,33 @@ def test_distance_command(tmp_path):
     np.save(tmp_path / "d.npy", disks(10, 16, seed=2).images)
     args = [EXE, "distance", "--model", str(tmp_path / "m"), "--data", str(tmp_path / "d.npy"),
             "--images", "3", "--n-samples", "2", "--steps", "4", "--grid", "3", "--max-iter", "2",
-            "--patience", "1", "--bf16", "--n-noise", "2", "--out", str(tmp_path / "r")]  # fmt: skip
+            "--matcher", "descent", "--patience", "1", "--bf16", "--n-noise", "2", "--out",
+            str(tmp_path / "r")]  # fmt: skip
     p = subprocess.run(args, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     study = json.loads((tmp_path / "r/distance.json").read_text())
     assert len(study["pairs"]) == 3 and len(study["d_sq"]) == 3
-    assert all(d >= 0 for d in study["d_sq"]) and all(v > 0 for v in study["phi_sq"])
-    assert study["constants"]["B_over_A"] >= 1
+    # every pair of the 3 rows, and Eq. 4's grid: 3 levels log-spaced from 2.55/255 to 255/255
+    (r0, r1, r2) = rows = study["rows"]
+    assert len(set(rows)) == 3 and study["pairs"] == [[r0, r1], [r0, r2], [r1, r2]]
+    assert study["sigmas"] == pytest.approx([0.01, 0.1, 1.0], rel=1e-6)
+    assert study["phi_sigma"] == pytest.approx(25 / 255, rel=1e-6)
+    # d^2 is the trapezoid rule in log sigma over each pair's integrand; at the lowest level the
+    # guided denoisers of distinct targets differ (~1e-4; ~1e-15 at sigma 1, bf16), so d^2 > 0
+    f, logs = np.array(study["integrands"]), np.log(study["sigmas"])
+    assert f.shape == (3, 3) and np.all(f[:, 0] > 0) and all(v > 0 for v in study["phi_sq"])
+    d_sq, phi_sq = np.array(study["d_sq"]), np.array(study["phi_sq"])
+    np.testing.assert_allclose(d_sq, (0.5 * (f[:, 1:] + f[:, :-1]) * np.diff(logs)).sum(1), 1e-12)
+    # the constants of inequality (3) by hand: the smallest and largest ratio d^2 / ||dphi||^2,
+    # the 5th and 95th percentiles of three values (positions 0.1 and 1.9), Pearson's r
+    lo, mid, hi = np.sort(d_sq / phi_sq)
+    dx, dy = phi_sq - phi_sq.mean(), d_sq - d_sq.mean()
+    expected = {"A": lo, "B": hi, "B_over_A": hi / lo}
+    expected["B_over_A_5_95"] = (mid + 0.9 * (hi - mid)) / (lo + 0.1 * (mid - lo))
+    expected["pearson"] = dx @ dy / np.sqrt((dx @ dx) * (dy @ dy))
+    assert {k: study["constants"][k] for k in expected} == pytest.approx(expected, rel=1e-9)
     assert study["guidance"] == {"lr": 1.0, "max_iter": 2, "tol": 0.05, "patience": 1, "bf16": True,
-                                 "momentum": 0.0}  # fmt: skip
+                                 "momentum": 0.0, "matcher": "descent"}  # fmt: skip
     # the integral cut at the grid's first level is the whole integral
     (first,) = study["by_lower_limit"]  # a grid of 3 levels: one cut that keeps 2+ levels
     assert first["sigma_min"] == pytest.approx(min(study["sigmas"]))
@@ -494,20 +543,19 @@ def test_group_targets_combine_the_phi_of_their_images():
 
     phi_fn = middle_means(model)
     x = torch.rand(3, 1, 16, 16, generator=torch.Generator().manual_seed(0))
-    g = torch.Generator().manual_seed(0)
-    each = ImageTargets(phi_fn, x, 4, g).phi(torch.zeros(3))
-    union = GroupTargets(phi_fn, [x[:2], x[1:]], "max", 4, g).phi(torch.zeros(2))
-    centroid = GroupTargets(phi_fn, [x], "mean", 4, g).phi(torch.zeros(1))
+    each = ImageTargets(phi_fn, x, 4, 0).phi(torch.zeros(3))
+    union = GroupTargets(phi_fn, [x[:2], x[1:]], "max", 4, 0).phi(torch.zeros(2))
+    centroid = GroupTargets(phi_fn, [x], "mean", 4, 0).phi(torch.zeros(1))
     torch.testing.assert_close(union[0], torch.maximum(each[0], each[1]))
     torch.testing.assert_close(union[1], torch.maximum(each[1], each[2]))
     torch.testing.assert_close(centroid[0], each.mean(0))
     with pytest.raises(ValueError, match="combine"):
-        GroupTargets(phi_fn, [x], "median", 4, g)
+        GroupTargets(phi_fn, [x], "median", 4, 0)
     # at a noise level, a centroid of 3 members with 4 draws costs 2 draws per member (6 passes)
     seen = []
     counting = lambda y: seen.append(len(y)) or phi_fn(y)  # noqa: E731
-    GroupTargets(counting, [x], "mean", 4, g).phi(torch.full((1,), 0.1))
-    GroupTargets(counting, [x[:2]], "max", 4, g).phi(torch.full((1,), 0.1))
+    GroupTargets(counting, [x], "mean", 4, 0).phi(torch.full((1,), 0.1))
+    GroupTargets(counting, [x[:2]], "max", 4, 0).phi(torch.full((1,), 0.1))
     assert seen == [6, 8]
 
 
@@ -540,3 +588,82 @@ def test_reconstruct_from_unions_and_cluster_centroids(tmp_path):
             "--clusters-from", str(tmp_path / "c"), "--clusters", "0",
             "--out", str(tmp_path / "x"))  # fmt: skip
     assert p.returncode == 2 and "not the images" in p.stderr and not (tmp_path / "x").exists()
+
+
+def test_one_phi_in_the_store_the_reconstruction_targets_and_eq4(tmp_path):
+    """For one seed and row, the stored phi, Algorithm 1's target and the phi of Eq. 4's pairs
+    are the same numbers: one noise convention (represent.noisy_copies)."""
+    from denoiserlens.data import disks, to_float
+    from denoiserlens.represent import RepresentConfig, represent
+    from denoiserlens.sampling.distance import distance_study
+    from denoiserlens.sampling.reconstruct import GuidanceConfig, ImageTargets, middle_means
+
+    torch.manual_seed(0)
+    model = UNet(preset_config("tiny")).eval()
+    ims = disks(12, 16, seed=4)
+    store = represent(model, ims, tmp_path / "s", RepresentConfig(sigmas=(0.1,), n_noise=4, seed=3))
+    rows = [9, 2, 5]
+    x = to_float(np.stack([ims[r] for r in rows]))
+    phi_fn = middle_means(model)
+    target = ImageTargets(phi_fn, x, 4, 3, rows).phi(torch.full((3,), 0.1))
+    np.testing.assert_allclose(target.numpy(), store.phi(0.1)[rows], rtol=1e-5, atol=1e-7)
+    study = distance_study(phi_fn, model.denoise, x, [(0, 1), (1, 2)], torch.tensor([0.1, 0.5]),
+                           x.repeat_interleave(1, 0), 1, GuidanceConfig(max_iter=1), 4, 0.1, 3,
+                           rows)  # fmt: skip
+    stored = store.phi(0.1)
+    want = [float(((stored[a] - stored[b]) ** 2).sum()) for a, b in ((9, 2), (2, 5))]
+    np.testing.assert_allclose(study["phi_sq"], want, rtol=1e-4)
+
+
+class _ReluOfLinear(torch.nn.Module):
+    """A 'denoiser' whose middle block is ReLU(w_c y) per pixel and channel c (a 1x1 conv)."""
+
+    block_names = ["E", "M", "D"]
+    middle_block = "M"
+    image_channels, size_multiple = 1, 1
+
+    def __init__(self, w: torch.Tensor) -> None:
+        super().__init__()
+        self.w = w
+
+    def blocks_until(self, y, stop):
+        from denoiserlens.models.base import BlockIO
+
+        m = torch.relu(y * self.w.view(1, -1, 1, 1))
+        return {"E": BlockIO("E", y, y), "M": BlockIO("M", y, m)}
+
+
+def test_phi_of_a_relu_of_a_linear_map_has_its_closed_form():
+    """E[ReLU(a + s z)] = a Phi(a / s) + s phi(a / s) with a = w x, s = |w| sigma: phi is the
+    pixel mean of that; the estimate from 400 draws of 64 pixels is within 4 sd of it."""
+    from scipy.stats import norm
+
+    from denoiserlens.represent import phi
+
+    w = torch.tensor([1.0, -2.0, 0.5])
+    x = torch.linspace(-0.5, 0.8, 64).view(1, 1, 8, 8)
+    sigma = 0.3
+    got = phi(_ReluOfLinear(w), x, sigma, n_noise=400, seed=1)[0].double()
+    a = (w.view(-1, 1) * x.flatten()).double()
+    s = (w.abs() * sigma).double().view(-1, 1)
+    want = (a * torch.from_numpy(norm.cdf(a / s)) + s * torch.from_numpy(norm.pdf(a / s))).mean(1)
+    sd = s.squeeze(1) / (64 * 400) ** 0.5
+    assert torch.all((got - want).abs() < 4 * sd), (got, want, sd)
+
+
+def test_samples_do_not_depend_on_the_batch_nor_reconstructions_on_the_target_order(prior):
+    from denoiserlens.sampling.reconstruct import GuidanceConfig, ImageTargets, reconstruct
+
+    denoise = lambda y: prior.blind_denoise(y).float()  # noqa: E731
+    cfg = SamplerConfig(sigma_0=1.0, sigma_L=0.05)
+    whole = sample(denoise, (4, 1, 8, 8), cfg, seed=2)
+    parts = [sample(denoise, (2, 1, 8, 8), cfg, seed=2, ids=ids) for ids in ([0, 1], [2, 3])]
+    torch.testing.assert_close(torch.cat([p.images for p in parts]), whole.images, rtol=0, atol=0)
+    phi_fn = lambda v: v.flatten(1)[:, :3]  # noqa: E731
+    xc = prior.draw(2, torch.Generator().manual_seed(0)).float()
+    kw = dict(guidance=GuidanceConfig(max_iter=2), n_noise=2, seed=4, record_noise=False)
+    sig = torch.logspace(0, -1, 4)
+    ab = reconstruct(phi_fn, denoise, ImageTargets(phi_fn, xc, 2, 4, [5, 7]), 2, sig, **kw)
+    ba = reconstruct(phi_fn, denoise, ImageTargets(phi_fn, xc.flip(0), 2, 4, [7, 5]), 2, sig, **kw)
+    torch.testing.assert_close(ab.images[:2], ba.images[2:], rtol=0, atol=0)
+    torch.testing.assert_close(ab.images[2:], ba.images[:2], rtol=0, atol=0)

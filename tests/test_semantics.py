@@ -152,6 +152,14 @@ def _run(*args):
 
 
 def test_cluster_neighbours_and_probe_commands(labelled_stores):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from denoiserlens.data import split_indices
+
     t = labelled_stores
     p = _run("neighbours", "--store", t / "s", "--out", t / "n", "--query", "0,5", "--k", "6")
     assert p.returncode == 0, p.stderr
@@ -165,8 +173,34 @@ def test_cluster_neighbours_and_probe_commands(labelled_stores):
     c = json.loads((t / "c/clusters.json").read_text())
     assignment = np.load(t / "c/assignments.npy")
     assert assignment.shape == (120,) and sum(c["sizes"]) == 120
-    assert set(c["labels"]) == {"nmi", "ari", "purity"} and 0.5 <= c["labels"]["purity"] <= 1
-    assert 0 <= c["cluster_separation"]["fraction_separated"] <= 1
+    assert set(c["labels"]) == {"nmi", "ari", "purity"}
+    # the scores recomputed from the written assignments: purity by hand, NMI and ARI by sklearn
+    labels = np.load(t / "disks.npz")["labels"]
+    phi = np.load(t / "s/M.npy")[0].astype(np.float64)  # sigma 25, the first of the store
+    majority = sum(np.bincount(labels[assignment == j]).max() for j in range(4))
+    assert c["labels"]["purity"] == pytest.approx(majority / 120, abs=1e-12)
+    assert c["labels"]["nmi"] == pytest.approx(normalized_mutual_info_score(labels, assignment))
+    assert c["labels"]["ari"] == pytest.approx(adjusted_rand_score(labels, assignment))
+    # k-means' fixed point: every row is assigned to its nearest centroid, the inertia is the sum
+    # of those squared distances, and the sizes count the assignments
+    centroids = np.load(t / "c/centroids.npy").astype(np.float64)
+    d2 = ((phi[:, None] - centroids[None]) ** 2).sum(-1)
+    assert np.array_equal(d2.argmin(1), assignment)
+    assert c["inertia"] == pytest.approx(d2.min(1).sum(), rel=1e-4)
+    assert c["sizes"] == np.bincount(assignment, minlength=4).tolist()
+
+    def ratio(groups, a, b):  # centroid distance over the spread along the centroid line
+        xa, xb = phi[groups == a], phi[groups == b]
+        u = xa.mean(0) - xb.mean(0)
+        dist = np.linalg.norm(u)
+        return dist / np.sqrt(0.5 * (np.var(xa @ (u / dist)) + np.var(xb @ (u / dist))))
+
+    ratios = [ratio(assignment, a, b) for a in range(4) for b in range(a + 1, 4)]
+    cs, cl = c["cluster_separation"], c["class_separation"]
+    assert cs["pairs"] == 6 and cs["fraction_separated"] == np.mean(np.array(ratios) > 2)
+    assert cs["median_ratio"] == pytest.approx(np.median(ratios))
+    assert cl["pairs"] == 1 and cl["median_ratio"] == pytest.approx(ratio(labels, 0, 1))
+    assert cl["fraction_separated"] == float(ratio(labels, 0, 1) > 2)
     for fig in ("fig6_separation", "fig6_members", "fig6_tsne"):
         assert (t / "c" / f"{fig}.png").stat().st_size > 5000
 
@@ -177,7 +211,23 @@ def test_cluster_neighbours_and_probe_commands(labelled_stores):
     assert [(r["representation"], r["sigma_255"]) for r in rows] == [
         ("pixels", None), ("trained", 25.0), ("trained", 50.0), ("random", 25.0), ("random", 50.0)
     ]  # fmt: skip
-    assert all(0 <= r[m] <= 1 for r in rows for m in ("knn", "knn_standardized", "linear"))
+    # each accuracy recomputed with scikit-learn on the probe's split (k = 5 of two labels: no
+    # tied votes), from the pixels and from each store's phi at each sigma
+    ref, qry = split_indices(120, 0.2, 0)
+    features = [np.load(t / "disks.npz")["images"].reshape(120, -1) / 255.0]
+    features += [np.load(t / f"{s}/M.npy")[i].astype(np.float64) for s in "sr" for i in (0, 1)]
+    for r, x in zip(rows, features, strict=True):
+        z = StandardScaler().fit(x[ref])
+        knn = KNeighborsClassifier(5, metric="cosine", algorithm="brute")
+        linear = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=0))
+        expected = {
+            "knn": knn.fit(x[ref], labels[ref]).score(x[qry], labels[qry]),
+            "knn_standardized": knn.fit(z.transform(x[ref]), labels[ref]).score(
+                z.transform(x[qry]), labels[qry]
+            ),
+            "linear": linear.fit(x[ref], labels[ref]).score(x[qry], labels[qry]),
+        }
+        assert {m: r[m] for m in expected} == pytest.approx(expected, abs=1e-9), r
     assert rows[0]["dim"] == 32 * 32 and rows[1]["dim"] == 64
     assert "pixels" in p.stdout and "random" in p.stdout
     p = _run("probe", "--store", t / "s", "--out", t / "p-e1", "--key", "E1", "--no-pixels")

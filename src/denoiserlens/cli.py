@@ -97,10 +97,12 @@ def guidance_options(max_iter: int, tol: float):
 
     def wrap(fn):
         opts = [
-            click.option("--matcher", type=click.Choice(["descent", "adam"]),
-                         default="descent", show_default=True,
-                         help="descent: ours (each sample stops on its own, overshooting steps "
-                              "undone); adam: the authors' (Adam on the pixels, lr 0.01)."),
+            click.option("--matcher", type=click.Choice(["adam", "descent"]),
+                         default="adam", show_default=True,
+                         help="adam: the authors' (Adam on the pixels, lr 0.01; on the small "
+                              "preset a third of descent's phi error at less CPU time: "
+                              "BENCHMARKS.md); descent: each sample stops on its own, "
+                              "overshooting steps undone (--patience, --momentum)."),
             click.option("--lr", type=float, default=None,
                          help="Guidance step size [default: 1.0 for descent, 0.01 for adam]."),
             click.option("--max-iter", type=int, default=max_iter, show_default=True,
@@ -296,6 +298,13 @@ def _load_model_cli(path: Path, device: str):
     from denoiserlens.models import load_model
 
     return load_model(path, device=_device(device))
+
+
+def _channel_means(images, device):
+    """The images' per-channel means as a (C, 1, 1) tensor: where Algorithm 1 starts."""
+    import torch
+
+    return torch.tensor(images.channel_means(), device=device).view(-1, 1, 1)
 
 
 def _start_mean(model_path: Path, channels: int, data: str | None, mean: float | None):
@@ -795,9 +804,8 @@ def sample(model_path, out_dir, count, size, preset, mean_data, mean, sigma_0, s
 
     images, steps, finished, last = [], [], [], []
     bar = tqdm(total=count, unit="sample", dynamic_ncols=True)
-    for b0 in range(0, count, batch_size):  # batch b is seeded by (seed, b): any batch size
+    for b0 in range(0, count, batch_size):  # sample i is seeded by (seed, i): any batch size
         n = min(batch_size, count - b0)
-        g = torch.Generator(device=dev).manual_seed(seed * 1_000_003 + b0)
         done = [0]
 
         def progress(k, total, done=done):
@@ -805,7 +813,7 @@ def sample(model_path, out_dir, count, size, preset, mean_data, mean, sigma_0, s
             done[0] = k
 
         out = run_sampler(denoise, (n, model.image_channels, size, size), cfg, mean=start,
-                          generator=g, device=dev, progress=progress)  # fmt: skip
+                          seed=seed, ids=range(b0, b0 + n), device=dev, progress=progress)  # fmt: skip
         images.append(out.images.cpu().numpy().astype(np.float32))
         steps += out.steps.tolist()
         finished += out.finished.tolist()
@@ -869,7 +877,7 @@ def reconstruct(model_path, out_dir, rows, unions, clusters_from, clusters, memb
     from denoiserlens.data import open_data, to_float
     from denoiserlens.fileio import atomic_path, write_json
     from denoiserlens.sampling import SamplerConfig
-    from denoiserlens.sampling.reconstruct import GroupTargets, middle_means
+    from denoiserlens.sampling.reconstruct import GroupTargets, ImageTargets, middle_means
     from denoiserlens.sampling.reconstruct import reconstruct as run_reconstruct
     from denoiserlens.sampling.report import plot_noise_levels, plot_reconstructions
 
@@ -895,15 +903,14 @@ def reconstruct(model_path, out_dir, rows, unions, clusters_from, clusters, memb
     sigmas = None
     if not adaptive:
         sigmas = torch.logspace(math.log10(sigma_max / 255), math.log10(sigma_min / 255), steps + 1)
-    g = torch.Generator(device=dev).manual_seed(seed)
-    mean = images.mean_intensity()  # Algorithm 1 starts from the data mean, not the target's
+    mean = _channel_means(images, dev)  # Algorithm 1 starts from the data mean, not the target's
     phi_fn = middle_means(model)
-    target = targets
+    target = ImageTargets(phi_fn, targets, n_noise, seed, picked)  # noise seeded by row
     if kind != "rows":
         target = GroupTargets(phi_fn, [to_float(np.stack([images[r] for r in gr])).to(dev)
-                                       for gr in groups], combine, n_noise, g)  # fmt: skip
+                                       for gr in groups], combine, n_noise, seed, groups)  # fmt: skip
     r = run_reconstruct(phi_fn, model.denoise, target, n_samples, sigmas, ada, guidance, n_noise,
-                        mean, g, ancestral=ancestral)  # fmt: skip
+                        mean, seed, ancestral=ancestral)  # fmt: skip
     out = Path(out_dir)
     x = r.images.cpu().numpy().astype(np.float32)
     with atomic_path(out / "samples.npy") as tmp, open(tmp, "wb") as f:
@@ -1032,13 +1039,12 @@ def distance(model_path, out_dir, n_images, n_samples, steps, grid, sigma_min, s
     rows = sorted(np.random.default_rng(seed).choice(len(images), n_images, replace=False).tolist())
     _check_images(model, images.subset(rows), pad=False)
     x = to_float(np.stack([images[r] for r in rows])).to(dev)
-    g = torch.Generator(device=dev).manual_seed(seed)
     lo, hi = math.log10(sigma_min / 255), math.log10(sigma_max / 255)
     click.echo(f"{n_samples} reconstructions of each of {n_images} images, then Eq. 4 for "
                f"{n_images * (n_images - 1) // 2} pairs on {grid} noise levels", err=True)  # fmt: skip
     study = distance_experiment(model, x, torch.logspace(hi, lo, steps + 1),
                                 torch.logspace(lo, hi, grid), n_samples, guidance, n_noise,
-                                phi_sigma / 255, images.mean_intensity(), g)  # fmt: skip
+                                phi_sigma / 255, _channel_means(images, dev), seed, rows)  # fmt: skip
     study.update(
         model=str(model_path),
         rows=rows,

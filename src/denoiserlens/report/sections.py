@@ -52,9 +52,9 @@ class Context:
         return self.out / "representation" / f"store-{self.store_key}"
 
     @cached_property
-    def data_mean(self) -> float:
-        """The images' mean pixel value, where Algorithm 1 and the sampler start."""
-        return self.images.mean_intensity()
+    def data_mean(self) -> torch.Tensor:
+        """The images' per-channel means (C, 1, 1), where Algorithm 1 and the sampler start."""
+        return torch.tensor(self.images.channel_means(), device=self.device).view(-1, 1, 1)
 
     def x(self, rows) -> torch.Tensor:
         return to_float(np.stack([self.images[int(r)] for r in rows])).to(self.device)
@@ -225,16 +225,17 @@ def samples(ctx: Context) -> Section:
 
 
 def reconstructions(ctx: Context) -> Section:
-    from denoiserlens.sampling.reconstruct import middle_means, reconstruct
+    from denoiserlens.sampling.reconstruct import ImageTargets, middle_means, reconstruct
     from denoiserlens.sampling.report import plot_noise_levels, plot_reconstructions
 
     sec = Section("reconstructions", "Stochastic reconstruction from phi (Figures 7, 20)")
     rows = [r for r in ctx.cfg.targets if r < len(ctx.images)]
     x = ctx.x(rows)
     sig = torch.logspace(0, -2, ctx.cfg.reconstruction_steps + 1)
-    g = torch.Generator(device=ctx.device).manual_seed(ctx.cfg.seed)
-    r = reconstruct(middle_means(ctx.model), ctx.model.denoise, x, 8, sig, n_noise=ctx.cfg.n_noise,
-                    mean=ctx.data_mean, generator=g, ancestral=True)  # fmt: skip
+    phi_fn = middle_means(ctx.model)
+    targets = ImageTargets(phi_fn, x, ctx.cfg.n_noise, ctx.cfg.seed, rows)
+    r = reconstruct(phi_fn, ctx.model.denoise, targets, 8, sig, n_noise=ctx.cfg.n_noise,
+                    mean=ctx.data_mean, seed=ctx.cfg.seed, ancestral=True)  # fmt: skip
     out = ctx.out / "reconstructions"
     plot_reconstructions(out / "fig7_reconstructions.png", x.cpu().numpy(),
                          r.images.cpu().numpy(), 8)  # fmt: skip
@@ -268,10 +269,9 @@ def distance(ctx: Context) -> Section:
         return sec
     rows = list(range(n))
     x = ctx.x(rows)
-    g = torch.Generator(device=ctx.device).manual_seed(ctx.cfg.seed)
     study = distance_experiment(ctx.model, x, torch.logspace(0, -2, 41), torch.logspace(-2, 0, 10),
                                 6, GuidanceConfig(max_iter=10), 8, _s(ctx.cfg.sigma),
-                                ctx.data_mean, g)  # fmt: skip
+                                ctx.data_mean, ctx.cfg.seed, rows)  # fmt: skip
     pairs = study["pairs"]
     path = ctx.out / "distance" / "fig8_distance.png"
     save_figure(path, lambda ax: plot_distance_study(ax, study), figsize=(4.5, 4))

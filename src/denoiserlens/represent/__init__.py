@@ -5,6 +5,7 @@ from denoiserlens.represent.summaries import (
     draw_noise,
     noise_averaged_maps,
     noise_averaged_means,
+    noisy_copies,
     phi,
 )
 
@@ -14,6 +15,7 @@ __all__ = [
     "draw_noise",
     "noise_averaged_maps",
     "noise_averaged_means",
+    "noisy_copies",
     "phi",
     "represent",
     "weights_hash",

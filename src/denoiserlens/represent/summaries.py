@@ -6,7 +6,10 @@ phi(x, sigma) = E_z[a_bar_M(x + sigma z)], estimated by the mean over ``n_noise`
 computed: for phi, the encoder and the middle block, never the decoder.
 
 Noise is reproducible per image: draw j of the image whose global row is g comes from a generator
-seeded by (seed, g, j), so an image's phi does not depend on the batch it was computed in.
+seeded by (seed, g, j) on the images' device, so an image's phi does not depend on the batch it was
+computed in, and the same draws serve every noise level. :func:`noisy_copies` is the one place that
+draws them: the store, the targets of guided reconstruction (Algorithm 1) and the phi of Eq. 4's
+pairs all go through it, so for one seed and row they are one phi.
 """
 
 from __future__ import annotations
@@ -25,17 +28,47 @@ def _check_sigma(sigma: float) -> None:
 
 
 def draw_noise(
-    shape: Sequence[int], seed: int, rows: Sequence[int], draws: Sequence[int]
+    shape: Sequence[int],
+    seed: int,
+    rows: Sequence[int],
+    draws: Sequence[int],
+    device: str | torch.device = "cpu",
 ) -> torch.Tensor:
-    """z of shape (len(rows) * len(draws), *shape): image-major, draw-minor, one generator each."""
-    z = torch.empty(len(rows) * len(draws), *shape)
+    """z of shape (len(rows) * len(draws), *shape): image-major, draw-minor, one generator each,
+    on ``device`` (CUDA draws differ from CPU draws for the same seed)."""
+    device = torch.device(device)
+    z = torch.empty(len(rows) * len(draws), *shape, device=device)
     k = 0
     for g in rows:
         for j in draws:
-            gen = torch.Generator().manual_seed((seed * 1_000_003 + int(g)) * 1_009 + int(j))
-            z[k] = torch.randn(*shape, generator=gen)
+            gen = torch.Generator(device=device)
+            gen.manual_seed((seed * 1_000_003 + int(g)) * 1_009 + int(j))
+            z[k] = torch.randn(*shape, generator=gen, device=device)
             k += 1
     return z
+
+
+def noisy_copies(
+    x: torch.Tensor,
+    sigma: float | torch.Tensor,
+    n_noise: int,
+    seed: int = 0,
+    rows: Sequence[int] | None = None,
+    first_draw: int = 0,
+) -> tuple[torch.Tensor, int]:
+    """x + sigma z for draws ``first_draw ..`` of each image (image-major, draw-minor) and the
+    number of draws: one where every sigma is 0. ``sigma`` is a number or one per image (N,);
+    ``rows`` are the images' global row numbers (default 0..N-1), which seed the noise."""
+    sig = torch.as_tensor(sigma, dtype=torch.float32, device=x.device).expand(len(x))
+    if not bool((sig >= 0).all()):  # also refuses NaN
+        raise UserError(f"sigma must be >= 0, got {sigma}")
+    rows = list(range(len(x))) if rows is None else list(rows)
+    draws = 1 if bool((sig == 0).all()) else n_noise
+    y = x.repeat_interleave(draws, dim=0)
+    if draws > 1 or bool(sig.any()):
+        z = draw_noise(x.shape[1:], seed, rows, range(first_draw, first_draw + draws), x.device)
+        y = y + sig.repeat_interleave(draws).view(-1, *[1] * (x.dim() - 1)) * z
+    return y, draws
 
 
 def _noisy_blocks(model, x, sigma, blocks, n_noise, seed, rows, first_draw, bf16, channels_last):
@@ -45,17 +78,12 @@ def _noisy_blocks(model, x, sigma, blocks, n_noise, seed, rows, first_draw, bf16
     unknown = [b for b in blocks if b not in model.block_names]
     if unknown:
         raise UserError(f"unknown block(s) {unknown}; this model has {model.block_names}")
-    n, c, h, w = x.shape
-    rows = list(range(n)) if rows is None else list(rows)
-    draws = [first_draw] if sigma == 0 else list(range(first_draw, first_draw + n_noise))
-    y = x.repeat_interleave(len(draws), dim=0)
-    if sigma > 0:
-        y = y + sigma * draw_noise((c, h, w), seed, rows, draws).to(x.device)
+    y, draws = noisy_copies(x, sigma, n_noise, seed, rows, first_draw)
     if channels_last:
         y = y.contiguous(memory_format=torch.channels_last)
     stop = max(blocks, key=model.block_names.index)
     with torch.no_grad(), torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
-        return model.blocks_until(y, stop), len(draws)
+        return model.blocks_until(y, stop), draws
 
 
 def _draw_mean(t: torch.Tensor, n: int, draws: int) -> torch.Tensor:

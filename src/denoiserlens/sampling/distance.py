@@ -30,13 +30,14 @@ the integral cut at each grid level (``by_lower_limit``).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 
 from denoiserlens.sampling.reconstruct import (
     GuidanceConfig,
+    ImageTargets,
     PhiFn,
     guidance_step,
     middle_means,
@@ -79,16 +80,18 @@ def guided_denoiser(
     target: torch.Tensor,
     guidance: GuidanceConfig,
     n_noise: int,
-    generator: torch.Generator,
+    seed: int = 0,
+    row: int = 0,
 ) -> CondDenoise:
     """x_hat(y | phi(target)) at sigma: match phi(y) to phi(target + sigma z) (Algorithm 2), then
-    denoise. ``target`` is one image (1, C, H, W); the target phi is cached per sigma."""
+    denoise. ``target`` is one image (1, C, H, W) of global ``row`` (its noise seed, as in a
+    store); the target phi is cached per sigma."""
     cache: dict[float, torch.Tensor] = {}
 
     def cond(y: torch.Tensor, sigma: float) -> torch.Tensor:
         if sigma not in cache:
             sig = torch.full((1,), sigma, device=target.device)
-            cache[sigma] = target_phi(phi_fn, target, sig, n_noise, generator)
+            cache[sigma] = target_phi(phi_fn, target, sig, n_noise, seed, [row])
         matched, _ = guidance_step(phi_fn, y.float(), cache[sigma].expand(len(y), -1), guidance)
         with torch.no_grad():
             return denoise(matched).float()
@@ -126,18 +129,21 @@ def distance_study(
     guidance: GuidanceConfig | None = None,
     n_noise: int = 20,
     phi_sigma: float = 0.1,
-    generator: torch.Generator | None = None,
+    seed: int = 0,
+    rows: Sequence[int] | None = None,
 ) -> dict:
     """Figure 8 (right): d^2(p_i, p_j) (Eq. 4) against ||phi_i - phi_j||^2 for each pair (i, j)
     of rows of ``images`` (K, C, H, W). ``samples`` (K * n_samples, ...) are draws of each
-    p(x | phi_k), target-major (``reconstruct``). phi is taken at ``phi_sigma``."""
-    g = generator or torch.Generator(device=images.device).manual_seed(0)
+    p(x | phi_k), target-major (``reconstruct``). phi is taken at ``phi_sigma``, with the noise
+    of a store of ``seed`` whose rows are ``rows`` (the images' global rows; default 0..K-1)."""
     guidance = guidance or GuidanceConfig()
     k = len(images)
-    phis = target_phi(phi_fn, images, torch.full((k,), phi_sigma, device=images.device),
-                      n_noise, g)  # fmt: skip
-    cond = [guided_denoiser(phi_fn, denoise, images[i : i + 1], guidance, n_noise, g)
+    rows = list(range(k)) if rows is None else list(rows)
+    sig = torch.full((k,), phi_sigma, device=images.device)
+    phis = target_phi(phi_fn, images, sig, n_noise, seed, rows)
+    cond = [guided_denoiser(phi_fn, denoise, images[i : i + 1], guidance, n_noise, seed, rows[i])
             for i in range(k)]  # fmt: skip
+    g = torch.Generator(device=images.device).manual_seed(seed)  # Eq. 4's Monte Carlo noise
     per = samples.view(k, n_samples, *samples.shape[1:])
     phi_sq, d_sq, curves = [], [], []
     for i, j in pairs:
@@ -176,8 +182,9 @@ def distance_experiment(
     guidance: GuidanceConfig,
     n_noise: int,
     phi_sigma: float,
-    mean: float,
-    generator: torch.Generator,
+    mean: float | torch.Tensor,
+    seed: int = 0,
+    rows: Sequence[int] | None = None,
 ) -> dict:
     """Figure 8 (right) end to end for a model's phi (middle-block means): ``n_samples`` draws of
     each p(x | phi(x_k)) by guided reconstruction (Algorithm 1, ancestral steps on
@@ -186,11 +193,12 @@ def distance_experiment(
     if len(images) < 3:
         raise ValueError("the constants of inequality (3) need at least 3 images (2 pairs)")
     phi_fn = middle_means(model)
-    rec = reconstruct(phi_fn, model.denoise, images, n_samples, sample_sigmas, None, guidance,
-                      n_noise, mean, generator, ancestral=True)  # fmt: skip
+    targets = ImageTargets(phi_fn, images, n_noise, seed, rows)
+    rec = reconstruct(phi_fn, model.denoise, targets, n_samples, sample_sigmas, None, guidance,
+                      n_noise, mean, seed, ancestral=True)  # fmt: skip
     pairs = list(itertools.combinations(range(len(images)), 2))
     return distance_study(phi_fn, model.denoise, images, pairs, grid_sigmas, rec.images,
-                          n_samples, guidance, n_noise, phi_sigma, generator)  # fmt: skip
+                          n_samples, guidance, n_noise, phi_sigma, seed, targets.rows)  # fmt: skip
 
 
 def plot_distance_study(ax, study: dict) -> None:

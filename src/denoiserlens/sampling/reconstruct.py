@@ -18,13 +18,14 @@ without gradients.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 
 from denoiserlens.models import Denoiser
-from denoiserlens.sampling.unconditional import SamplerConfig, effective_sigma
+from denoiserlens.represent.summaries import noisy_copies
+from denoiserlens.sampling.unconditional import SampleNoise, SamplerConfig, effective_sigma, ks_step
 
 PhiFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -49,9 +50,10 @@ MATCHERS = ("descent", "adam")
 class GuidanceConfig:
     """Algorithm 2: matcher, learning rate, iteration cap and relative stopping threshold.
 
-    ``matcher`` "descent" (ours: gradient descent on the summed squared error, each sample
-    stopping on its own, a step that raised the loss undone and halved) or "adam" (the authors':
-    :func:`adam_matching`). ``lr`` None is the matcher's own default: 1.0 for descent, 0.01 for
+    ``matcher`` "adam" (the authors': :func:`adam_matching`; the default, chosen by measurement:
+    a lower phi error at lower CPU time, BENCHMARKS.md "Matchers") or "descent" (gradient
+    descent on the summed squared error, each sample stopping on its own, a step that raised the
+    loss undone and halved). ``lr`` None is the matcher's own default: 1.0 for descent, 0.01 for
     adam (theirs). ``patience`` > 0 also stops a descent sample whose loss fell by less than 1%
     over its last ``patience`` iterations (0: never); ``bf16``: the matching passes run under
     bf16 autocast (the target phi and the reported final match stay float32); ``momentum`` > 0:
@@ -63,7 +65,7 @@ class GuidanceConfig:
     patience: int = 0
     bf16: bool = False
     momentum: float = 0.0
-    matcher: str = "descent"
+    matcher: str = "adam"
 
     def __post_init__(self) -> None:
         if self.matcher not in MATCHERS:
@@ -186,14 +188,19 @@ def guidance_step(
 
 
 def target_phi(
-    phi_fn: PhiFn, xc: torch.Tensor, sigma: torch.Tensor, n_noise: int, generator: torch.Generator
+    phi_fn: PhiFn,
+    xc: torch.Tensor,
+    sigma: torch.Tensor,
+    n_noise: int,
+    seed: int = 0,
+    rows: Sequence[int] | None = None,
 ) -> torch.Tensor:
-    """phi(x^c + sigma z) averaged over ``n_noise`` draws, one sigma per target: (K, d)."""
-    k = len(xc)
-    z = torch.randn((k * n_noise, *xc.shape[1:]), generator=generator, device=xc.device)
-    y = xc.repeat_interleave(n_noise, 0) + sigma.repeat_interleave(n_noise).view(-1, 1, 1, 1) * z
+    """phi(x^c + sigma z) averaged over ``n_noise`` draws, one sigma per target: (K, d). The draws
+    are :func:`~denoiserlens.represent.noisy_copies`' (seeded per (seed, row, draw)), so with
+    ``phi_fn`` = :func:`middle_means` this is the stored phi of those rows at that sigma."""
+    y, draws = noisy_copies(xc, sigma, n_noise, seed, rows)
     with torch.no_grad():
-        return phi_fn(y).view(k, n_noise, -1).mean(1)
+        return phi_fn(y).float().view(len(xc), draws, -1).mean(1)
 
 
 def _scatter(b: int, idx: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
@@ -202,16 +209,20 @@ def _scatter(b: int, idx: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
 
 
 class ImageTargets:
-    """Targets given as images (K, C, H, W): phi(x^c_k + sigma_k z), ``n_noise`` draws."""
+    """Targets given as images (K, C, H, W): phi(x^c_k + sigma_k z), ``n_noise`` draws seeded by
+    (``seed``, ``rows[k]``) as in a representation store (default rows 0..K-1). The same draws
+    serve every noise level, so the target at sigma is the function phi(x^c, sigma) of section
+    2.3 (the authors draw fresh noise at each level: the same expectation)."""
 
-    def __init__(self, phi_fn: PhiFn, images: torch.Tensor, n_noise: int, generator) -> None:
-        self.phi_fn, self.images, self.n_noise, self.generator = phi_fn, images, n_noise, generator
+    def __init__(self, phi_fn: PhiFn, images: torch.Tensor, n_noise: int, seed: int = 0,
+                 rows: Sequence[int] | None = None) -> None:  # fmt: skip
+        self.phi_fn, self.images, self.n_noise, self.seed = phi_fn, images, n_noise, seed
+        self.rows = list(range(len(images))) if rows is None else list(rows)
         self.count, self.shape, self.device = len(images), tuple(images.shape[1:]), images.device
 
     def phi(self, sigma: torch.Tensor) -> torch.Tensor:
         """Target phi of each target at its noise level ``sigma`` (K,): (K, d)."""
-        draws = 1 if bool((sigma == 0).all()) else self.n_noise
-        return target_phi(self.phi_fn, self.images, sigma, draws, self.generator)
+        return target_phi(self.phi_fn, self.images, sigma, self.n_noise, self.seed, self.rows)
 
 
 class GroupTargets(ImageTargets):
@@ -222,25 +233,29 @@ class GroupTargets(ImageTargets):
     A centroid averages over members and noise draws alike, so each member gets
     ceil(n_noise / members) draws: about ``n_noise`` encoder passes per target, as for an image,
     instead of members x n_noise. A union takes each image's own noise-averaged phi (n_noise
-    draws each) before the maximum."""
+    draws each) before the maximum. ``rows`` gives each group's members' global rows (their
+    noise seeds; default: numbered in order over all groups)."""
 
     def __init__(self, phi_fn: PhiFn, groups: list[torch.Tensor], combine: str, n_noise: int,
-                 generator) -> None:  # fmt: skip
+                 seed: int = 0, rows: list[Sequence[int]] | None = None) -> None:  # fmt: skip
         if combine not in ("mean", "max"):
             raise ValueError(f"combine must be mean or max, got {combine!r}")
         if not groups or any(len(gr) == 0 for gr in groups):
             raise ValueError("every target group needs at least one image")
-        super().__init__(phi_fn, groups[0], n_noise, generator)
+        super().__init__(phi_fn, groups[0], n_noise, seed)
+        if rows is None:
+            first = [sum(len(gr) for gr in groups[:k]) for k in range(len(groups))]
+            rows = [range(f, f + len(gr)) for f, gr in zip(first, groups, strict=True)]
         self.groups, self.combine, self.count = groups, combine, len(groups)
+        self.member_rows = [list(r) for r in rows]
+        self.rows = [r[0] for r in self.member_rows]
 
     def phi(self, sigma: torch.Tensor) -> torch.Tensor:
         out = []
         for k, images in enumerate(self.groups):
             sig = sigma[k].expand(len(images))
-            draws = 1 if float(sigma[k]) == 0 else self.n_noise
-            if self.combine == "mean":
-                draws = -(-draws // len(images))
-            p = target_phi(self.phi_fn, images, sig, draws, self.generator)
+            draws = -(-self.n_noise // len(images)) if self.combine == "mean" else self.n_noise
+            p = target_phi(self.phi_fn, images, sig, draws, self.seed, self.member_rows[k])
             out.append(p.mean(0) if self.combine == "mean" else p.max(0).values)
         return torch.stack(out)
 
@@ -269,7 +284,7 @@ def reconstruct(
     guidance: GuidanceConfig = GuidanceConfig(),
     n_noise: int = 20,
     mean: float | torch.Tensor = 0.5,
-    generator: torch.Generator | None = None,
+    seed: int = 0,
     final_phi_sigma: float = 0.0,
     ancestral: bool = False,
     record_noise: bool = True,
@@ -293,20 +308,24 @@ def reconstruct(
     ``record_noise=False`` skips the extra denoising that measures the noise level before each
     matching step (Figure 20; ``sigma_before`` is then NaN). ``guide_fn`` replaces Algorithm 2
     (same signature as :func:`guidance_step`; the benchmarks pass the authors' variant).
+
+    Randomness is seeded by ``seed``: image targets' noise per (seed, row, draw) as in a store
+    (:class:`ImageTargets`), and sample j of the target of row r draws from its own generator
+    (seed, r * n_samples + j): a target's reconstructions do not depend on the other targets,
+    their order or the batch.
     """
     if (sigmas is None) == (adaptive is None):
         raise ValueError("give either a sigma schedule or an adaptive sampler configuration")
     dev = targets.device
-    g = generator or torch.Generator(device=dev).manual_seed(0)
     if isinstance(targets, torch.Tensor):
-        targets = ImageTargets(phi_fn, targets, n_noise, g)
+        targets = ImageTargets(phi_fn, targets, n_noise, seed)
     k = targets.count
     owner = torch.arange(k, device=dev).repeat_interleave(n_samples)  # target of each sample
     shape = (k * n_samples, *targets.shape)
+    ids = [r * n_samples + j for r in targets.rows for j in range(n_samples)]
+    noise = SampleNoise(seed, ids, dev)
     sigma0 = float(sigmas[0]) if sigmas is not None else adaptive.sigma_0
-    x = torch.as_tensor(mean, dtype=torch.float32, device=dev) + sigma0 * torch.randn(
-        shape, generator=g, device=dev
-    )
+    x = torch.as_tensor(mean, dtype=torch.float32, device=dev) + sigma0 * noise.randn(shape[1:])
     b = shape[0]
     active = torch.ones(b, dtype=torch.bool, device=dev)
     level = torch.full((b,), sigma0, device=dev)  # each sample's current noise level
@@ -334,10 +353,10 @@ def reconstruct(
         sigma = effective_sigma(d)
         after.append(_scatter(b, idx, sigma))
         x_hat[idx] = est
-        z = torch.randn(shape, generator=g, device=dev)[idx]
         if sigmas is not None:
             if t == steps:  # the estimate at the last level, sigma_0, is the sample
                 break
+            z = noise.randn(shape[1:], idx)
             nxt = float(sigmas[t])
             if ancestral:  # E[x_{t-1} | x_t] and the spread of x_{t-1} given x_t and x
                 cur = float(sigmas[t - 1])
@@ -349,9 +368,10 @@ def reconstruct(
         else:
             done = sigma < adaptive.sigma_L
             h = adaptive.step_size(t)
-            gamma = sigma * math.sqrt(max((1 - adaptive.beta * h) ** 2 - (1 - h) ** 2, 0.0))
             go = ~done
-            x[idx[go]] = x[idx[go]] + h * d[go] + gamma[go].view(-1, 1, 1, 1) * z[go]
+            if go.any():
+                z = noise.randn(shape[1:], idx[go])
+                x[idx[go]] = ks_step(x[idx[go]], d[go], sigma[go], h, adaptive.beta, z)
             level[idx[go]] = (1 - adaptive.beta * h) * sigma[go]
             active[idx[done]] = False
             if not active.any():

@@ -31,7 +31,7 @@ otherwise took 2300 steps to overflow).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -90,6 +90,28 @@ class Samples:
     finished: torch.Tensor  # (B,) bool: reached sigma_L within max_steps (and never diverged)
 
 
+class SampleNoise:
+    """One generator per sample, seeded by (seed, id): a sample's noise depends on its id only,
+    not on the batch it is drawn in nor on when the others finish."""
+
+    def __init__(self, seed: int, ids: Sequence[int], device: str | torch.device = "cpu") -> None:
+        self.device = torch.device(device)
+        self.generators = []
+        for i in ids:
+            g = torch.Generator(device=self.device)
+            g.manual_seed(seed * 1_000_003 + int(i) + 7)
+            self.generators.append(g)
+
+    def __len__(self) -> int:
+        return len(self.generators)
+
+    def randn(self, shape: Sequence[int], idx: torch.Tensor | None = None) -> torch.Tensor:
+        """One draw of ``shape`` for each sample in ``idx`` (default: all), stacked."""
+        which = range(len(self)) if idx is None else idx.tolist()
+        return torch.stack([torch.randn(*shape, generator=self.generators[i], device=self.device)
+                            for i in which])  # fmt: skip
+
+
 def effective_sigma(residual: torch.Tensor) -> torch.Tensor:
     """||d|| / sqrt(N) per sample of a (B, ...) residual: the noise level a blind denoiser sees."""
     flat = residual.flatten(1).float()
@@ -101,31 +123,31 @@ def sample(
     shape: tuple[int, ...],
     cfg: SamplerConfig = SamplerConfig(),
     mean: float | torch.Tensor = 0.5,
-    generator: torch.Generator | None = None,
-    seed: int | None = None,
+    seed: int = 0,
+    ids: Sequence[int] | None = None,
     device: str | torch.device = "cpu",
     progress: Callable[[int, int], None] | None = None,
 ) -> Samples:
     """Draw ``shape[0]`` samples of shape ``shape[1:]`` (see the module docstring).
 
-    ``denoise(y) -> x_hat`` is called without gradients on the unfinished samples only. The noise
-    of every step is drawn for the whole batch from ``generator`` (or ``seed``), so a sample's
-    trajectory does not depend on when the others finish. ``progress(done, total)`` is called
+    ``denoise(y) -> x_hat`` is called without gradients on the unfinished samples only. Sample i
+    draws its noise from its own generator, seeded by (``seed``, ``ids[i]``; default ids 0..B-1):
+    the same seed and id give the same sample in any batch. ``progress(done, total)`` is called
     after each step.
     """
-    if generator is None:
-        generator = torch.Generator(device=device).manual_seed(0 if seed is None else seed)
     device = torch.device(device)
     b = shape[0]
+    noise = SampleNoise(seed, range(b) if ids is None else ids, device)
+    if len(noise) != b:
+        raise ValueError(f"{len(noise)} ids for {b} samples")
     m = torch.as_tensor(mean, dtype=torch.float32, device=device)
-    y = m + cfg.sigma_0 * torch.randn(shape, generator=generator, device=device)
+    y = m + cfg.sigma_0 * noise.randn(shape[1:])
     x_hat = y.clone()
     active = torch.ones(b, dtype=torch.bool, device=device)
     finished = torch.zeros(b, dtype=torch.bool, device=device)
     steps = torch.zeros(b, dtype=torch.long, device=device)
     history = []
     for t in range(1, cfg.max_steps + 1):
-        z = torch.randn(shape, generator=generator, device=device)  # whole batch: reproducible
         idx = active.nonzero().squeeze(1)
         with torch.no_grad():
             est = denoise(y[idx]).float()
@@ -140,13 +162,22 @@ def sample(
         done = sigma < cfg.sigma_L
         finished[idx[done]] = True
         stop = done | diverged
-        h = cfg.step_size(t)
-        gamma = sigma * math.sqrt(max((1 - cfg.beta * h) ** 2 - (1 - h) ** 2, 0.0))
         go = idx[~stop]
-        y[go] = y[go] + h * d[~stop] + gamma[~stop].view(-1, *[1] * (len(shape) - 1)) * z[go]
+        if len(go):
+            y[go] = ks_step(y[go], d[~stop], sigma[~stop], cfg.step_size(t), cfg.beta,
+                                   noise.randn(shape[1:], go))  # fmt: skip
         active[idx[stop]] = False
         if progress is not None:
             progress(int((~active).sum()), b)
         if not active.any():
             break
     return Samples(x_hat, torch.stack(history), steps, finished)
+
+
+def ks_step(
+    y: torch.Tensor, d: torch.Tensor, sigma: torch.Tensor, h: float, beta: float, z: torch.Tensor
+) -> torch.Tensor:
+    """y + h d + gamma z with gamma = sigma sqrt((1 - beta h)^2 - (1 - h)^2) (Kadkhodaie &
+    Simoncelli 2021): the noise of y falls by (1 - beta h); ``sigma`` is per sample (B,)."""
+    gamma = sigma * math.sqrt(max((1 - beta * h) ** 2 - (1 - h) ** 2, 0.0))
+    return y + h * d + gamma.view(-1, *[1] * (y.dim() - 1)) * z
