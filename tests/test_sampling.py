@@ -429,7 +429,8 @@ def test_reconstruct_command(tmp_path):
     np.save(tmp_path / "d.npy", disks(6, 16, seed=1).images)
     args = [EXE, "reconstruct", "--model", str(tmp_path / "m"), "--data", str(tmp_path / "d.npy"),
             "--rows", "0,3", "--n-samples", "3", "--steps", "6", "--max-iter", "3",
-            "--matcher", "descent", "--patience", "2", "--n-noise", "2", "--out", str(tmp_path / "r")]  # fmt: skip
+            "--matcher", "descent", "--patience", "2", "--n-noise", "2",
+            "--out", str(tmp_path / "r")]  # fmt: skip
     p = subprocess.run(args, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     info = json.loads((tmp_path / "r/reconstruct.json").read_text())
