@@ -163,7 +163,7 @@ def test_sample_command(tmp_path):
     assert np.array_equal(np.load(tmp_path / "s/samples.npy"), samples)
     bad = subprocess.run(args[:7] + ["12"] + args[8:], capture_output=True, text=True)
     assert bad.returncode == 2 and "divisible by 8" in bad.stderr
-    bad = subprocess.run(args + ["--sigma-L", "300"], capture_output=True, text=True)
+    bad = subprocess.run(args + ["--sigma-L", "800"], capture_output=True, text=True)
     assert bad.returncode == 2 and "sigma_L" in bad.stderr
 
 

@@ -208,19 +208,21 @@ def probe(ctx: Context) -> Section:
 
 def samples(ctx: Context) -> Section:
     from denoiserlens.analysis.figures import save_image_grid
-    from denoiserlens.sampling import SamplerConfig, sample
+    from denoiserlens.sampling import SAMPLER_PRESETS, sample
 
     sec = Section("samples", "Unconditional samples (Figure 19)")
     shape = (ctx.cfg.samples, ctx.model.image_channels, *ctx.images.fixed_size)
     mean = ctx.data_mean
-    s = sample(ctx.model.denoise, shape, SamplerConfig(sigma_0=1.0, sigma_L=0.01), mean=mean,
+    s = sample(ctx.model.denoise, shape, SAMPLER_PRESETS["ks2021"], mean=mean,
                seed=ctx.cfg.seed, device=ctx.device)  # fmt: skip
     path = ctx.out / "samples" / "fig19_samples.png"
     save_image_grid(path, s.images.cpu().numpy())
     sec.figures = [_rel(ctx, path)]
     sec.numbers = {"median_steps": int(s.steps.median()), "finished": int(s.finished.sum())}
     sec.text = (f"{ctx.cfg.samples} samples drawn by the blind stochastic sampler (the noise level "
-                f"read off the residual), median {sec.numbers['median_steps']} steps.")  # fmt: skip
+                f"read off the residual), median {sec.numbers['median_steps']} steps, with the quick "
+                "ks2021 preset; the authors' slower `sample --preset representation` matches "
+                "the data's brightness better (BENCHMARKS.md, Sampler presets).")  # fmt: skip
     return sec
 
 
