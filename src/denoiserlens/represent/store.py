@@ -96,7 +96,7 @@ class Store:
     @property
     def phi_key(self) -> str:
         """The middle block, whose noise-averaged means are phi; an error if it was not stored
-        (stores written before 0.1 named another block when the middle one was left out)."""
+        (stores written before 2026-12 named another block when the middle one was left out)."""
         blocks = self.meta.get("model_blocks")
         key = blocks[len(blocks) // 2] if blocks else self.meta["phi_key"]
         if key not in self.meta["arrays"]:

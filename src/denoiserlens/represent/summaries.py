@@ -74,7 +74,6 @@ def noisy_copies(
 def _noisy_blocks(model, x, sigma, blocks, n_noise, seed, rows, first_draw, bf16, channels_last):
     """Run the blocks up to the last of ``blocks`` on the tiled noisy batch (image-major, draw-
     minor); returns ({name: BlockIO}, number of draws)."""
-    _check_sigma(sigma)
     unknown = [b for b in blocks if b not in model.block_names]
     if unknown:
         raise UserError(f"unknown block(s) {unknown}; this model has {model.block_names}")
