@@ -35,3 +35,30 @@ def assert_user_error(proc, pattern: str) -> None:
     ]
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert pattern in lines[0], lines[0]
+
+
+def run_cli(argv, check: bool = False, **_subprocess_kwargs):
+    """Run ``denoiserlens ARGS`` in this process (no interpreter and torch start-up per call, the
+    suite's main cost) with subprocess.run's interface: an object with returncode, stdout and
+    stderr. ``argv`` may start with the ``denoiserlens`` executable; an exception that escapes the
+    command is a traceback on stderr with status 1, as in a real process."""
+    import traceback
+    from types import SimpleNamespace
+
+    from click.testing import CliRunner
+
+    from denoiserlens.cli import main
+
+    args = [str(a) for a in argv]
+    if args and args[0].endswith("denoiserlens"):
+        args = args[1:]
+    r = CliRunner().invoke(main, args)
+    stderr, code = r.stderr, r.exit_code
+    if r.exception is not None and not isinstance(r.exception, SystemExit):
+        stderr += "Traceback (most recent call last):\n" + "".join(
+            traceback.format_exception(*r.exc_info)
+        )
+        code = 1
+    if check and code != 0:
+        raise AssertionError(f"denoiserlens {' '.join(args)} exited {code}: {stderr}")
+    return SimpleNamespace(returncode=code, stdout=r.stdout, stderr=stderr)

@@ -1,7 +1,6 @@
 """The command line: happy paths, and every bad input gives one stderr line and exit status 2."""
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import BFCNN_GRAY, SET12, assert_user_error, need
+from conftest import BFCNN_GRAY, SET12, assert_user_error, need, run_cli
 from denoiserlens.data import disks
 from denoiserlens.models import UNet, preset_config, save_weights
 from denoiserlens.train import TrainConfig, train
@@ -19,7 +18,7 @@ EXE = str(Path(sys.executable).parent / "denoiserlens")
 
 
 def run(*args, ok=True):
-    proc = subprocess.run([EXE, *map(str, args)], capture_output=True, text=True, timeout=600)
+    proc = run_cli([EXE, *map(str, args)], capture_output=True, text=True, timeout=600)
     if ok:
         assert proc.returncode == 0, proc.stderr
     return proc

@@ -3,6 +3,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import run_cli
 from denoiserlens import UserError
 from denoiserlens.geometry import (
     JacobianOperator,
@@ -86,7 +87,6 @@ def test_full_jacobian_refuses_large_images(bias_free):
 
 def test_jacobian_command(tmp_path, bias_free):
     import json
-    import subprocess
     import sys
     from pathlib import Path
 
@@ -99,7 +99,7 @@ def test_jacobian_command(tmp_path, bias_free):
     args = [exe, "jacobian", "--model", str(tmp_path / "m"), "--data", str(tmp_path / "d.npy"),
             "--rows", "1", "--sigmas", "25,50", "--k", "4", "--full", "--probes", "8",
             "--out", str(tmp_path / "j")]  # fmt: skip
-    p = subprocess.run(args, capture_output=True, text=True)
+    p = run_cli(args, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     res = json.loads((tmp_path / "j/jacobian.json").read_text())["results"]
     assert [r["sigma_255"] for r in res] == [25, 50]
@@ -111,11 +111,11 @@ def test_jacobian_command(tmp_path, bias_free):
         assert (tmp_path / "j" / name).stat().st_size > 3000
     big = tmp_path / "big.npy"
     np.save(big, disks(1, 96, seed=0).images)
-    p = subprocess.run([exe, "jacobian", "--model", str(tmp_path / "m"), "--data", str(big),
+    p = run_cli([exe, "jacobian", "--model", str(tmp_path / "m"), "--data", str(big),
                         "--full", "--k", "2", "--out", str(tmp_path / "x")],
                        capture_output=True, text=True)  # fmt: skip
     assert p.returncode == 2 and "too large" in p.stderr and not (tmp_path / "x").exists()
-    p = subprocess.run(args[:-4] + ["--probes", "1", "--out", str(tmp_path / "x")],
+    p = run_cli(args[:-4] + ["--probes", "1", "--out", str(tmp_path / "x")],
                        capture_output=True, text=True)  # fmt: skip
     assert (
         p.returncode == 2 and "--probes must be >= 2" in p.stderr and not (tmp_path / "x").exists()
@@ -145,7 +145,6 @@ def test_psnr_slope_of_known_denoisers():
 
 def test_slope_command(tmp_path, bias_free):
     import json
-    import subprocess
     import sys
     from pathlib import Path
 
@@ -153,14 +152,14 @@ def test_slope_command(tmp_path, bias_free):
 
     exe = str(Path(sys.executable).parent / "denoiserlens")
     save_model(bias_free, tmp_path / "m")
-    p = subprocess.run([exe, "slope", "--model", str(tmp_path / "m"), "--data",
+    p = run_cli([exe, "slope", "--model", str(tmp_path / "m"), "--data",
                         "c-alpha:6:16:0.5", "--alpha", "0.5", "--sigmas", "10,40",
                         "--out", str(tmp_path / "s")], capture_output=True, text=True)  # fmt: skip
     assert p.returncode == 0, p.stderr
     c = json.loads((tmp_path / "s/slope.json").read_text())["curves"]["m"]
     assert len(c["psnr_in"]) == 2 and c["optimal_slope"] == pytest.approx(1 / 3)
     assert (tmp_path / "s/psnr_slope.png").stat().st_size > 3000
-    p = subprocess.run([exe, "slope", "--model", str(tmp_path / "m"), "--data",
+    p = run_cli([exe, "slope", "--model", str(tmp_path / "m"), "--data",
                         "c-alpha:6:16:0.5", "--sigmas", "0,40", "--out", str(tmp_path / "x")],
                        capture_output=True, text=True)  # fmt: skip
     assert p.returncode == 2 and "all > 0" in p.stderr and not (tmp_path / "x").exists()
@@ -211,7 +210,6 @@ def test_sweep_measures_only_samples_that_reached_sigma_L():
 
 def test_generalization_command_runs_and_resumes(tmp_path):
     import json
-    import subprocess
     import sys
     from pathlib import Path
 
@@ -219,7 +217,7 @@ def test_generalization_command_runs_and_resumes(tmp_path):
     args = [exe, "generalization", "--data", "disks:40:16:0", "--sizes", "1,8", "--steps", "20",
             "--batch-size", "4", "--n-samples", "3", "--sigma-L", "20", "--out",
             str(tmp_path / "g")]  # fmt: skip
-    p = subprocess.run(args, capture_output=True, text=True)
+    p = run_cli(args, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     res = json.loads((tmp_path / "g/results.json").read_text())
     assert set(res["per_size"]) == {"1", "8"}
@@ -250,29 +248,29 @@ def test_generalization_command_runs_and_resumes(tmp_path):
             assert r["paired_median"] == pytest.approx(np.median(paired))
     weights = tmp_path / "g/N8/a/weights.safetensors"
     before = weights.stat().st_mtime_ns
-    p = subprocess.run(args, capture_output=True, text=True)  # rerun: nothing retrained
+    p = run_cli(args, capture_output=True, text=True)  # rerun: nothing retrained
     assert p.returncode == 0 and "training" not in p.stderr and weights.stat().st_mtime_ns == before
     assert json.loads((tmp_path / "g/results.json").read_text()) == res
     # killed before its first checkpoint: the run is started again, not "resumed" from nothing
     (tmp_path / "g/N8/a/train_state.safetensors").unlink()
     (tmp_path / "g/N8/a/weights.safetensors").unlink()
-    p = subprocess.run(args, capture_output=True, text=True)
+    p = run_cli(args, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     assert "N = 8, model a: training" in p.stderr and "N = 8, model b" not in p.stderr
     # more steps than the runs had: they continue; the samples are drawn again
     samples = tmp_path / "g/N1/samples.npz"
     before = samples.stat().st_mtime_ns
-    p = subprocess.run(args[:7] + ["30"] + args[8:], capture_output=True, text=True)
+    p = run_cli(args[:7] + ["30"] + args[8:], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     assert "N = 1, model a: training" in p.stderr and samples.stat().st_mtime_ns != before
     after = samples.stat().st_mtime_ns
-    p = subprocess.run(args[:5] + ["1,30"] + args[6:], capture_output=True, text=True)
+    p = run_cli(args[:5] + ["1,30"] + args[6:], capture_output=True, text=True)
     assert p.returncode == 2 and "need 60" in p.stderr
     # the same folder with another architecture: refused, nothing retrained or resampled
-    p = subprocess.run(args + ["--norm", "none"], capture_output=True, text=True)
+    p = run_cli(args + ["--norm", "none"], capture_output=True, text=True)
     assert p.returncode == 2 and "another architecture" in p.stderr
     assert samples.stat().st_mtime_ns == after
-    p = subprocess.run(args[:5] + ["1"] + args[6:-1] + [str(tmp_path / "r"), "--residual"],
+    p = run_cli(args[:5] + ["1"] + args[6:-1] + [str(tmp_path / "r"), "--residual"],
                        capture_output=True, text=True)  # fmt: skip
     assert p.returncode == 0, p.stderr
     config = json.loads((tmp_path / "r/N1/a/config.json").read_text())

@@ -1,6 +1,5 @@
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -9,6 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import run_cli
 from denoiserlens.data import disks
 from denoiserlens.models import UNet, preset_config, save_model
 from denoiserlens.report import SECTIONS
@@ -47,7 +47,7 @@ def report_dir(tmp_path_factory):
     (tmp / "cheap.toml").write_text(CHEAP)
     args = [EXE, "report", "--model", str(tmp / "m"), "--data", str(tmp / "data"),
             "--labels-from-dirs", "--config", str(tmp / "cheap.toml"), "--out", str(tmp / "r")]  # fmt: skip
-    p = subprocess.run(args, capture_output=True, text=True)
+    p = run_cli(args, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     return tmp, args
 
@@ -64,6 +64,9 @@ def test_report_writes_every_section_and_valid_metrics(report_dir):
         with Image.open(tmp / "r" / src) as im:  # every figure exists and is a PNG
             assert im.format == "PNG" and min(im.size) >= 16, src
     assert metrics["sections"]["representation"]["findings"]
+    quality = metrics["sections"]["samples"]["quality"]  # 16x16: no classifier, pixels only
+    assert quality["n"] == 4 and quality["frechet"] is None and quality["data"]["max"] > 0.5
+    assert "pixels (samples vs data): mean" in page
     assert len(list((tmp / "r/explorer").glob("*.png"))) == 24
     assert "denoising/vs-bm3d/psnr.png" in page  # BM3D and the model, same images and noise
     vs = json.loads((tmp / "r/denoising/vs-bm3d/results.json").read_text())
@@ -86,7 +89,7 @@ def test_rerun_reuses_finished_sections(report_dir):
     tmp, args = report_dir
     saved = {p.name: p.stat().st_mtime_ns for p in (tmp / "r/sections").glob("*.json")}
     (tmp / "r/sections/distance.json").unlink()  # as if interrupted during that section
-    p = subprocess.run(args, capture_output=True, text=True)
+    p = run_cli(args, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     now = {p.name: p.stat().st_mtime_ns for p in (tmp / "r/sections").glob("*.json")}
     assert set(now) == set(saved)
@@ -99,7 +102,7 @@ def test_changed_settings_recompute_only_the_sections_that_read_them(report_dir,
     args = args[:-1] + [str(tmp_path / "r")]
     saved = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "r/sections").glob("*.json")}
     (tmp_path / "c.toml").write_text(CHEAP.replace("jacobian_k = 3", "jacobian_k = 2"))
-    p = subprocess.run(args[:-3] + [str(tmp_path / "c.toml")] + args[-2:], capture_output=True,
+    p = run_cli(args[:-3] + [str(tmp_path / "c.toml")] + args[-2:], capture_output=True,
                        text=True)  # fmt: skip
     assert p.returncode == 0, p.stderr
     now = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "r/sections").glob("*.json")}
@@ -107,7 +110,7 @@ def test_changed_settings_recompute_only_the_sections_that_read_them(report_dir,
     # a setting of the representation store: a new store replaces the old one, no error
     (old_store,) = (tmp_path / "r/representation").glob("store-*")
     (tmp_path / "c.toml").write_text(CHEAP.replace("n_noise = 2", "n_noise = 3"))
-    p = subprocess.run(args[:-3] + [str(tmp_path / "c.toml")] + args[-2:], capture_output=True,
+    p = run_cli(args[:-3] + [str(tmp_path / "c.toml")] + args[-2:], capture_output=True,
                        text=True)  # fmt: skip
     assert p.returncode == 0, p.stderr
     (new_store,) = (tmp_path / "r/representation").glob("store-*")
@@ -125,7 +128,7 @@ def test_report_errors(tmp_path, report_dir):
         (["--model", str(tmp / "m")], "both --model and --data"),
         (["--model", str(tmp / "m"), "--data", str(tmp / "data"), "--skip", "nope"], "nope"),
     ):
-        p = subprocess.run([EXE, "report", *args, "--out", str(tmp_path / "x")],
+        p = run_cli([EXE, "report", *args, "--out", str(tmp_path / "x")],
                            capture_output=True, text=True)  # fmt: skip
         assert p.returncode == 2 and message in p.stderr, (args, p.stderr)
         assert not (tmp_path / "x").exists()

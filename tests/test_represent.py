@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import run_cli
 from denoiserlens import UserError
 from denoiserlens.data import disks
 from denoiserlens.models import UNet, preset_config, save_model
@@ -101,7 +102,7 @@ def test_store_killed_and_resumed_equals_uninterrupted(model, tmp_path):
     args = ["represent", "--model", run, "--data", tmp_path / "d.npy", "--sigmas", "10,40",
             "--n-noise", "4", "--chunk-size", "4", "--batch-size", "4", "--blocks", "E2,M"]  # fmt: skip
     args = [str(a) for a in args]
-    subprocess.run([EXE, *args, "--out", str(tmp_path / "full")], check=True, capture_output=True)
+    run_cli([EXE, *args, "--out", str(tmp_path / "full")], check=True, capture_output=True)
     proc = subprocess.Popen([EXE, *args, "--out", str(tmp_path / "cut")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     deadline = time.time() + 120
@@ -113,11 +114,9 @@ def test_store_killed_and_resumed_equals_uninterrupted(model, tmp_path):
     assert 5 <= finished < 48, "the run was not cut in the middle"
     with pytest.raises(UserError, match="incomplete"):
         Store(tmp_path / "cut")
-    again = subprocess.run(
-        [EXE, *args, "--out", str(tmp_path / "cut")], capture_output=True, text=True
-    )
+    again = run_cli([EXE, *args, "--out", str(tmp_path / "cut")], capture_output=True, text=True)
     assert again.returncode == 2 and "--resume" in again.stderr
-    resumed = subprocess.run([EXE, *args, "--out", str(tmp_path / "cut"), "--resume"],
+    resumed = run_cli([EXE, *args, "--out", str(tmp_path / "cut"), "--resume"],
                              capture_output=True, text=True)  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr
     full, cut = Store(tmp_path / "full"), Store(tmp_path / "cut")
@@ -132,8 +131,8 @@ def test_analyze_a_store_writes_figures_and_metrics(model, tmp_path):
     args = ["represent", "--model", tmp_path / "m", "--data", "disks:48:32:1", "--out",
             tmp_path / "s", "--sigmas", "0,50,127.5", "--n-noise", "2", "--blocks", "all",
             "--inputs"]  # fmt: skip
-    subprocess.run([EXE, *map(str, args)], check=True, capture_output=True)
-    p = subprocess.run([EXE, "analyze", "--store", str(tmp_path / "s"), "--out",
+    run_cli([EXE, *map(str, args)], check=True, capture_output=True)
+    p = run_cli([EXE, "analyze", "--store", str(tmp_path / "s"), "--out",
                         str(tmp_path / "a"), "--model", str(tmp_path / "m"), "--map-images", "20"],
                        capture_output=True, text=True)  # fmt: skip
     assert p.returncode == 0, p.stderr
@@ -175,7 +174,7 @@ def test_analyze_a_store_writes_figures_and_metrics(model, tmp_path):
     assert all(("[holds] " + c in p.stdout) or ("[does not hold] " + c in p.stdout) for c in claims)
     for fig in figs:
         assert (tmp_path / "a" / f"{fig}.png").stat().st_size > 5000
-    p = subprocess.run([EXE, "analyze", "--store", str(tmp_path / "s"), "--out", str(tmp_path / "b"),
+    p = run_cli([EXE, "analyze", "--store", str(tmp_path / "s"), "--out", str(tmp_path / "b"),
                         "--query", "999"], capture_output=True, text=True)  # fmt: skip
     assert p.returncode == 2 and "outside" in p.stderr and not (tmp_path / "b").exists()
 
@@ -187,7 +186,7 @@ def test_represent_under_torchrun_matches_one_process(model, tmp_path):
     args = ["represent", "--model", tmp_path / "m", "--data", "disks:40:32:2", "--sigmas", "20",
             "--n-noise", "3", "--chunk-size", "6", "--blocks", "E3,M"]  # fmt: skip
     args = [str(a) for a in args]
-    subprocess.run([EXE, *args, "--out", str(tmp_path / "one")], check=True, capture_output=True)
+    run_cli([EXE, *args, "--out", str(tmp_path / "one")], check=True, capture_output=True)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
            "--master_port=29533", EXE, *args, "--out", str(tmp_path / "two")]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

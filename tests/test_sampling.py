@@ -1,5 +1,4 @@
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -7,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import assert_user_error
+from conftest import assert_user_error, run_cli
 from denoiserlens.models import UNet, preset_config, save_model
 from denoiserlens.sampling import GaussianPrior, SamplerConfig, effective_sigma, sample
 
@@ -146,9 +145,9 @@ def test_sample_command(tmp_path):
     save_model(UNet(preset_config("tiny", bias=False, norm="batch")).eval(), tmp_path / "m")
     args = [EXE, "sample", "--model", str(tmp_path / "m"), "--n", "4", "--size", "16",
             "--mean", "0.5", "--out", str(tmp_path / "s"), "--seed", "1", "--max-steps", "30"]  # fmt: skip
-    no_mean = subprocess.run(args[:8] + args[10:], capture_output=True, text=True)
+    no_mean = run_cli(args[:8] + args[10:], capture_output=True, text=True)
     assert_user_error(no_mean, "records no training data mean")  # save_model records none
-    p = subprocess.run(args, capture_output=True, text=True)
+    p = run_cli(args, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     samples = np.load(tmp_path / "s/samples.npy")
     info = json.loads((tmp_path / "s/sampling.json").read_text())
@@ -158,12 +157,12 @@ def test_sample_command(tmp_path):
 
     with Image.open(tmp_path / "s/samples.png") as grid:  # 4 tiles of 16 in one row, 2 px apart
         assert grid.size == (4 * 18 + 2, 20)
-    p = subprocess.run(args[:-2] + ["--max-steps", "30"], capture_output=True, text=True)
+    p = run_cli(args[:-2] + ["--max-steps", "30"], capture_output=True, text=True)
     assert p.returncode == 0  # the same seed again: the same samples
     assert np.array_equal(np.load(tmp_path / "s/samples.npy"), samples)
-    bad = subprocess.run(args[:7] + ["12"] + args[8:], capture_output=True, text=True)
+    bad = run_cli(args[:7] + ["12"] + args[8:], capture_output=True, text=True)
     assert bad.returncode == 2 and "divisible by 8" in bad.stderr
-    bad = subprocess.run(args + ["--sigma-L", "800"], capture_output=True, text=True)
+    bad = run_cli(args + ["--sigma-L", "800"], capture_output=True, text=True)
     assert bad.returncode == 2 and "sigma_L" in bad.stderr
 
 
@@ -188,13 +187,13 @@ def test_sampler_presets_and_the_recorded_data_mean(tmp_path):
     assert recorded == pytest.approx([want], abs=1e-9)
     base = [EXE, "sample", "--model", str(tmp_path / "run"), "--n", "2", "--size", "16",
             "--max-steps", "2", "--preset", "representation"]  # fmt: skip
-    p = subprocess.run(base + ["--out", str(tmp_path / "a")], capture_output=True, text=True)
+    p = run_cli(base + ["--out", str(tmp_path / "a")], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     info = json.loads((tmp_path / "a/sampling.json").read_text())
     assert info["mean"] == recorded and info["config"]["sigma_0"] == 3.0
     assert info["config"]["fixed_step"] is True and info["config"]["beta"] == 0.05
     np.save(tmp_path / "flat.npy", np.full((3, 16, 16), 51, dtype=np.uint8))
-    p = subprocess.run(base + ["--data", str(tmp_path / "flat.npy"), "--out", str(tmp_path / "b")],
+    p = run_cli(base + ["--data", str(tmp_path / "flat.npy"), "--out", str(tmp_path / "b")],
                        capture_output=True, text=True)  # fmt: skip
     assert p.returncode == 0, p.stderr
     assert json.loads((tmp_path / "b/sampling.json").read_text())["mean"] == pytest.approx([0.2])
@@ -431,7 +430,7 @@ def test_reconstruct_command(tmp_path):
             "--rows", "0,3", "--n-samples", "3", "--steps", "6", "--max-iter", "3",
             "--matcher", "descent", "--patience", "2", "--n-noise", "2",
             "--out", str(tmp_path / "r")]  # fmt: skip
-    p = subprocess.run(args, capture_output=True, text=True)
+    p = run_cli(args, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     info = json.loads((tmp_path / "r/reconstruct.json").read_text())
     assert info["rows"] == [0, 3] and np.array(info["phi_cosine"]).shape == (2, 3)
@@ -440,14 +439,14 @@ def test_reconstruct_command(tmp_path):
     assert np.load(tmp_path / "r/samples.npy").shape == (6, 1, 16, 16)
     for fig in ("fig7_reconstructions", "fig20_noise_levels"):
         assert (tmp_path / "r" / f"{fig}.png").stat().st_size > 3000
-    p = subprocess.run(args[:7] + ["0,9"] + args[8:-2] + ["--out", str(tmp_path / "x")],
+    p = run_cli(args[:7] + ["0,9"] + args[8:-2] + ["--out", str(tmp_path / "x")],
                        capture_output=True, text=True)  # fmt: skip
     assert p.returncode == 2 and "outside" in p.stderr and not (tmp_path / "x").exists()
     # targets the model cannot take: colour images for a gray model, sizes not divisible by 8
     np.save(tmp_path / "rgb.npy", np.zeros((2, 16, 16, 3), np.uint8))
     np.save(tmp_path / "odd.npy", np.zeros((2, 12, 12), np.uint8))
     for data, message in (("rgb.npy", "3-channel image"), ("odd.npy", "not divisible by 8")):
-        p = subprocess.run(args[:5] + [str(tmp_path / data)] + args[6:-2]
+        p = run_cli(args[:5] + [str(tmp_path / data)] + args[6:-2]
                            + ["--rows", "0", "--out", str(tmp_path / "x")],
                            capture_output=True, text=True)  # fmt: skip
         assert p.returncode == 2 and message in p.stderr, p.stderr
@@ -492,7 +491,7 @@ def test_distance_command(tmp_path):
             "--images", "3", "--n-samples", "2", "--steps", "4", "--grid", "3", "--max-iter", "2",
             "--matcher", "descent", "--patience", "1", "--bf16", "--n-noise", "2", "--out",
             str(tmp_path / "r")]  # fmt: skip
-    p = subprocess.run(args, capture_output=True, text=True)
+    p = run_cli(args, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     study = json.loads((tmp_path / "r/distance.json").read_text())
     assert len(study["pairs"]) == 3 and len(study["d_sq"]) == 3
@@ -523,14 +522,14 @@ def test_distance_command(tmp_path):
     assert first["B_over_A"] == pytest.approx(study["constants"]["B_over_A"])
     assert "B/A with the integral from sigma_min up" in p.stdout
     assert (tmp_path / "r/fig8_distance.png").stat().st_size > 3000
-    p = subprocess.run(args[:-2] + ["--momentum", "1.5", "--out", str(tmp_path / "x")],
+    p = run_cli(args[:-2] + ["--momentum", "1.5", "--out", str(tmp_path / "x")],
                        capture_output=True, text=True)  # fmt: skip
     assert_user_error(p, "momentum")
     assert not (tmp_path / "x").exists()
-    p = subprocess.run(args[:-4] + ["--images", "50", "--out", str(tmp_path / "x")],
+    p = run_cli(args[:-4] + ["--images", "50", "--out", str(tmp_path / "x")],
                        capture_output=True, text=True)  # fmt: skip
     assert p.returncode == 2 and "exceeds" in p.stderr
-    p = subprocess.run(args[:-4] + ["--images", "2", "--out", str(tmp_path / "x")],
+    p = run_cli(args[:-4] + ["--images", "2", "--out", str(tmp_path / "x")],
                        capture_output=True, text=True)  # fmt: skip
     assert p.returncode == 2 and "--images >= 3" in p.stderr and not (tmp_path / "x").exists()
 
@@ -567,7 +566,7 @@ def test_reconstruct_from_unions_and_cluster_centroids(tmp_path):
     save_model(UNet(preset_config("tiny")).eval(), tmp_path / "m")
     np.save(tmp_path / "d.npy", disks(12, 16, seed=3).images)
     common = ["--model", str(tmp_path / "m"), "--data", str(tmp_path / "d.npy")]
-    run = lambda *a: subprocess.run([EXE, *a], capture_output=True, text=True)  # noqa: E731
+    run = lambda *a: run_cli([EXE, *a], capture_output=True, text=True)  # noqa: E731
     fast = ["--n-samples", "2", "--steps", "3", "--max-iter", "2", "--n-noise", "2"]
     p = run("reconstruct", *common, *fast, "--union", "0+1,2+3", "--out", str(tmp_path / "u"))
     assert p.returncode == 0, p.stderr

@@ -1,5 +1,4 @@
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -7,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import run_cli
 from denoiserlens.analysis.clusters import kmeans, pair_separation, separation
 from denoiserlens.analysis.labels import cluster_label_scores, knn_accuracy, purity, standardize
 from denoiserlens.analysis.neighbours import nearest_neighbours
@@ -141,14 +141,14 @@ def labelled_stores(tmp_path_factory):
     common = ["--model", tmp / "m", "--data", tmp / "disks.npz", "--sigmas", "25,50",
               "--n-noise", "2", "--blocks", "E1,M"]  # fmt: skip
     for name, extra in (("s", []), ("r", ["--random-weights", "--seed", "3"])):
-        p = subprocess.run([EXE, "represent", *map(str, common), "--out", str(tmp / name), *extra],
+        p = run_cli([EXE, "represent", *map(str, common), "--out", str(tmp / name), *extra],
                            capture_output=True, text=True)  # fmt: skip
         assert p.returncode == 0, p.stderr
     return tmp
 
 
 def _run(*args):
-    return subprocess.run([EXE, *map(str, args)], capture_output=True, text=True)
+    return run_cli([EXE, *map(str, args)], capture_output=True, text=True)
 
 
 def test_cluster_neighbours_and_probe_commands(labelled_stores):

@@ -137,6 +137,13 @@ def guidance_options(max_iter: int, tol: float):
     return wrap
 
 
+def classifier_option(what: str):
+    """``--classifier DIR``: the classifier that judges generated images (issue 19)."""
+    return click.option("--classifier", "classifier_path", type=click.Path(path_type=Path),
+                        default=None, help=f"{what} `denoiserlens classifier` folder [default: the "
+                        "bundled Fashion-MNIST one, for 32x32 gray images].")  # fmt: skip
+
+
 def _data_spec(kw: dict):
     from denoiserlens.data import DataSpec
 
@@ -457,6 +464,47 @@ def _method_name(path: Path, taken: dict) -> str:
 
 
 @main.command()
+@data_options
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
+@click.option("--epochs", type=int, default=4, show_default=True, help="Passes over the images.")
+@click.option("--batch-size", type=int, default=128, show_default=True, help="Images per step.")
+@click.option("--lr", type=float, default=2e-3, show_default=True, help="Peak (one-cycle) rate.")
+@click.option(
+    "--test-fraction",
+    type=float,
+    default=0.05,
+    show_default=True,
+    help="Held out for the accuracy.",
+)
+@click.option("--half", is_flag=True, help="Store the weights as float16 (to ship them).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@user_errors
+def classifier(out_dir, epochs, batch_size, lr, test_fraction, half, seed, device, **data_kw):
+    """Train the small classifier whose features and predictions judge generated images (the
+    Frechet distance and class agreement of `sample --reference` and `reconstruct`), on labelled
+    images: e.g. --data fashion-mnist --pad-to 32 (the bundled one)."""
+    from denoiserlens.data import open_data
+    from denoiserlens.quality import ClassifierConfig, save_classifier, train_classifier
+
+    spec = _data_spec(data_kw)
+    try:
+        cfg = ClassifierConfig(epochs=epochs, batch_size=batch_size, lr=lr,
+                               test_fraction=test_fraction, seed=seed)  # fmt: skip
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    if Path(out_dir, "weights.safetensors").exists():
+        raise UserError(f"{out_dir} already holds a classifier; choose another --out")
+    images = open_data(spec)
+    transforms = {k: getattr(spec, k) for k in ("channels", "size", "max_side", "pad_to")}
+    clf = train_classifier(images, cfg, {k: v for k, v in transforms.items() if v is not None},
+                           _device(device), progress=click.echo)  # fmt: skip
+    save_classifier(clf, out_dir, half=half)
+    acc = "no held-out images" if clf.accuracy is None else f"held-out accuracy {clf.accuracy:.3f}"
+    click.echo(f"{len(clf.class_names)} classes, {acc}; weights.safetensors in {out_dir}")
+
+
+@main.command()
 @click.option(
     "--out",
     "out_dir",
@@ -766,11 +814,20 @@ def probe(stores, out_dir, pixels, k, query_fraction, linear, key, seed):
 @click.option("--max-steps", type=int, default=None)
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--bf16", is_flag=True, help="bf16 autocast for the network.")
+@click.option(
+    "--reference",
+    default=None,
+    help="Held-out images (a --data source, e.g. fashion-mnist:test): print and save "
+    "pixel statistics and the Frechet distance in --classifier's features, with "
+    "the data-vs-data floor at the same n (needs 2 x --n images).",
+)
+@classifier_option("Frechet distance and class shares by this")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @user_errors
 def sample(model_path, out_dir, count, size, preset, mean_data, mean, sigma_0, sigma_L, h0, beta,
-           fixed_step, max_steps, batch_size, bf16, seed, device):  # fmt: skip
+           fixed_step, max_steps, batch_size, bf16, reference, classifier_path, seed,
+           device):  # fmt: skip
     """Unconditional samples (Figure 19): the blind sampler of Kadkhodaie & Simoncelli (2021),
     the noise level read off the residual. Writes samples.png, samples.npy and sampling.json."""
     from dataclasses import replace
@@ -781,6 +838,7 @@ def sample(model_path, out_dir, count, size, preset, mean_data, mean, sigma_0, s
 
     from denoiserlens.analysis.figures import save_image_grid
     from denoiserlens.fileio import atomic_path, write_json
+    from denoiserlens.quality import sample_quality
     from denoiserlens.sampling import SAMPLER_PRESETS
     from denoiserlens.sampling import sample as run_sampler
 
@@ -798,6 +856,8 @@ def sample(model_path, out_dir, count, size, preset, mean_data, mean, sigma_0, s
         raise UserError(f"--size {size} is not divisible by {model.size_multiple}")
     means = _start_mean(model_path, model.image_channels, mean_data, mean)
     start = torch.tensor(means, device=dev).view(-1, 1, 1)
+    shape = (model.image_channels, size, size)
+    judge = None if reference is None else _sample_judge(reference, classifier_path, shape, count)
 
     def denoise(y):
         with torch.autocast(torch.device(dev).type, dtype=torch.bfloat16, enabled=bf16):
@@ -833,6 +893,31 @@ def sample(model_path, out_dir, count, size, preset, mean_data, mean, sigma_0, s
     n_done = sum(finished)
     click.echo(f"{count} samples ({n_done} reached sigma_L), median {int(np.median(steps))} "
                f"steps; samples.png, samples.npy, sampling.json in {out_dir}")  # fmt: skip
+    if judge is not None:
+        clf, ref = judge
+        q = sample_quality(x, ref, clf, seed)
+        write_json(Path(out_dir) / "quality.json", {"reference": reference, "classifier": (
+            str(classifier_path or "bundled") if clf else None), **q.to_dict()})  # fmt: skip
+        for line in q.lines():
+            click.echo(line)
+
+
+def _sample_judge(reference: str, classifier_path, shape: tuple, count: int):
+    """(classifier or None, reference images) for ``sample --reference``, checked before any
+    sampling: the classifier must take images of ``shape``, the reference hold enough images."""
+    from denoiserlens.quality import fitting_classifier, open_reference
+
+    clf = fitting_classifier(classifier_path, shape)
+    if clf is None:
+        _warn("no classifier takes these images: pixel statistics only (train one with "
+              "`denoiserlens classifier`)")  # fmt: skip
+    ref = open_reference(reference, clf)
+    need = 2 * count if clf else count
+    if len(ref) < need or tuple(ref.shape[1:]) != tuple(shape):
+        raise UserError(f"--reference {reference}: {len(ref)} images of "
+                        f"{'x'.join(map(str, ref.shape[1:]))}; {count} samples need {need} of "
+                        f"{'x'.join(map(str, shape))}")  # fmt: skip
+    return clf, ref
 
 
 @main.command()
@@ -862,12 +947,13 @@ def sample(model_path, out_dir, count, size, preset, mean_data, mean, sigma_0, s
 @click.option("--beta", type=float, default=0.5, show_default=True, help="Adaptive: noise.")
 @guidance_options(max_iter=20, tol=0.05)
 @click.option("--n-noise", type=int, default=20, show_default=True)
+@classifier_option("Class agreement of --rows targets with their reconstructions, by this")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @user_errors
 def reconstruct(model_path, out_dir, rows, unions, clusters_from, clusters, members, n_samples,
                 sigma_max, sigma_min, steps, ancestral, adaptive, h0, beta, guidance, n_noise,
-                seed, device, **data_kw):  # fmt: skip
+                classifier_path, seed, device, **data_kw):  # fmt: skip
     """Self-guided stochastic reconstruction from phi (Algorithms 1, 2; Figures 7, 20): samples
     whose phi matches each target's. Targets are images (--rows), unions of two images' active
     channels (--union) or cluster centroids (--clusters-from). Writes fig7_reconstructions.png,
@@ -877,6 +963,7 @@ def reconstruct(model_path, out_dir, rows, unions, clusters_from, clusters, memb
 
     from denoiserlens.data import open_data, to_float
     from denoiserlens.fileio import atomic_path, write_json
+    from denoiserlens.quality import fitting_classifier, reconstruction_quality
     from denoiserlens.sampling import SamplerConfig
     from denoiserlens.sampling.reconstruct import GroupTargets, ImageTargets, middle_means
     from denoiserlens.sampling.reconstruct import reconstruct as run_reconstruct
@@ -925,7 +1012,13 @@ def reconstruct(model_path, out_dir, rows, unions, clusters_from, clusters, memb
                       r.sigma_after.cpu().numpy())  # fmt: skip
     cos = r.cosine.view(len(picked), n_samples).tolist()
     rel = r.relative_error.view(len(picked), n_samples).tolist()
+    quality = None
+    clf = fitting_classifier(classifier_path, x.shape[1:]) if kind == "rows" else None
+    if clf is not None:
+        labels = None if images.labels is None else images.labels[picked]
+        quality = reconstruction_quality(x, targets.cpu().numpy(), clf, labels)
     write_json(out / "reconstruct.json", {
+        "quality": quality and quality.to_dict(),
         "model": str(model_path), "targets": kind, "groups": groups, "rows": picked,
         "names": [images.names[i] for i in picked],
         "n_samples": n_samples, "seed": seed, "adaptive": adaptive, "ancestral": ancestral,
@@ -935,6 +1028,8 @@ def reconstruct(model_path, out_dir, rows, unions, clusters_from, clusters, memb
     for i, row in enumerate(picked):
         click.echo(f"{kind} target {i} (row {row}): phi cosine {np.median(cos[i]):.3f}, relative error "
                    f"{np.median(rel[i]):.3f} (median of {n_samples} samples)")  # fmt: skip
+    for line in quality.lines() if quality else []:
+        click.echo(line)
     click.echo(f"fig7_reconstructions.png, fig20_noise_levels.png, samples.npy, "
                f"reconstruct.json in {out_dir}")  # fmt: skip
 

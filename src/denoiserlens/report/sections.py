@@ -216,17 +216,37 @@ def samples(ctx: Context) -> Section:
     s = sample(ctx.model.denoise, shape, SAMPLER_PRESETS["ks2021"], mean=mean,
                seed=ctx.cfg.seed, device=ctx.device)  # fmt: skip
     path = ctx.out / "samples" / "fig19_samples.png"
-    save_image_grid(path, s.images.cpu().numpy())
+    x = s.images.cpu().numpy()
+    save_image_grid(path, x)
     sec.figures = [_rel(ctx, path)]
-    sec.numbers = {"median_steps": int(s.steps.median()), "finished": int(s.finished.sum())}
+    q = _sample_quality(ctx, x)
+    sec.numbers = {"median_steps": int(s.steps.median()), "finished": int(s.finished.sum()),
+                   "quality": q.to_dict()}  # fmt: skip
     sec.text = (f"{ctx.cfg.samples} samples drawn by the blind stochastic sampler (the noise level "
                 f"read off the residual), median {sec.numbers['median_steps']} steps, with the quick "
                 "ks2021 preset; the authors' slower `sample --preset representation` matches "
-                "the data's brightness better (BENCHMARKS.md, Sampler presets).")  # fmt: skip
+                "the data's brightness better (BENCHMARKS.md, Sampler presets). The paper "
+                "(Figure 19): samples look like images of the training set. Here, against "
+                f"{q.n} of the report's images: " + "; ".join(q.lines()) + ".")  # fmt: skip
     return sec
 
 
+def _sample_quality(ctx: Context, x: np.ndarray):
+    """Samples against the report's images (held out from training when the data is a test set):
+    pixel statistics, and the Frechet distance when a classifier takes such images and the data
+    has 2n of them."""
+    from denoiserlens.quality import fitting_classifier, images_as_float, sample_quality
+
+    n = len(x)
+    clf = fitting_classifier(None, x.shape[1:])
+    if clf is not None and len(ctx.images) < 2 * n:
+        clf = None
+    ref = images_as_float(ctx.images, np.arange(min(len(ctx.images), 4 * n)))
+    return sample_quality(x, ref, clf, ctx.cfg.seed)
+
+
 def reconstructions(ctx: Context) -> Section:
+    from denoiserlens.quality import fitting_classifier, reconstruction_quality
     from denoiserlens.sampling.reconstruct import ImageTargets, middle_means, reconstruct
     from denoiserlens.sampling.report import plot_noise_levels, plot_reconstructions
 
@@ -256,6 +276,13 @@ def reconstructions(ctx: Context) -> Section:
                 f" relative error {sec.numbers['phi_relative_error_median']:.3f}. The matching "
                 f"step changes the effective noise level by a median {change:.1%} (the paper: it "
                 "does not change it).")  # fmt: skip
+    clf = fitting_classifier(None, x.shape[1:])
+    if clf is not None:
+        labels = None if ctx.images.labels is None else ctx.images.labels[rows]
+        q = reconstruction_quality(r.images.cpu().numpy(), x.cpu().numpy(), clf, labels)
+        sec.numbers["quality"] = q.to_dict()
+        sec.text += (" The paper (Figure 7): the samples are images of the target's kind, "
+                     "though no pixel is shared. Here: " + "; ".join(q.lines()) + ".")  # fmt: skip
     return sec
 
 

@@ -63,13 +63,14 @@ class GaussianPrior:
         u2 = self._coords(y) ** 2
         lam = self.eigvals
         grid = torch.logspace(-10, 2, 49, dtype=torch.float64)  # candidate sigma^2
-        var = lam[None, :, None] + grid[None, None, :]  # (1, n, G)
-        loglik = -0.5 * (var.log() + u2[:, :, None] / var).sum(1)  # (B, G)
+        var = lam[:, None] + grid[None, :]  # (n, G)
+        loglik = -0.5 * (var.log().sum(0) + u2 @ (1 / var))  # (B, G): one matrix product
         s = grid[loglik.argmax(1)]
         for _ in range(newton_steps):  # refine sigma^2 by Newton steps on the log-likelihood
-            v = lam + s[:, None]
-            grad = -0.5 * (1 / v - u2 / v**2).sum(1)
-            hess = 0.5 * (1 / v**2 - 2 * u2 / v**3).sum(1)
+            r = (lam + s[:, None]).reciprocal()  # 1 / v
+            a = u2 * r
+            grad = -0.5 * (r * (1 - a)).sum(1)  # d/ds of -0.5 sum(log v + u2 / v)
+            hess = 0.5 * (r * r * (1 - 2 * a)).sum(1)
             step = torch.where(hess < 0, -grad / hess, torch.zeros_like(s))
             s = (s + step).clamp_min(0.0)
         return s.sqrt()

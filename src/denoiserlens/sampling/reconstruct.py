@@ -310,7 +310,7 @@ def reconstruct(
     (same signature as :func:`guidance_step`; the benchmarks pass the authors' variant).
 
     Randomness is seeded by ``seed``: image targets' noise per (seed, row, draw) as in a store
-    (:class:`ImageTargets`), and sample j of the target of row r draws from its own generator
+    (:class:`ImageTargets`), and sample j of the target of row r draws its own noise stream
     (seed, r * n_samples + j): a target's reconstructions do not depend on the other targets,
     their order or the batch.
     """

@@ -91,25 +91,38 @@ class Samples:
 
 
 class SampleNoise:
-    """One generator per sample, seeded by (seed, id): a sample's noise depends on its id only,
-    not on the batch it is drawn in nor on when the others finish."""
+    """Noise seeded by (seed, id): a sample's noise depends on its id only, not on the batch it is
+    drawn in nor on when the others finish.
+
+    Ids are grouped in aligned blocks of ``BLOCK`` (ids 0-15, 16-31, ...), one generator per block
+    seeded by (seed, block); every call draws the whole block of every block present and hands
+    each sample its row. A sample's t-th draw is thus the same in any batch, while a call costs
+    one draw per block instead of one per sample (1500 samples: 94 draws, not 1500).
+    """
+
+    BLOCK = 16
 
     def __init__(self, seed: int, ids: Sequence[int], device: str | torch.device = "cpu") -> None:
         self.device = torch.device(device)
+        ids_t = torch.as_tensor(list(ids), dtype=torch.long)
+        blocks = sorted({int(v) for v in (ids_t // self.BLOCK).tolist()})
         self.generators = []
-        for i in ids:
+        for blk in blocks:
             g = torch.Generator(device=self.device)
-            g.manual_seed(seed * 1_000_003 + int(i) + 7)
+            g.manual_seed(seed * 1_000_003 + blk + 7)
             self.generators.append(g)
+        position = {blk: k for k, blk in enumerate(blocks)}
+        rows = [position[int(i) // self.BLOCK] * self.BLOCK + int(i) % self.BLOCK for i in ids_t]
+        self.rows = torch.tensor(rows, dtype=torch.long, device=self.device)
 
     def __len__(self) -> int:
-        return len(self.generators)
+        return len(self.rows)
 
     def randn(self, shape: Sequence[int], idx: torch.Tensor | None = None) -> torch.Tensor:
         """One draw of ``shape`` for each sample in ``idx`` (default: all), stacked."""
-        which = range(len(self)) if idx is None else idx.tolist()
-        return torch.stack([torch.randn(*shape, generator=self.generators[i], device=self.device)
-                            for i in which])  # fmt: skip
+        draws = torch.cat([torch.randn(self.BLOCK, *shape, generator=g, device=self.device)
+                           for g in self.generators])  # fmt: skip
+        return draws[self.rows if idx is None else self.rows[idx]]
 
 
 def effective_sigma(residual: torch.Tensor) -> torch.Tensor:
@@ -131,8 +144,8 @@ def sample(
     """Draw ``shape[0]`` samples of shape ``shape[1:]`` (see the module docstring).
 
     ``denoise(y) -> x_hat`` is called without gradients on the unfinished samples only. Sample i
-    draws its noise from its own generator, seeded by (``seed``, ``ids[i]``; default ids 0..B-1):
-    the same seed and id give the same sample in any batch. ``progress(done, total)`` is called
+    draws its own noise stream (:class:`SampleNoise`), seeded by (``seed``, ``ids[i]``; default
+    ids 0..B-1): the same seed and id give the same sample in any batch. ``progress(done, total)`` is called
     after each step.
     """
     device = torch.device(device)

@@ -1,0 +1,48 @@
+"""Quality of generated images without a download: a small classifier trained here, the Frechet
+distance in its features, class agreement of reconstructions, pixel statistics (issue 19)."""
+
+from denoiserlens.quality.classifier import (
+    BUNDLED_CLASSIFIER,
+    Classifier,
+    ClassifierConfig,
+    ImageClassifier,
+    fitting_classifier,
+    images_as_float,
+    load_classifier,
+    open_reference,
+    save_classifier,
+    train_classifier,
+)
+from denoiserlens.quality.measures import (
+    PixelStats,
+    ReconstructionQuality,
+    SampleQuality,
+    frechet_distance,
+    frechet_from_moments,
+    histogram_distance,
+    pixel_stats,
+    reconstruction_quality,
+    sample_quality,
+)
+
+__all__ = [
+    "BUNDLED_CLASSIFIER",
+    "Classifier",
+    "ClassifierConfig",
+    "ImageClassifier",
+    "PixelStats",
+    "ReconstructionQuality",
+    "SampleQuality",
+    "frechet_distance",
+    "frechet_from_moments",
+    "histogram_distance",
+    "fitting_classifier",
+    "images_as_float",
+    "load_classifier",
+    "open_reference",
+    "pixel_stats",
+    "reconstruction_quality",
+    "sample_quality",
+    "save_classifier",
+    "train_classifier",
+]
