@@ -260,7 +260,7 @@ def test_semantic_commands_refuse_bad_input(labelled_stores, tmp_path):
          "no sigma 7"),
         (["probe", "--store", t / "s", "--store", tmp_path / "u", "--out", tmp_path / "p"],
          "other images"),
-        (["probe", "--store", t / "s", "--out", tmp_path / "p", "--k", "0"], "--k must be"),
+        (["probe", "--store", t / "s", "--out", tmp_path / "p", "--k", "0"], "0 is not in the range x>=1"),
         (["probe", "--store", t / "s", "--out", tmp_path / "p", "--key", "E9"], "no array 'E9'"),
         (["cluster", "--store", t / "s", "--out", tmp_path / "c", "--k", "3", "--n-init", "0"],
          "--n-init"),

@@ -37,6 +37,49 @@ def user_errors(fn):
     return wrapper
 
 
+class Finite(click.ParamType):
+    """A finite float (no NaN, no inf) at or above ``low`` (strictly above if ``open_low``)."""
+
+    name = "number"
+
+    def __init__(self, low: float | None = None, open_low: bool = False) -> None:
+        self.low, self.open_low = low, open_low
+
+    def convert(self, value, param, ctx):
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(v):
+            self.fail(f"{value} is not a finite number", param, ctx)
+        if self.low is not None and (v < self.low or (self.open_low and v == self.low)):
+            self.fail(
+                f"must be {'>' if self.open_low else '>='} {self.low:g}, got {value}", param, ctx
+            )
+        return v
+
+
+SIGMA = Finite(0.0)  # a noise level in [0, 255] units
+POSITIVE = Finite(0.0, open_low=True)  # rates, times
+COUNT = click.IntRange(min=1)  # numbers of images, samples, steps, draws
+
+
+class OneLineGroup(click.Group):
+    """click's usage errors (a non-number, an unknown option) as one line and status 2, like
+    every other user error, instead of a usage block."""
+
+    def main(self, *args, **kwargs):
+        kwargs["standalone_mode"] = False
+        try:
+            rv = super().main(*args, **kwargs)
+        except click.exceptions.Abort:
+            _fail("aborted")
+        except click.ClickException as e:
+            hint = f" (see {e.ctx.command_path} --help)" if getattr(e, "ctx", None) else ""
+            _fail(e.format_message() + hint)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
 def _warn(message: object) -> None:
     click.echo(f"denoiserlens: warning: {message}", err=True)
 
@@ -54,13 +97,13 @@ def _device(name: str) -> str:
 
 
 def _sigmas(text: str) -> list[float]:
-    """'15,25,50' (of 255) -> [15/255, 25/255, 50/255]; refuses negative or NaN values."""
+    """'15,25,50' (of 255) -> [15/255, 25/255, 50/255]; refuses negative, NaN and inf values."""
     try:
         values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise UserError(f"noise levels must be numbers, got {text!r}") from None
-    if not values or any(not v >= 0 for v in values):  # "not >=" also catches NaN
-        raise UserError(f"noise levels must be >= 0 (of 255), got {text!r}")
+    if not values or any(not 0 <= v < math.inf for v in values):  # "not" also catches NaN
+        raise UserError(f"noise levels must be finite and >= 0 (of 255), got {text!r}")
     return [v / 255.0 for v in values]
 
 
@@ -83,7 +126,7 @@ def data_options(fn, required: bool = True):
         click.option("--data-seed", type=int, default=0, help="Seed of random patches."),
         click.option("--pad-to", type=int, default=None,
                      help="Centre images on a black SIZE x SIZE canvas (Fashion-MNIST: 32)."),
-        click.option("--limit", type=int, default=None,
+        click.option("--limit", type=COUNT, default=None,
                      help="Keep only the first N images (after patches)."),
     ]  # fmt: skip
     for opt in reversed(opts):
@@ -103,9 +146,9 @@ def guidance_options(max_iter: int, tol: float):
                               "preset a third of descent's phi error at less CPU time: "
                               "BENCHMARKS.md); descent: each sample stops on its own, "
                               "overshooting steps undone (--patience, --momentum)."),
-            click.option("--lr", type=float, default=None,
+            click.option("--lr", type=POSITIVE, default=None,
                          help="Guidance step size [default: 1.0 for descent, 0.01 for adam]."),
-            click.option("--max-iter", type=int, default=max_iter, show_default=True,
+            click.option("--max-iter", type=COUNT, default=max_iter, show_default=True,
                          help="Guidance steps cap."),
             click.option("--tol", type=float, default=tol, show_default=True,
                          help="Stop guiding a sample below this fraction of its initial loss."),
@@ -162,7 +205,10 @@ def _data_spec(kw: dict):
     )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    cls=OneLineGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(package_name="denoiserlens")
 def main() -> None:
     """denoiserlens: train blind UNet denoisers and open them up.
@@ -206,9 +252,9 @@ def main() -> None:
     is_flag=True,
     help="Parametrize x_hat = y + net(y) (identity at init; trains faster). Paper: off.",
 )
-@click.option("--steps", type=int, default=10000, show_default=True)
-@click.option("--batch-size", type=int, default=64, show_default=True, help="Per process.")
-@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--steps", type=COUNT, default=10000, show_default=True)
+@click.option("--batch-size", type=COUNT, default=64, show_default=True, help="Per process.")
+@click.option("--lr", type=POSITIVE, default=1e-3, show_default=True)
 @click.option(
     "--lr-halve-every", type=int, default=None, help="Halve the learning rate every N steps."
 )
@@ -219,8 +265,8 @@ def main() -> None:
     show_default=True,
     help="sqrt: density proportional to 1/sqrt(sigma).",
 )
-@click.option("--sigma-min", type=float, default=0.0, show_default=True, help=SIGMA_HELP)
-@click.option("--sigma-max", type=float, default=255.0, show_default=True, help=SIGMA_HELP)
+@click.option("--sigma-min", type=SIGMA, default=0.0, show_default=True, help=SIGMA_HELP)
+@click.option("--sigma-max", type=SIGMA, default=255.0, show_default=True, help=SIGMA_HELP)
 @click.option("--bf16", is_flag=True, help="bf16 autocast (weights and loss stay float32).")
 @click.option("--channels-last", is_flag=True)
 @click.option(
@@ -233,7 +279,7 @@ def main() -> None:
 @click.option("--workers", type=int, default=0, show_default=True, help="DataLoader workers.")
 @click.option(
     "--max-minutes",
-    type=float,
+    type=POSITIVE,
     default=None,
     help="Checkpoint and stop after this wall time (resume later with --resume).",
 )
@@ -365,7 +411,7 @@ def _check_images(model, images, pad: bool) -> None:
     help="An image file or a folder of images (clean, unless --noisy).",
 )
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
-@click.option("--sigma", type=float, default=None, help=f"Noise to add, {SIGMA_HELP}.")
+@click.option("--sigma", type=SIGMA, default=None, help=f"Noise to add, {SIGMA_HELP}.")
 @click.option("--noisy", is_flag=True, help="The input is already noisy: only denoise it.")
 @click.option("--channels", type=click.Choice(["1", "3"]), default=None)
 @click.option("--pad", is_flag=True, help="Reflect-pad to the model's size multiple, then crop.")
@@ -426,7 +472,7 @@ def denoise(model_path, input_path, out_dir, sigma, noisy, channels, pad, seed, 
 @click.option("--bm3d", "with_bm3d", is_flag=True, help="Add BM3D (given the true sigma).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
 @click.option("--channels", type=click.Choice(["1", "3"]), default=None)
-@click.option("--limit", type=int, default=None, help="Only the first N images.")
+@click.option("--limit", type=COUNT, default=None, help="Only the first N images.")
 @click.option("--pad", is_flag=True, help="Reflect-pad to the model's size multiple, then crop.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
@@ -466,9 +512,9 @@ def _method_name(path: Path, taken: dict) -> str:
 @main.command()
 @data_options
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
-@click.option("--epochs", type=int, default=4, show_default=True, help="Passes over the images.")
-@click.option("--batch-size", type=int, default=128, show_default=True, help="Images per step.")
-@click.option("--lr", type=float, default=2e-3, show_default=True, help="Peak (one-cycle) rate.")
+@click.option("--epochs", type=COUNT, default=4, show_default=True, help="Passes over the images.")
+@click.option("--batch-size", type=COUNT, default=128, show_default=True, help="Images per step.")
+@click.option("--lr", type=POSITIVE, default=2e-3, show_default=True, help="Peak (one-cycle) rate.")
 @click.option(
     "--test-fraction",
     type=float,
@@ -534,7 +580,7 @@ def demo(out_dir):
 @click.option("--sigmas", default="25", show_default=True, help=f"Comma list, {SIGMA_HELP}.")
 @click.option(
     "--n-noise",
-    type=int,
+    type=COUNT,
     default=20,
     show_default=True,
     help="Noise draws averaged per image (one at sigma 0).",
@@ -546,7 +592,7 @@ def demo(out_dir):
     help="Comma list of block names, or 'all'. Only blocks up to the last are computed.",
 )
 @click.option("--inputs", is_flag=True, help="Also store the spatial means of the blocks' inputs.")
-@click.option("--batch-size", type=int, default=16, show_default=True, help="Images per pass.")
+@click.option("--batch-size", type=COUNT, default=16, show_default=True, help="Images per pass.")
 @click.option(
     "--chunk-size", type=int, default=256, show_default=True, help="Rows per checkpointed chunk."
 )
@@ -614,13 +660,13 @@ def represent(model_path, out_dir, sigmas, n_noise, blocks, inputs, batch_size, 
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
 @click.option(
     "--sigma",
-    type=float,
+    type=SIGMA,
     default=None,
     help=f"The store's noise level to analyse, {SIGMA_HELP} (default: its first).",
 )
 @click.option(
     "--reference",
-    type=float,
+    type=SIGMA,
     default=127.5,
     show_default=True,
     help=f"sigma_1 of the stability curves (Figure 2), {SIGMA_HELP}.",
@@ -641,7 +687,7 @@ def represent(model_path, out_dir, sigmas, n_noise, blocks, inputs, batch_size, 
 )
 @click.option(
     "--map-images",
-    type=int,
+    type=COUNT,
     default=256,
     show_default=True,
     help="Images whose maps Figure 13 uses.",
@@ -686,8 +732,8 @@ def _store_sigma(sigma: float | None) -> float | None:
 @click.option(
     "--query", "queries", default="0", show_default=True, help="Comma list of query rows."
 )
-@click.option("--k", type=int, default=8, show_default=True, help="Neighbours per query.")
-@click.option("--sigma", type=float, default=None, help=f"phi at this store sigma, {SIGMA_HELP}.")
+@click.option("--k", type=COUNT, default=8, show_default=True, help="Neighbours per query.")
+@click.option("--sigma", type=SIGMA, default=None, help=f"phi at this store sigma, {SIGMA_HELP}.")
 @user_errors
 def neighbours(store_path, out_dir, queries, k, sigma):
     """Nearest images by cosine similarity in phi and, side by side, in pixels (Figures 5, 14)."""
@@ -710,10 +756,10 @@ def neighbours(store_path, out_dir, queries, k, sigma):
 @main.command()
 @click.option("--store", "store_path", type=click.Path(path_type=Path), required=True)
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
-@click.option("--k", type=int, required=True, help="Number of clusters.")
-@click.option("--sigma", type=float, default=None, help=f"phi at this store sigma, {SIGMA_HELP}.")
+@click.option("--k", type=COUNT, required=True, help="Number of clusters.")
+@click.option("--sigma", type=SIGMA, default=None, help=f"phi at this store sigma, {SIGMA_HELP}.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--n-init", type=int, default=10, show_default=True, help="K-means restarts.")
+@click.option("--n-init", type=COUNT, default=10, show_default=True, help="K-means restarts.")
 @click.option(
     "--pairs", type=int, default=200, show_default=True, help="Random pairs for separation."
 )
@@ -750,7 +796,7 @@ def cluster(store_path, out_dir, k, sigma, seed, n_init, pairs):
 )
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
 @click.option("--pixels/--no-pixels", default=True, show_default=True, help="Add raw pixels.")
-@click.option("--k", type=int, default=10, show_default=True, help="Neighbours of the kNN vote.")
+@click.option("--k", type=COUNT, default=10, show_default=True, help="Neighbours of the kNN vote.")
 @click.option("--query-fraction", type=float, default=0.2, show_default=True)
 @click.option("--linear/--no-linear", default=True, show_default=True, help="Add a linear probe.")
 @click.option("--key", default=None,
@@ -783,7 +829,7 @@ def probe(stores, out_dir, pixels, k, query_fraction, linear, key, seed):
 @main.command()
 @click.option("--model", "model_path", type=click.Path(path_type=Path), required=True)
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
-@click.option("--n", "count", type=int, default=16, show_default=True, help="Number of samples.")
+@click.option("--n", "count", type=COUNT, default=16, show_default=True, help="Number of samples.")
 @click.option("--size", type=int, default=32, show_default=True, help="Height and width.")
 @click.option("--preset", type=click.Choice(["representation", "ks2021"]),
               default="representation", show_default=True,
@@ -801,8 +847,8 @@ def probe(stores, out_dir, pixels, k, query_fraction, linear, key, seed):
 @click.option("--mean", type=float, default=None,
               help="Start at this mean, in [0, 1] [default: the training data's, from the run "
               "directory, or that of --data].")  # fmt: skip
-@click.option("--sigma-0", type=float, default=None, help=SIGMA_HELP)
-@click.option("--sigma-L", "sigma_L", type=float, default=None,
+@click.option("--sigma-0", type=SIGMA, default=None, help=SIGMA_HELP)
+@click.option("--sigma-L", "sigma_L", type=SIGMA, default=None,
               help=f"Stop below this effective noise level, {SIGMA_HELP}.")  # fmt: skip
 @click.option("--h0", type=float, default=None, help="Initial step size.")
 @click.option("--beta", type=float, default=None, help="1 - injected noise.")
@@ -811,8 +857,8 @@ def probe(stores, out_dir, pixels, k, query_fraction, linear, key, seed):
     default=None,
     help="h_t = h0 at every step (slower, less biased), or growing steps.",
 )
-@click.option("--max-steps", type=int, default=None)
-@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--max-steps", type=COUNT, default=None)
+@click.option("--batch-size", type=COUNT, default=64, show_default=True)
 @click.option("--bf16", is_flag=True, help="bf16 autocast for the network.")
 @click.option(
     "--reference",
@@ -932,12 +978,12 @@ def _sample_judge(reference: str, classifier_path, shape: tuple, count: int):
               help="A `cluster` output folder: condition on the centroids (mean phi of members) "
                    "of --clusters, instead of --rows; --data must be the store's images.")  # fmt: skip
 @click.option("--clusters", default=None, help="Comma list of cluster ids (--clusters-from).")
-@click.option("--members", type=int, default=16, show_default=True,
+@click.option("--members", type=COUNT, default=16, show_default=True,
               help="Random members per cluster whose phi are averaged.")  # fmt: skip
-@click.option("--n-samples", type=int, default=8, show_default=True, help="Samples per target.")
-@click.option("--sigma-max", type=float, default=255.0, show_default=True, help=SIGMA_HELP)
-@click.option("--sigma-min", type=float, default=2.55, show_default=True, help=SIGMA_HELP)
-@click.option("--steps", type=int, default=100, show_default=True,
+@click.option("--n-samples", type=COUNT, default=8, show_default=True, help="Samples per target.")
+@click.option("--sigma-max", type=SIGMA, default=255.0, show_default=True, help=SIGMA_HELP)
+@click.option("--sigma-min", type=SIGMA, default=2.55, show_default=True, help=SIGMA_HELP)
+@click.option("--steps", type=COUNT, default=100, show_default=True,
               help="Geometric schedule length (fixed schedule).")  # fmt: skip
 @click.option("--ancestral/--paper-step", default=True, show_default=True,
               help="Score step: exact Gaussian posterior step, or Algorithm 1 as printed "
@@ -946,7 +992,7 @@ def _sample_judge(reference: str, classifier_path, shape: tuple, count: int):
 @click.option("--h0", type=float, default=0.02, show_default=True, help="Adaptive: step size.")
 @click.option("--beta", type=float, default=0.5, show_default=True, help="Adaptive: noise.")
 @guidance_options(max_iter=20, tol=0.05)
-@click.option("--n-noise", type=int, default=20, show_default=True)
+@click.option("--n-noise", type=COUNT, default=20, show_default=True)
 @classifier_option("Class agreement of --rows targets with their reconstructions, by this")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
@@ -987,7 +1033,7 @@ def reconstruct(model_path, out_dir, rows, unions, clusters_from, clusters, memb
     if not 0 < sigma_min < sigma_max:
         raise UserError("need 0 < --sigma-min < --sigma-max")
     _check_images(model, images.subset(sorted({r for gr in groups for r in gr})), pad=False)
-    targets = to_float(np.stack([images[r] for r in picked])).to(dev)
+    targets = to_float(images.subset(picked).as_array()).to(dev)
     sigmas = None
     if not adaptive:
         sigmas = torch.logspace(math.log10(sigma_max / 255), math.log10(sigma_min / 255), steps + 1)
@@ -995,7 +1041,7 @@ def reconstruct(model_path, out_dir, rows, unions, clusters_from, clusters, memb
     phi_fn = middle_means(model)
     target = ImageTargets(phi_fn, targets, n_noise, seed, picked)  # noise seeded by row
     if kind != "rows":
-        target = GroupTargets(phi_fn, [to_float(np.stack([images[r] for r in gr])).to(dev)
+        target = GroupTargets(phi_fn, [to_float(images.subset(gr).as_array()).to(dev)
                                        for gr in groups], combine, n_noise, seed, groups)  # fmt: skip
     r = run_reconstruct(phi_fn, model.denoise, target, n_samples, sigmas, ada, guidance, n_noise,
                         mean, seed, ancestral=ancestral)  # fmt: skip
@@ -1005,7 +1051,7 @@ def reconstruct(model_path, out_dir, rows, unions, clusters_from, clusters, memb
         np.save(f, x)
     centre = list(targets.cpu().numpy())  # the first image of each group
     if kind == "union":  # both images of each union, side by side
-        centre = [list(to_float(np.stack([images[r] for r in gr])).numpy()) for gr in groups]
+        centre = [list(to_float(images.subset(gr).as_array()).numpy()) for gr in groups]
     title = {"rows": "target", "union": "union of A | B", "cluster": "a member"}[kind]
     plot_reconstructions(out / "fig7_reconstructions.png", centre, x, n_samples, title)
     plot_noise_levels(out / "fig20_noise_levels.png", r.sigma_before.cpu().numpy(),
@@ -1096,17 +1142,17 @@ def _cluster_groups(images, folder: Path, clusters, members: int, seed: int):
 @click.option("--model", "model_path", type=click.Path(path_type=Path), required=True)
 @data_options
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
-@click.option("--images", "n_images", type=int, default=6, show_default=True,
+@click.option("--images", "n_images", type=COUNT, default=6, show_default=True,
               help="Random images of the data; every pair of them is measured.")  # fmt: skip
-@click.option("--n-samples", type=int, default=8, show_default=True,
+@click.option("--n-samples", type=COUNT, default=8, show_default=True,
               help="Samples of each conditional density (Monte Carlo).")  # fmt: skip
-@click.option("--steps", type=int, default=60, show_default=True, help="Reconstruction steps.")
-@click.option("--grid", type=int, default=12, show_default=True, help="Sigmas of the integral.")
-@click.option("--sigma-min", type=float, default=2.55, show_default=True, help=SIGMA_HELP)
-@click.option("--sigma-max", type=float, default=255.0, show_default=True, help=SIGMA_HELP)
-@click.option("--phi-sigma", type=float, default=25.0, show_default=True, help=SIGMA_HELP)
+@click.option("--steps", type=COUNT, default=60, show_default=True, help="Reconstruction steps.")
+@click.option("--grid", type=COUNT, default=12, show_default=True, help="Sigmas of the integral.")
+@click.option("--sigma-min", type=SIGMA, default=2.55, show_default=True, help=SIGMA_HELP)
+@click.option("--sigma-max", type=SIGMA, default=255.0, show_default=True, help=SIGMA_HELP)
+@click.option("--phi-sigma", type=SIGMA, default=25.0, show_default=True, help=SIGMA_HELP)
 @guidance_options(max_iter=10, tol=0.05)
-@click.option("--n-noise", type=int, default=8, show_default=True)
+@click.option("--n-noise", type=COUNT, default=8, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @user_errors
@@ -1134,7 +1180,7 @@ def distance(model_path, out_dir, n_images, n_samples, steps, grid, sigma_min, s
         raise UserError(f"--images {n_images} exceeds the data's {len(images)} images")
     rows = sorted(np.random.default_rng(seed).choice(len(images), n_images, replace=False).tolist())
     _check_images(model, images.subset(rows), pad=False)
-    x = to_float(np.stack([images[r] for r in rows])).to(dev)
+    x = to_float(images.subset(rows).as_array()).to(dev)
     lo, hi = math.log10(sigma_min / 255), math.log10(sigma_max / 255)
     click.echo(f"{n_samples} reconstructions of each of {n_images} images, then Eq. 4 for "
                f"{n_images * (n_images - 1) // 2} pairs on {grid} noise levels", err=True)  # fmt: skip
@@ -1171,9 +1217,9 @@ def distance(model_path, out_dir, n_images, n_samples, steps, grid, sigma_min, s
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
 @click.option("--rows", default="0", show_default=True, help="Comma list of image rows.")
 @click.option("--sigmas", default="25", show_default=True, help=f"Comma list, {SIGMA_HELP}.")
-@click.option("--k", type=int, default=16, show_default=True, help="Top eigenpairs.")
+@click.option("--k", type=COUNT, default=16, show_default=True, help="Top eigenpairs.")
 @click.option("--full", is_flag=True, help="Also build the full Jacobian (small images only).")
-@click.option("--probes", type=int, default=32, show_default=True, help="Hutchinson probes.")
+@click.option("--probes", type=COUNT, default=32, show_default=True, help="Hutchinson probes.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @user_errors
@@ -1305,11 +1351,11 @@ def slope(model_paths, out_dir, sigmas, alpha, seed, device, **data_kw):
 @click.option("--residual", is_flag=True, help="x_hat = y + net(y) (trains faster on a budget).")
 @click.option("--norm", type=click.Choice(["batch", "none"]), default="batch", show_default=True,
               help="Normalization of the bias-free models.")  # fmt: skip
-@click.option("--steps", type=int, default=2000, show_default=True, help="Per model.")
-@click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True)
-@click.option("--n-samples", type=int, default=16, show_default=True)
-@click.option("--sigma-L", "sigma_L", type=float, default=2.55, show_default=True, help=SIGMA_HELP)
+@click.option("--steps", type=COUNT, default=2000, show_default=True, help="Per model.")
+@click.option("--batch-size", type=COUNT, default=32, show_default=True)
+@click.option("--lr", type=POSITIVE, default=1e-3, show_default=True)
+@click.option("--n-samples", type=COUNT, default=16, show_default=True)
+@click.option("--sigma-L", "sigma_L", type=SIGMA, default=2.55, show_default=True, help=SIGMA_HELP)
 @click.option("--bf16", is_flag=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
@@ -1374,7 +1420,7 @@ def generalization(out_dir, sizes, preset, residual, norm, steps, batch_size, lr
               show_default=True)  # fmt: skip
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
               help="TOML file of report settings (see denoiserlens.report.config).")  # fmt: skip
-@click.option("--images", "n_images", type=int, default=None, help="Rows of the data used.")
+@click.option("--images", "n_images", type=COUNT, default=None, help="Rows of the data used.")
 @click.option("--skip", default=None, help="Comma list of sections not to compute.")
 @click.option("--device", default="auto", show_default=True)
 @user_errors
@@ -1420,7 +1466,7 @@ def report(model_path, out_dir, config_path, n_images, skip, device, **data_kw):
               help="A run directory written by train.")  # fmt: skip
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
               help="The new run directory (refused if it exists).")  # fmt: skip
-@click.option("--batches", type=int, default=100, show_default=True)
+@click.option("--batches", type=COUNT, default=100, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @user_errors

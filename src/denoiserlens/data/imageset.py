@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from denoiserlens.errors import UserError
+
 
 @dataclass
 class ImageSet:
@@ -52,7 +54,7 @@ class ImageSet:
         if isinstance(self.images, np.ndarray):
             return self.images
         if self.fixed_size is None:
-            raise ValueError(f"{self.source}: images differ in size; crop, resize or cut patches")
+            raise UserError(f"{self.source}: images differ in size; crop, resize or cut patches")
         return np.stack(self.images)
 
     def channel_means(self, max_images: int = 4096, index: np.ndarray | None = None) -> list[float]:

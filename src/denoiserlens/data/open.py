@@ -187,6 +187,8 @@ def open_data(spec: DataSpec) -> ImageSet:
         if spec.limit < 1:
             raise UserError(f"limit must be >= 1, got {spec.limit}")
         out = out.subset(np.arange(min(spec.limit, len(out))))
+    if len(out) == 0:
+        raise UserError(f"{out.source or ', '.join(spec.sources)}: no images")
     return out
 
 

@@ -44,6 +44,8 @@ def read_image(path: str | Path, channels: int | None = None) -> np.ndarray:
         with Image.open(path) as pil:
             pil.load()
             return to_chw(pil, channels)
+    except Image.DecompressionBombError as e:  # a header claiming billions of pixels
+        raise UserError(f"{path}: too large to decode safely ({e})") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise UserError(f"{path}: not a readable image ({e})") from None
 

@@ -109,7 +109,11 @@ class Store:
         key = key or self.phi_key
         if key not in self.meta["arrays"]:
             raise UserError(f"{self.path}: no array {key!r}; it has {self.keys}")
-        return np.load(self.path / f"{key}.npy", mmap_mode="r")
+        file = self.path / f"{key}.npy"
+        try:
+            return np.load(file, mmap_mode="r")  # object arrays cannot be memory-mapped: refused
+        except (ValueError, OSError) as e:
+            raise UserError(f"{file}: truncated or not a float array ({e})") from None
 
     def phi(self, sigma: float | None = None) -> np.ndarray:
         """phi at one noise level (default: the first), (N, d)."""
