@@ -190,3 +190,16 @@ def test_sample_command_prints_quality(tmp_path):
     bad = run_cli([*map(str, base), "--out", str(tmp_path / "t"), "--classifier",
                           tmp_path / "nothing"], capture_output=True, text=True)  # fmt: skip
     assert_user_error(bad, "no classifier here")
+
+
+def test_shrinkage_slope_of_a_linear_shrinker_is_its_factor():
+    import torch
+
+    from denoiserlens.quality import shrinkage_slopes
+
+    x = torch.rand(64, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    m = float(x.mean())
+    slopes = shrinkage_slopes(lambda y: m + 0.6 * (y - m), x, [0.0, 0.1, 0.5], seed=1)
+    assert slopes[0] == pytest.approx(0.6, abs=1e-6)  # no noise: the factor (float32)
+    assert slopes[1] == pytest.approx(0.6, abs=0.01) and slopes[2] == pytest.approx(0.6, abs=0.03)
+    assert shrinkage_slopes(lambda y: y, x, [0.2])[0] == pytest.approx(1.0, abs=0.02)

@@ -23,6 +23,7 @@ from denoiserlens.quality.measures import (
     pixel_stats,
     reconstruction_quality,
     sample_quality,
+    shrinkage_slopes,
 )
 
 __all__ = [
@@ -44,5 +45,6 @@ __all__ = [
     "reconstruction_quality",
     "sample_quality",
     "save_classifier",
+    "shrinkage_slopes",
     "train_classifier",
 ]

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import scipy.linalg
 import scipy.stats
+import torch
 
 from denoiserlens.errors import UserError
 from denoiserlens.quality.classifier import Classifier
@@ -223,3 +224,22 @@ def reconstruction_quality(
         samples=pixel_stats(samples),
         targets=pixel_stats(targets),
     )
+
+
+def shrinkage_slopes(
+    denoise, images: torch.Tensor, sigmas: list[float], seed: int = 0
+) -> list[float]:
+    """The denoiser's shrinkage towards the mean at each noise level (issue 19, item 2): the
+    least-squares slope of x_hat(x + sigma z) on x over every pixel of ``images`` (N, C, H, W),
+    cov(x_hat, x) / var(x). 1: no shrinkage; an estimator x_hat = m + a (y - m) has slope a.
+    A sampler's partial steps compound a slope below 1 into dim samples."""
+    x = images.double()
+    xc = x - x.mean()
+    out = []
+    for k, s in enumerate(sigmas):
+        g = torch.Generator(device=images.device).manual_seed(seed * 1_000_003 + 104_729 + k)
+        z = torch.randn(images.shape, generator=g, device=images.device)
+        with torch.no_grad():
+            est = denoise(images + s * z).double()
+        out.append(float(((est - est.mean()) * xc).sum() / xc.pow(2).sum()))
+    return out
