@@ -227,7 +227,9 @@ def samples(ctx: Context) -> Section:
                 "ks2021 preset; the authors' slower `sample --preset representation` matches "
                 "the data's brightness better (BENCHMARKS.md, Sampler presets). The paper "
                 "(Figure 19): samples look like images of the training set. Here, against "
-                f"{q.n} of the report's images: " + "; ".join(q.lines()) + ".")  # fmt: skip
+                f"{q.n} of the report's images: " + "; ".join(q.lines()) + ". At so few samples "
+                "the Frechet distance is mostly its bias, which the floor shows; `benchmarks/"
+                "quality.sh` measures it at n = 200 and more.")  # fmt: skip
     return sec
 
 
