@@ -72,8 +72,9 @@ class OneLineGroup(click.Group):
         kwargs["standalone_mode"] = False
         try:
             rv = super().main(*args, **kwargs)
-        except click.exceptions.Abort:
-            _fail("aborted")
+        except click.exceptions.Abort:  # Ctrl-C: not a user's mistake, the shell's status
+            click.echo("Aborted!", err=True)
+            sys.exit(130)
         except click.ClickException as e:
             hint = f" (see {e.ctx.command_path} --help)" if getattr(e, "ctx", None) else ""
             _fail(e.format_message() + hint)
