@@ -532,7 +532,12 @@ def classifier(out_dir, epochs, batch_size, lr, test_fraction, half, seed, devic
     Frechet distance and class agreement of `sample --reference` and `reconstruct`), on labelled
     images: e.g. --data fashion-mnist --pad-to 32 (the bundled one)."""
     from denoiserlens.data import open_data
-    from denoiserlens.quality import ClassifierConfig, save_classifier, train_classifier
+    from denoiserlens.quality import (
+        READ_TRANSFORMS,
+        ClassifierConfig,
+        save_classifier,
+        train_classifier,
+    )
 
     spec = _data_spec(data_kw)
     try:
@@ -543,7 +548,7 @@ def classifier(out_dir, epochs, batch_size, lr, test_fraction, half, seed, devic
     if Path(out_dir, "weights.safetensors").exists():
         raise UserError(f"{out_dir} already holds a classifier; choose another --out")
     images = open_data(spec)
-    transforms = {k: getattr(spec, k) for k in ("channels", "size", "max_side", "pad_to")}
+    transforms = {k: getattr(spec, k) for k in READ_TRANSFORMS}
     clf = train_classifier(images, cfg, {k: v for k, v in transforms.items() if v is not None},
                            _device(device), progress=click.echo)  # fmt: skip
     save_classifier(clf, out_dir, half=half)
@@ -952,18 +957,17 @@ def sample(model_path, out_dir, count, size, preset, mean_data, mean, sigma_0, s
 def _sample_judge(reference: str, classifier_path, shape: tuple, count: int):
     """(classifier or None, reference images) for ``sample --reference``, checked before any
     sampling: the classifier must take images of ``shape``, the reference hold enough images."""
-    from denoiserlens.quality import fitting_classifier, open_reference
+    from denoiserlens.quality import check_reference, fitting_classifier, open_reference
 
     clf = fitting_classifier(classifier_path, shape)
     if clf is None:
         _warn("no classifier takes these images: pixel statistics only (train one with "
               "`denoiserlens classifier`)")  # fmt: skip
     ref = open_reference(reference, clf)
-    need = 2 * count if clf else count
-    if len(ref) < need or tuple(ref.shape[1:]) != tuple(shape):
-        raise UserError(f"--reference {reference}: {len(ref)} images of "
-                        f"{'x'.join(map(str, ref.shape[1:]))}; {count} samples need {need} of "
-                        f"{'x'.join(map(str, shape))}")  # fmt: skip
+    try:
+        check_reference(count, shape, ref, clf is not None)
+    except UserError as e:
+        raise UserError(f"--reference {reference}: {e}") from None
     return clf, ref
 
 

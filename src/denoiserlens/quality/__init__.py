@@ -3,6 +3,7 @@ distance in its features, class agreement of reconstructions, pixel statistics (
 
 from denoiserlens.quality.classifier import (
     BUNDLED_CLASSIFIER,
+    READ_TRANSFORMS,
     Classifier,
     ClassifierConfig,
     ImageClassifier,
@@ -17,6 +18,7 @@ from denoiserlens.quality.measures import (
     PixelStats,
     ReconstructionQuality,
     SampleQuality,
+    check_reference,
     frechet_distance,
     frechet_from_moments,
     histogram_distance,
@@ -32,8 +34,10 @@ __all__ = [
     "ClassifierConfig",
     "ImageClassifier",
     "PixelStats",
+    "READ_TRANSFORMS",
     "ReconstructionQuality",
     "SampleQuality",
+    "check_reference",
     "frechet_distance",
     "frechet_from_moments",
     "histogram_distance",

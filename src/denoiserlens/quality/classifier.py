@@ -24,12 +24,15 @@ from denoiserlens.errors import UserError
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 BUNDLED_CLASSIFIER = ASSETS / "fmnist-classifier"
+# the DataSpec fields a classifier records, so that reference images are read as its data was
+READ_TRANSFORMS = ("channels", "size", "max_side", "pad_to")
 
 
 @dataclass(frozen=True)
 class ClassifierConfig:
     """Training of :class:`ImageClassifier`: widths of its three stages, epochs over the training
-    split, Adam with a cosine-decayed learning rate, and the held-out fraction for its accuracy."""
+    split, AdamW with a one-cycle learning rate peaking at ``lr``, and the held-out fraction for
+    its accuracy."""
 
     widths: tuple[int, int, int] = (32, 64, 128)
     features: int = 128
@@ -133,12 +136,7 @@ def _shape(s: tuple) -> str:
 def images_as_float(images: ImageSet, index: np.ndarray | None = None) -> np.ndarray:
     """Rows ``index`` (all by default) of a fixed-size image set as float32 (N, C, H, W) in [0, 1]."""
     arr = images.as_array()
-    index = np.arange(len(arr)) if index is None else np.asarray(index)
-    return (
-        np.stack([to_float(arr[int(i)]).numpy() for i in index])
-        if len(index)
-        else np.zeros((0, *arr.shape[1:]), np.float32)
-    )
+    return to_float(arr if index is None else arr[np.asarray(index, dtype=np.int64)]).numpy()
 
 
 def train_classifier(
@@ -289,12 +287,9 @@ def open_reference(spec: str, classifier: Classifier | None = None) -> np.ndarra
     32x32), so that they look as its training images did."""
     from denoiserlens.data import DataSpec, open_data
 
-    keep = ("channels", "size", "max_side", "pad_to")
-    transforms = {k: v for k, v in (classifier.data if classifier else {}).items() if k in keep}
-    images = open_data(DataSpec((spec,), **transforms))
-    if images.fixed_size is None:
-        raise UserError(f"{spec}: the reference images differ in size; give images of one size")
-    return images_as_float(images)
+    data = classifier.data if classifier else {}
+    transforms = {k: v for k, v in data.items() if k in READ_TRANSFORMS}
+    return images_as_float(open_data(DataSpec((spec,), **transforms)))  # one size, or UserError
 
 
 def fitting_classifier(

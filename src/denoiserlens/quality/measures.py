@@ -113,6 +113,28 @@ def _rel(a: float, b: float) -> str:
     return f"{100 * (a - b) / b:+.0f}%" if b else "n/a"
 
 
+def check_reference(
+    n: int, shape: tuple[int, ...], reference: np.ndarray, with_classifier: bool
+) -> int:
+    """The number of reference images that :func:`sample_quality` needs for ``n`` samples of
+    ``shape`` (C, H, W): n, and n more for the Frechet floor; a UserError if ``reference`` (N, C, H,
+    W) is too small or of another shape. Callers check before they spend time sampling."""
+    if n < 2:
+        raise UserError("quality measures need at least 2 generated images")
+    if tuple(shape) != tuple(reference.shape[1:]):
+        raise UserError(
+            f"samples are {tuple(shape)} but the reference images are {tuple(reference.shape[1:])}"
+        )
+    need = 2 * n if with_classifier else n
+    if len(reference) < need:
+        raise UserError(
+            f"{n} samples need {need} reference images (n for the comparison"
+            + (", n more for the data-vs-data floor" if with_classifier else "")
+            + f"); the reference has {len(reference)}"
+        )
+    return need
+
+
 def sample_quality(
     samples: np.ndarray,
     reference: np.ndarray,
@@ -125,20 +147,7 @@ def sample_quality(
     classifier is given) compares the samples with n reference images and, for its floor, those
     with n other reference images, so ``reference`` needs 2n images (chosen at random by ``seed``)."""
     n = len(samples)
-    if n < 2:
-        raise UserError("quality measures need at least 2 generated images")
-    if tuple(samples.shape[1:]) != tuple(reference.shape[1:]):
-        raise UserError(
-            f"samples are {tuple(samples.shape[1:])} but the reference images are "
-            f"{tuple(reference.shape[1:])}"
-        )
-    need = 2 * n if classifier is not None else n
-    if len(reference) < need:
-        raise UserError(
-            f"{n} samples need {need} reference images (n for the comparison"
-            + (", n more for the data-vs-data floor" if classifier else "")
-            + f"); the reference has {len(reference)}"
-        )
+    need = check_reference(n, tuple(samples.shape[1:]), reference, classifier is not None)
     pick = np.random.default_rng(seed).permutation(len(reference))[:need]
     ref_a = reference[np.sort(pick[:n])]
     out = dict(
