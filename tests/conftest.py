@@ -30,11 +30,16 @@ def assert_user_error(proc, pattern: str) -> None:
     """A command that failed on bad input: exit status 2 and one error line naming the problem
     (warning lines aside), no traceback."""
     assert proc.returncode == 2, proc.stderr
-    lines = [
-        ln for ln in proc.stderr.strip().splitlines() if not ln.startswith("denoiserlens: warn")
-    ]
+    lines = [ln for ln in screen_lines(proc.stderr) if not ln.startswith("denoiserlens: warn")]
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert lines[0].startswith("denoiserlens: error: "), lines[0]
     assert pattern in lines[0], lines[0]
+
+
+def screen_lines(text: str) -> list[str]:
+    """The lines a terminal shows of ``text``: of each line, what follows its last carriage return
+    (a progress bar redraws itself that way), blank lines dropped."""
+    return [seg for line in text.split("\n") if (seg := line.split("\r")[-1].strip())]
 
 
 def run_cli(argv, check: bool = False, **_subprocess_kwargs):

@@ -17,7 +17,17 @@ from denoiserlens.errors import UserError
 SIGMA_HELP = "in [0, 255] units (sigma 25 = 25/255 in [0, 1] pixel units)"
 
 
+def _clear_progress_bars() -> None:
+    """Wipe the progress bars an error cut short, so that the error line stands alone."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.leave = False
+        bar.close()
+
+
 def _fail(message: str) -> None:
+    _clear_progress_bars()
     click.echo(f"denoiserlens: error: {message}", err=True)
     sys.exit(2)
 
@@ -82,7 +92,11 @@ class OneLineGroup(click.Group):
 
 
 def _warn(message: object) -> None:
-    click.echo(f"denoiserlens: warning: {message}", err=True)
+    """A warning line; a progress bar on screen is lifted for it and redrawn below."""
+    from tqdm import tqdm
+
+    with tqdm.external_write_mode(file=sys.stderr):
+        click.echo(f"denoiserlens: warning: {message}", err=True)
 
 
 def _warn_line(message, category, filename, lineno, file=None, line=None):
@@ -372,7 +386,10 @@ def _start_mean(model_path: Path, channels: int, data: str | None, mean: float |
             raise UserError(f"--mean must be in [0, 1], got {mean}")
         return [mean] * channels
     if data is not None:
-        return read_source(data, channels=channels).channel_means()
+        images = read_source(data, channels=channels)
+        if len(images) == 0:
+            raise UserError(f"{data}: no images")
+        return images.channel_means()
     config = Path(model_path) / "config.json"
     recorded = read_json(config).get("data", {}).get("channel_means") if config.is_file() else None
     if recorded is None:
@@ -394,6 +411,21 @@ def _check_images(model, images, pad: bool) -> None:
         if not pad and (h % m or w % m):
             raise UserError(f"{images.names[i]}: size {h}x{w} is not divisible by {m} "
                             f"(use --pad)")  # fmt: skip
+
+
+def _output_stems(names: list[str]) -> list[str]:
+    """The file stems ``denoise`` writes to, refused before anything is written when two inputs
+    (img.png and img.jpg, or a/img.png and b/img.png) would overwrite each other's results."""
+    stems = [Path(n).stem for n in names]
+    first: dict[str, str] = {}
+    for name, stem in zip(names, stems, strict=True):
+        if stem in first:
+            raise UserError(
+                f"{first[stem]} and {name} would both write {stem}_denoised.png: "
+                "rename one, or denoise them into separate --out folders"
+            )
+        first[stem] = name
+    return stems
 
 
 @main.command()
@@ -435,13 +467,14 @@ def denoise(model_path, input_path, out_dir, sigma, noisy, channels, pad, seed, 
     images = open_data(DataSpec((str(input_path),), channels=None if channels is None
                                 else int(channels)))  # fmt: skip
     _check_images(model, images, pad)
+    stems = _output_stems(images.names)
     run = model_method(model, pad=pad, device=_device(device))
     scores = {}
     for i in range(len(images)):
         x = to_float(images[i])[None]
         y = x if noisy else noisy_image(x, sig, seed, i)
         est = run(y, sig).clamp(0, 1)
-        stem = Path(images.names[i]).stem
+        stem = stems[i]
         for tag, t in (("noisy", y.clamp(0, 1)), ("denoised", est)):
             if tag == "noisy" and noisy:
                 continue

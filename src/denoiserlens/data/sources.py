@@ -23,11 +23,12 @@ FASHION_MNIST_CLASSES = [
 
 def to_chw(pil: Image.Image, channels: int | None) -> np.ndarray:
     """A PIL image as uint8 (C, H, W); ``channels`` 1 (luminance) or 3 (RGB), None keeps it."""
+    sixteen = pil.mode.startswith("I;16")  # 16-bit PNG and PGM: always of 65535, however dark
     if channels is None:
-        channels = 1 if pil.mode in ("1", "L", "LA", "I", "I;16", "F") else 3
-    if pil.mode in ("I", "I;16", "F"):  # 16-bit PGM/PNG and float TIFF: rescale to 8 bits
+        channels = 1 if pil.mode in ("1", "L", "LA", "I", "F") or sixteen else 3
+    if pil.mode in ("I", "F") or sixteen:  # 32-bit integer and float files: of 255 unless above
         a = np.asarray(pil, dtype=np.float64)
-        a = a / (65535.0 if a.max() > 255 else 255.0)
+        a = a / (65535.0 if sixteen or a.max() > 255 else 255.0)
         gray = np.clip(np.round(a * 255), 0, 255).astype(np.uint8)
         pil = Image.fromarray(gray, mode="L")
     pil = pil.convert("L" if channels == 1 else "RGB")

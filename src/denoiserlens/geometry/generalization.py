@@ -25,11 +25,11 @@ import torch
 
 from denoiserlens.data import ImageSet
 from denoiserlens.fileio import atomic_path, read_json, write_json
-from denoiserlens.models import load_model
+from denoiserlens.models import build_model, load_model
 from denoiserlens.models.checkpoint import CONFIG
 from denoiserlens.represent.store import weights_hash
 from denoiserlens.sampling import SamplerConfig, sample
-from denoiserlens.train import TrainConfig, train
+from denoiserlens.train import TrainConfig, check_training_images, train
 from denoiserlens.train.state import TRAIN_STATE, train_state_step
 
 
@@ -80,6 +80,7 @@ def run_sweep(
 ) -> dict[str, Any]:
     """Train the model pairs, sample, and measure; returns (and writes) results.json."""
     out = Path(out_dir)
+    check_training_images(images, build_model(arch, seed=0))  # before any run is written
     subsets = disjoint_subsets(len(images), sizes, seed)
     x_all = images.as_array()
     mean = float(x_all.mean() / 255)

@@ -10,6 +10,7 @@ A TOML file holds any of the fields below at its top level, e.g.
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -72,6 +73,8 @@ class ReportConfig:
     skip: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
+        for f in fields(self):
+            object.__setattr__(self, f.name, _typed(f.name, getattr(self, f.name), f.type))
         if self.bf16 is None:
             from denoiserlens.hardware import native_bf16
 
@@ -83,6 +86,17 @@ class ReportConfig:
                      "reconstruction_steps", "jacobian_k", "explorer_images"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise UserError(f"report setting {name} must be >= 1")
+        if self.bm3d_images < 0:
+            raise UserError("report setting bm3d_images must be >= 0 (0: no BM3D)")
+        for name in ("eval_sigmas", "stability_sigmas", "queries", "targets"):
+            if not getattr(self, name):
+                raise UserError(f"report setting {name} must list at least one value")
+        for name in ("eval_sigmas", "stability_sigmas"):
+            if not all(0 < v <= 255 for v in getattr(self, name)):
+                raise UserError(f"report setting {name} must hold noise levels in (0, 255]")
+        for name in ("queries", "targets"):
+            if min(getattr(self, name)) < 0:
+                raise UserError(f"report setting {name} must hold image rows >= 0")
         if self.clusters < 2:
             raise UserError("report setting clusters must be >= 2")
         if self.distance_images < 3:
@@ -90,6 +104,17 @@ class ReportConfig:
         for name in ("sigma", "reference"):
             if not 0 < getattr(self, name) <= 255:
                 raise UserError(f"report setting {name} must be in (0, 255]")
+
+    def check_rows(self, n_images: int) -> None:
+        """Refuse query and target rows beyond the ``n_images`` the report reads, before anything
+        is written."""
+        for name in ("queries", "targets"):
+            beyond = [r for r in getattr(self, name) if r >= n_images]
+            if beyond:
+                raise UserError(
+                    f"report setting {name}: rows {beyond} are beyond the {n_images} images read "
+                    "(rows count from 0)"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -102,6 +127,40 @@ class ReportConfig:
     def representation_sigmas(self) -> tuple[float, ...]:
         """The store's noise levels: the stability grid plus sigma and the reference."""
         return tuple(sorted(set(self.stability_sigmas) | {self.sigma, self.reference}))
+
+
+def _typed(name: str, value: Any, kind: str) -> Any:
+    """``value`` as the field type ``kind`` (as written in ReportConfig), or a one-line error:
+    TOML's booleans are not numbers, integers are floats where a float is asked, lists are
+    tuples."""
+    if kind.startswith("tuple["):
+        item = kind[len("tuple[") : -len(", ...]")]
+        if not isinstance(value, list | tuple):
+            raise UserError(f"report setting {name} must be a list of {item}s, got {value!r}")
+        return tuple(_typed(f"{name}[{i}]", v, item) for i, v in enumerate(value))
+    if kind == "bool | None":
+        ok = value is None or isinstance(value, bool)
+    elif kind == "bool":
+        ok = isinstance(value, bool)
+    elif kind == "int":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind == "float":
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        value = float(value) if ok else value
+    elif kind == "str":
+        ok = isinstance(value, str)
+    else:  # pragma: no cover - a field of a type this function does not know
+        raise TypeError(f"report setting {name}: unsupported type {kind}")
+    if not ok:
+        want = {
+            "bool | None": "true or false",
+            "bool": "true or false",
+            "float": "a finite number",
+            "int": "an integer",
+            "str": "a string",
+        }[kind]
+        raise UserError(f"report setting {name} must be {want}, got {value!r}")
+    return value
 
 
 def load_config(path: str | Path | None = None, **overrides: Any) -> ReportConfig:
@@ -123,9 +182,6 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> ReportConfi
     unknown = sorted(set(values) - known)
     if unknown:
         raise UserError(f"unknown report setting(s) {unknown}; known: {sorted(known)}")
-    for k, v in values.items():
-        if isinstance(v, list):
-            values[k] = tuple(v)
     try:
         return ReportConfig(**values)
     except TypeError as e:

@@ -65,6 +65,7 @@ def run_report(
     if images.channels != model.image_channels:
         raise UserError(f"the data has {images.channels} channels, the model takes "
                         f"{model.image_channels}; set --channels")  # fmt: skip
+    cfg.check_rows(len(images))
     h, w = images.fixed_size
     if h % model.size_multiple or w % model.size_multiple:
         raise UserError(f"images of {h}x{w} are not divisible by {model.size_multiple} (use "

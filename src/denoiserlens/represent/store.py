@@ -33,7 +33,14 @@ import torch.distributed as dist
 import denoiserlens
 from denoiserlens.data import ImageSet, to_float
 from denoiserlens.errors import UserError
-from denoiserlens.fileio import read_json, write_json
+from denoiserlens.fileio import (
+    LOCK,
+    disk_full_is_user_error,
+    folder_lock,
+    read_json,
+    reserve_space,
+    write_json,
+)
 from denoiserlens.models import Denoiser
 from denoiserlens.represent.summaries import _check_sigma, noise_averaged_means
 
@@ -91,7 +98,7 @@ class Store:
     @property
     def labels(self) -> np.ndarray | None:
         p = self.path / LABELS
-        return np.load(p) if p.exists() else None
+        return _load_npy(p, "an integer", None) if p.exists() else None
 
     @property
     def phi_key(self) -> str:
@@ -109,11 +116,7 @@ class Store:
         key = key or self.phi_key
         if key not in self.meta["arrays"]:
             raise UserError(f"{self.path}: no array {key!r}; it has {self.keys}")
-        file = self.path / f"{key}.npy"
-        try:
-            return np.load(file, mmap_mode="r")  # object arrays cannot be memory-mapped: refused
-        except (ValueError, OSError) as e:
-            raise UserError(f"{file}: truncated or not a float array ({e})") from None
+        return _load_npy(self.path / f"{key}.npy", "a float", "r")
 
     def phi(self, sigma: float | None = None) -> np.ndarray:
         """phi at one noise level (default: the first), (N, d)."""
@@ -144,6 +147,19 @@ class Store:
         if weights_hash(model) != self.meta["model"]["weights_hash"]:
             raise UserError(f"{self.path}: the store was computed with another model "
                             f"({self.meta['model']['path']})")  # fmt: skip
+
+
+def _load_npy(file: Path, kind: str, mmap_mode: str | None) -> np.ndarray:
+    """A store's array file, or one line naming it: truncated, or of the wrong kind (an object
+    array is refused unread: no pickle is ever loaded)."""
+    try:
+        a = np.load(file, mmap_mode=mmap_mode, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise UserError(f"{file}: truncated or not {kind} array ({e})") from None
+    want = np.integer if kind == "an integer" else np.floating
+    if not np.issubdtype(a.dtype, want):
+        raise UserError(f"{file}: not {kind} array (dtype {a.dtype})")
+    return a
 
 
 def _plan(
@@ -201,13 +217,24 @@ def _same_job(old: dict, new: dict) -> str | None:
 
 
 def _create(path: Path, plan: dict, images: ImageSet) -> None:
+    """Write the store's files, their space reserved on disk (a full disk is one error line here,
+    not a SIGBUS in the middle of the job); on failure remove what was written."""
     path.mkdir(parents=True, exist_ok=True)
-    for key, shape in plan["arrays"].items():
-        np.lib.format.open_memmap(path / f"{key}.npy", "w+", np.float32, tuple(shape)).flush()
-    np.save(path / PROGRESS, np.zeros((len(plan["sigmas"]), plan["n_chunks"]), np.uint8))
-    write_json(path / ROWS, list(images.names))
-    if images.labels is not None:
-        np.save(path / LABELS, np.asarray(images.labels))
+    files = [path / f"{key}.npy" for key in plan["arrays"]] + [path / PROGRESS, path / LABELS]
+    try:
+        with disk_full_is_user_error(path):
+            for key, shape in plan["arrays"].items():
+                file = path / f"{key}.npy"
+                np.lib.format.open_memmap(file, "w+", np.float32, tuple(shape)).flush()
+                reserve_space(file)
+            np.save(path / PROGRESS, np.zeros((len(plan["sigmas"]), plan["n_chunks"]), np.uint8))
+            write_json(path / ROWS, list(images.names))
+            if images.labels is not None:
+                np.save(path / LABELS, np.asarray(images.labels))
+    except BaseException:
+        for f in files + [path / ROWS]:
+            f.unlink(missing_ok=True)
+        raise
     write_json(path / META, plan)  # last: a store without meta.json is an unfinished creation
 
 
@@ -230,6 +257,14 @@ def represent(
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     model.eval()
     plan = _plan(model, images, cfg, model_path, data_spec)
+    with folder_lock(out, holder=rank == 0):  # one job writes a store at a time
+        return _represent_in(model, images, out, cfg, resume, plan, progress, rank, world)
+
+
+def _represent_in(model: Denoiser, images: ImageSet, out: Path, cfg: RepresentConfig, resume: bool,
+                  plan: dict, progress: Callable[[int, int], None] | None, rank: int,
+                  world: int) -> Store:  # fmt: skip
+    """The body of :func:`represent`, in a store this process has locked."""
     create = not (out / META).exists()  # every rank decides before rank 0 writes anything
     if not create:
         old = read_json(out / META)
@@ -240,7 +275,7 @@ def represent(
             raise UserError(f"{out}: the store was made with a different {diff}; cannot resume")
         if old.get("complete"):
             return Store(out)
-    elif out.exists() and any(out.iterdir()) and not resume:
+    elif any(p.name != LOCK for p in out.iterdir()) and not resume:
         raise UserError(f"{out}: folder exists and is not empty")
     if world > 1:
         dist.barrier()

@@ -28,7 +28,7 @@ from denoiserlens.data import DataSpec, ImageSet, UInt8Images, collate_to_float,
 from denoiserlens.data.open import split_indices
 from denoiserlens.errors import UserError
 from denoiserlens.evaluation.metrics import psnr
-from denoiserlens.fileio import read_json, write_atomic, write_json
+from denoiserlens.fileio import folder_lock, read_json, write_atomic, write_json
 from denoiserlens.models import Denoiser, build_model, load_model, save_weights
 from denoiserlens.models.checkpoint import CONFIG, WEIGHTS
 from denoiserlens.train.noise import add_noise, random_dihedral, sample_sigma
@@ -113,16 +113,17 @@ def _prepare_run(run_dir: Path, config: dict[str, Any], resume: bool) -> dict[st
 
     A new run refuses an existing directory; a resumed one requires the same configuration except
     ``FREE_ON_RESUME``: the number of steps (a resumed run can be extended) and the bookkeeping
-    that does not change the weights (checkpoint and evaluation intervals, loader workers).
+    that does not change the weights (checkpoint and evaluation intervals, loader workers). A run
+    killed before its first checkpoint (config.json but no train state) resumes from step 0.
     """
     cfg_path = run_dir / CONFIG
     if not resume:
         if cfg_path.exists() or (run_dir / WEIGHTS).exists():
             raise UserError(f"{run_dir}: run directory exists; use --resume or another --run-dir")
         return config
-    if not (run_dir / TRAIN_STATE).exists():
-        raise UserError(f"{run_dir}: nothing to resume (no {TRAIN_STATE})")
-    old = read_json(cfg_path)
+    if not cfg_path.exists():
+        raise UserError(f"{run_dir}: nothing to resume (no {CONFIG})")
+    old = read_json(cfg_path)  # without a TRAIN_STATE: killed before its first checkpoint
     new = json.loads(json.dumps(config))
     defaults = json.loads(json.dumps(asdict(TrainConfig())))  # settings added since the run
     old_train = {k: v for k, v in {**defaults, **old["train"]}.items() if k not in FREE_ON_RESUME}
@@ -188,8 +189,16 @@ def train(
     """
     run_dir = Path(run_dir)
     rank, world = _dist_info()
-    device = torch.device(device)
     model, train_set, test_set, config = _setup(model_arch, data, cfg, data_spec, world)
+    with folder_lock(run_dir, holder=rank == 0):  # one job writes a run directory at a time
+        return _train_in(run_dir, model, train_set, test_set, config, cfg, resume,
+                         torch.device(device), max_minutes, progress, rank, world)  # fmt: skip
+
+
+def _train_in(run_dir: Path, model: Denoiser, train_set, test_set, config: dict, cfg: TrainConfig,
+              resume: bool, device: torch.device, max_minutes: float | None, progress: bool,
+              rank: int, world: int) -> dict[str, Any]:  # fmt: skip
+    """The training loop of :func:`train`, in a run directory this process has locked."""
     to_write = _prepare_run(run_dir, config, resume)  # every rank checks before anyone writes
     if world > 1:
         dist.barrier()
@@ -201,7 +210,7 @@ def train(
         model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step = 0
-    if resume:
+    if resume and (run_dir / TRAIN_STATE).exists():  # else killed before its first checkpoint
         step = load_train_state(run_dir / TRAIN_STATE, model, optimizer)["step"]
     net = DistributedDataParallel(model) if world > 1 else model
 
@@ -256,20 +265,28 @@ def train(
             "ddp_weights_identical": identical}  # fmt: skip
 
 
-def _setup(model_arch: dict, data, cfg: TrainConfig, data_spec, world: int):
-    """Read the data, build the seeded model, split the data, and describe the run."""
-    images = data if isinstance(data, ImageSet) else open_data(data)
+def check_training_images(images: ImageSet, model: Denoiser) -> None:
+    """Refuse images ``model`` cannot be trained on (mixed sizes, other channels, a size not a
+    multiple of its downsampling), before anything is written."""
     if images.fixed_size is None:
         raise UserError(f"{images.source}: training images must share one size (use patches)")
-    model = build_model(model_arch, seed=cfg.seed)  # the initial weights depend on the seed only
-    if cfg.init_from is not None:
-        _init_from(model, cfg.init_from)
     if images.channels != model.image_channels:
-        raise UserError(f"the data has {images.channels} channels, the model takes "
-                        f"{model.image_channels}; set --channels")  # fmt: skip
+        raise UserError(
+            f"the data has {images.channels} channels, the model takes "
+            f"{model.image_channels}; set --channels"
+        )
     h, w = images.fixed_size
     if h % model.size_multiple or w % model.size_multiple:
         raise UserError(f"training images {h}x{w} are not divisible by {model.size_multiple}")
+
+
+def _setup(model_arch: dict, data, cfg: TrainConfig, data_spec, world: int):
+    """Read the data, build the seeded model, split the data, and describe the run."""
+    images = data if isinstance(data, ImageSet) else open_data(data)
+    model = build_model(model_arch, seed=cfg.seed)  # the initial weights depend on the seed only
+    if cfg.init_from is not None:
+        _init_from(model, cfg.init_from)
+    check_training_images(images, model)
     train_idx, test_idx = split_indices(len(images), cfg.test_fraction, cfg.seed)
     if len(train_idx) // world < cfg.batch_size:  # checked before anything is written
         raise UserError(f"batch size {cfg.batch_size} exceeds the {len(train_idx) // world} "
