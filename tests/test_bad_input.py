@@ -31,7 +31,11 @@ def _bomb_png(path):
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    t = tmp_path_factory.mktemp("bad")
+    return make_files(tmp_path_factory.mktemp("bad"))
+
+
+def make_files(t):
+    """The good and broken files of the table, written into folder ``t``."""
     torch.manual_seed(0)
     save_model(UNet(preset_config("tiny")).eval(), t / "m", data={"channel_means": [0.4]})
     np.save(t / "d.npy", disks(6, 16, seed=0).images[:, 0])
@@ -104,6 +108,9 @@ def _broken_files(t) -> None:
     (t / "text.pt").write_text("not a checkpoint")
     _copy(t / "store", t / "object-store")
     np.save(t / "object-store" / "M.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    (t / "twins").mkdir()  # two inputs whose results would share one name
+    Image.fromarray(img).save(t / "twins" / "img.png")
+    Image.fromarray(img).save(t / "twins" / "img.jpg")
     for name, text in TOML.items():
         (t / f"{name}.toml").write_text(text)
 
@@ -171,6 +178,9 @@ CASES = [
     (["neighbours", "--store", "{corrupt_meta}"], "meta.json"),
     (["analyze", "--store", "{truncated}"], ".npy: truncated"),
     (["recalibrate", "--model", "{bad_config}"], "config.json"),
+    (["denoise", "--model", M, "--input", "{twins}", "--sigma", "25"], "would both write"),
+    (["denoise", "--model", M, "--input", IMG, "--sigma", "abc"], "is not a number"),
+    (["sample", "--model", M, "--n", "two"], "is not a valid integer"),
 ]
 
 # Every command against every broken file of the kind it reads: COMMANDS have slots {model},
@@ -241,7 +251,7 @@ CASES += [
 ]  # fmt: skip
 
 
-def _placeholders(files) -> dict[str, str]:
+def placeholders(files) -> dict[str, str]:
     """The fixture files by placeholder name: {cut_png} is the folder cut-png, and so on."""
     names = {"m": "m", "d": "d.npy", "img": "img.png", "bomb": "bombs", "mixed": "mixed",
              "store": "store", "empty": "empty.npy", "object": "object.npz",
@@ -253,22 +263,24 @@ def _placeholders(files) -> dict[str, str]:
     return {k: str(files / v) for k, v in names.items()}
 
 
+def command_line(argv: list[str], names: dict[str, str], out, new) -> list[str]:
+    """A case's command line: placeholders filled, and an output folder: ``out``, made here and
+    holding an earlier result, or ``new`` where the command refuses an existing folder (a run
+    directory, a store, a converted model), as refusing it would hide the case."""
+    out.mkdir()
+    (out / "keep.txt").write_text("an earlier result")
+    args = [a.format(**names) for a in argv]
+    if args[0] == "train":
+        return [*args, "--run-dir", str(new)]
+    return [*args, "--out", str(new if args[0] in ("represent", "recalibrate", "convert") else out)]
+
+
 @pytest.mark.parametrize("case", range(len(CASES)), ids=lambda k: f"{k}:" + " ".join(CASES[k][0]))
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(files, tmp_path, case):
     argv, phrase = CASES[case]
-    names = _placeholders(files)
-    args = [a.format(**names) for a in argv]
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "keep.txt").write_text("an earlier result")
-    if args[0] == "train":  # a run directory must not exist: refusing it would hide the case
-        args += ["--run-dir", str(tmp_path / "run")]
-    elif args[0] in ("represent", "recalibrate", "convert"):  # a store, a model likewise
-        args += ["--out", str(tmp_path / "run")]
-    else:
-        args += ["--out", str(out)]
     before = {p.name: p.read_bytes() for p in files.rglob("*") if p.is_file()}
-    proc = run_cli(args)
+    proc = run_cli(command_line(argv, placeholders(files), out, tmp_path / "run"))
     assert_user_error(proc, phrase)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == {"keep.txt": b"an earlier result"}
     assert not (tmp_path / "run").exists()

@@ -104,6 +104,18 @@ def test_train_killed_before_its_first_checkpoint_resumes_from_step_zero(tmp_pat
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
 
 
+def test_train_killed_before_its_config_resumes_or_restarts(tmp_path):
+    # the folder of a train killed before config.json holds the lock and perhaps a temporary
+    for flag in (["--resume"], []):
+        run = tmp_path / f"run{len(flag)}"
+        run.mkdir()
+        (run / LOCK).touch()
+        (run / ".config.json.x1y2.tmp").write_text('{"half')
+        done = run_cli([*TRAIN, "--steps", "2", "--run-dir", run, *flag])
+        assert done.returncode == 0, done.stderr
+        assert (run / "weights.safetensors").exists() and not list(run.glob(".*.tmp"))
+
+
 def test_refused_jobs_leave_no_folder_behind(tiny_model, tmp_path):
     assert_user_error(run_cli([*TRAIN, "--steps", "3", "--run-dir", tmp_path / "r", "--resume"]),
                       "nothing to resume")  # fmt: skip

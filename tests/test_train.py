@@ -83,6 +83,14 @@ def test_resume_equals_an_uninterrupted_run(tmp_path, augment):
     assert torch.equal(
         c["opt.0.exp_avg"], load_file(tmp_path / "a/train_state.safetensors")["opt.0.exp_avg"]
     )
+    # past step 20 the log reads as the uninterrupted run's (timing aside), and the first run's
+    # final line is gone: one final line
+    logs = [
+        [{k: v for k, v in json.loads(ln).items() if k != "images_per_s"} for ln in lines]
+        for lines in ((tmp_path / d / "log.jsonl").read_text().splitlines() for d in "ab")
+    ]
+    assert [x for x in logs[1] if x["step"] > 20] == [x for x in logs[0] if x["step"] > 20]
+    assert [x["step"] for x in logs[1] if x.get("final")] == [40]
 
 
 def test_existing_run_is_not_overwritten_and_resume_checks_config(tmp_path):
@@ -167,6 +175,16 @@ def test_resume_survives_a_log_line_cut_by_a_kill(tmp_path):
     assert r["finished"]
     lines = (tmp_path / "r/log.jsonl").read_text().splitlines()
     assert all(json.loads(ln) for ln in lines)
+
+
+def test_resuming_a_finished_run_changes_nothing(tmp_path):
+    # as after a kill between the last checkpoint and the process's exit
+    data = disks(100, 32, seed=7)
+    first = train(TINY, data, _cfg(steps=10), tmp_path / "r", progress=False)
+    log = (tmp_path / "r/log.jsonl").read_text()
+    again = train(TINY, data, _cfg(steps=10), tmp_path / "r", resume=True, progress=False)
+    assert again == first and first["eval_psnr"]
+    assert (tmp_path / "r/log.jsonl").read_text() == log
 
 
 def test_init_from_starts_from_the_given_weights_and_checks_the_architecture(tmp_path):

@@ -105,12 +105,15 @@ def _try_lock(folder: Path) -> tuple[int | None, bool]:
 
 
 @contextlib.contextmanager
-def folder_lock(folder: str | os.PathLike, holder: bool = True) -> Iterator[None]:
+def folder_lock(
+    folder: str | os.PathLike, holder: bool = True, missing: str | None = None
+) -> Iterator[None]:
     """Hold an exclusive lock on ``folder`` (an flock on ``folder/.lock``) for a job that writes
     into it, refusing with one line while another process holds it. The kernel releases the lock of
     a killed process, so a lock never goes stale; the temporary files a killed writer left are
     deleted once the lock is held. A folder this call created is removed again if the job leaves
-    nothing in it (a refused job writes nothing).
+    nothing in it (a refused job writes nothing). With ``missing`` (an error message), a folder
+    that does not exist is refused with it instead of created.
 
     Under torchrun pass ``holder=rank == 0``: rank 0 takes the lock, every rank learns whether it
     got it (all raise the same error, none hangs).
@@ -120,15 +123,22 @@ def folder_lock(folder: str | os.PathLike, holder: bool = True) -> Iterator[None
     from denoiserlens.errors import UserError
 
     folder = Path(folder)
-    fd, created = _try_lock(folder) if holder else (None, False)
-    refused = holder and fd is None
+    fd, created, refusal = None, False, None
+    if holder and missing is not None and not folder.is_dir():
+        refusal = missing
+    elif holder:
+        fd, created = _try_lock(folder)
+        if fd is None:
+            refusal = (
+                f"{folder}: in use by another process (it holds {folder / LOCK}); wait "
+                "for it to finish or use another folder"
+            )
     if dist.is_available() and dist.is_initialized():
-        flags = [refused]
-        dist.broadcast_object_list(flags, src=0)
-        refused = flags[0]
-    if refused:
-        raise UserError(f"{folder}: in use by another process (it holds {folder / LOCK}); wait for "
-                        "it to finish or use another folder")  # fmt: skip
+        said = [refusal]
+        dist.broadcast_object_list(said, src=0)
+        refusal = said[0]
+    if refusal is not None:
+        raise UserError(refusal)
     try:
         if fd is not None:
             remove_stale_temporaries(folder)

@@ -28,7 +28,7 @@ from denoiserlens.data import DataSpec, ImageSet, UInt8Images, collate_to_float,
 from denoiserlens.data.open import split_indices
 from denoiserlens.errors import UserError
 from denoiserlens.evaluation.metrics import psnr
-from denoiserlens.fileio import folder_lock, read_json, write_atomic, write_json
+from denoiserlens.fileio import LOCK, TMP_SUFFIX, folder_lock, read_json, write_atomic, write_json
 from denoiserlens.models import Denoiser, build_model, load_model, save_weights
 from denoiserlens.models.checkpoint import CONFIG, WEIGHTS
 from denoiserlens.train.noise import add_noise, random_dihedral, sample_sigma
@@ -114,7 +114,9 @@ def _prepare_run(run_dir: Path, config: dict[str, Any], resume: bool) -> dict[st
     A new run refuses an existing directory; a resumed one requires the same configuration except
     ``FREE_ON_RESUME``: the number of steps (a resumed run can be extended) and the bookkeeping
     that does not change the weights (checkpoint and evaluation intervals, loader workers). A run
-    killed before its first checkpoint (config.json but no train state) resumes from step 0.
+    killed before its first checkpoint (config.json but no train state) resumes from step 0; one
+    killed before it wrote config.json (its folder holds only the lock) starts; a folder that does
+    not exist is refused before this (:func:`folder_lock`).
     """
     cfg_path = run_dir / CONFIG
     if not resume:
@@ -122,6 +124,9 @@ def _prepare_run(run_dir: Path, config: dict[str, Any], resume: bool) -> dict[st
             raise UserError(f"{run_dir}: run directory exists; use --resume or another --run-dir")
         return config
     if not cfg_path.exists():
+        left = [p.name for p in run_dir.iterdir()] if run_dir.is_dir() else None
+        if left is not None and all(n == LOCK or n.endswith(TMP_SUFFIX) for n in left):
+            return config  # killed before it wrote its config: nothing done, start it
         raise UserError(f"{run_dir}: nothing to resume (no {CONFIG})")
     old = read_json(cfg_path)  # without a TRAIN_STATE: killed before its first checkpoint
     new = json.loads(json.dumps(config))
@@ -139,21 +144,25 @@ def _prepare_run(run_dir: Path, config: dict[str, Any], resume: bool) -> dict[st
     return {**old, "train": new["train"]} if old["train"] != new["train"] else None
 
 
-def _step_of(line: str) -> float:
-    """The step of a log line; a line cut short by a kill (or empty) counts as past the end."""
+def _kept_on_resume(line: str, resume_step: int) -> bool:
+    """Whether a log line survives a resume from ``resume_step``: not past the checkpoint, not a
+    final line (written again by the run that finishes), not cut short by a kill."""
     try:
-        return json.loads(line).get("step", 0)
+        record = json.loads(line)
     except ValueError:
-        return float("inf")
+        return False
+    return record.get("step", 0) <= resume_step and not record.get("final", False)
 
 
 class _Log:
-    """JSON lines in the run directory; on resume, lines past the checkpoint are dropped."""
+    """JSON lines in the run directory. On resume, lines past the checkpoint are dropped, and so is
+    a final line (a run killed after writing it, or a finished run resumed, writes it again)."""
 
     def __init__(self, path: Path, enabled: bool, resume_step: int) -> None:
         self.path, self.enabled = path, enabled
         if enabled and path.exists():
-            keep = [ln for ln in path.read_text().splitlines() if _step_of(ln) <= resume_step]
+            lines = path.read_text().splitlines()
+            keep = [ln for ln in lines if _kept_on_resume(ln, resume_step)]
             write_atomic(path, lambda tmp: tmp.write_text("".join(k + "\n" for k in keep)))
 
     def write(self, **record: Any) -> None:
@@ -190,7 +199,8 @@ def train(
     run_dir = Path(run_dir)
     rank, world = _dist_info()
     model, train_set, test_set, config = _setup(model_arch, data, cfg, data_spec, world)
-    with folder_lock(run_dir, holder=rank == 0):  # one job writes a run directory at a time
+    missing = f"{run_dir}: nothing to resume (no {CONFIG})" if resume else None
+    with folder_lock(run_dir, holder=rank == 0, missing=missing):  # one writer at a time
         return _train_in(run_dir, model, train_set, test_set, config, cfg, resume,
                          torch.device(device), max_minutes, progress, rank, world)  # fmt: skip
 
@@ -259,6 +269,8 @@ def _train_in(run_dir: Path, model: Denoiser, train_set, test_set, config: dict,
                 stop = True
                 break
     bar.close()
+    if not result and test_x is not None and rank == 0 and step >= cfg.steps:
+        result = evaluate_psnr(model, test_x, cfg.eval_sigmas, cfg.seed)  # a finished run resumed
     identical = _ranks_identical(model) if world > 1 else None
     log.write(step=step, final=True, eval_psnr=result, ddp_weights_identical=identical)
     return {"step": step, "eval_psnr": result, "finished": step >= cfg.steps,
