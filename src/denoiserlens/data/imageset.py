@@ -1,13 +1,125 @@
-"""The in-memory form of every data source: uint8 images (memory-mapped when large) and labels."""
+"""The in-memory form of every data source: uint8 images (memory-mapped or read from disk per row
+when large) and labels."""
 
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from denoiserlens.errors import UserError
+
+
+class FileRows:
+    """The rows of an uncompressed (N, ...) array at ``offset`` in a file, read with ``pread`` when
+    asked for and never memory-mapped: a process reading all of a large set (ImageNet64: 14.7 GB)
+    keeps only the rows in use resident, where a memory map keeps every page it touched. Pickles as
+    its path (DataLoader workers reopen the file). Indexing returns numpy arrays."""
+
+    def __init__(
+        self, path: str | os.PathLike, offset: int, shape: tuple[int, ...], dtype=np.uint8
+    ):
+        self.path, self.offset = os.fspath(path), int(offset)
+        self.shape, self.dtype = tuple(int(v) for v in shape), np.dtype(dtype)
+        self.ndim = len(self.shape)
+        self.row_bytes = int(np.prod(self.shape[1:])) * self.dtype.itemsize
+        self._fd: int | None = None
+        self._pid = -1
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_fd": None, "_pid": -1}
+
+    def __del__(self) -> None:
+        if getattr(self, "_fd", None) is not None and self._pid == os.getpid():
+            os.close(self._fd)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _read(self, start: int, count: int) -> np.ndarray:
+        if self._fd is None or self._pid != os.getpid():  # opened once per process
+            self._fd, self._pid = os.open(self.path, os.O_RDONLY), os.getpid()
+        out = np.empty((count, *self.shape[1:]), self.dtype)
+        view, done = memoryview(out).cast("B"), 0
+        while done < len(view):
+            got = os.preadv(self._fd, [view[done:]], self.offset + start * self.row_bytes + done)
+            if got == 0:
+                raise UserError(f"{self.path}: cut short (rows {start}..{start + count - 1})")
+            done += got
+        return out
+
+    def __getitem__(self, key):
+        if isinstance(key, (int, np.integer)):
+            if not -len(self) <= key < len(self):
+                raise IndexError(f"row {key} out of range for {len(self)} rows")
+            return self._read(int(key) % len(self), 1)[0]
+        if isinstance(key, slice) and key.step in (None, 1):
+            start, stop, _ = key.indices(len(self))
+            return self._read(start, max(0, stop - start))
+        rows = np.arange(len(self))[key] if isinstance(key, slice) else np.asarray(key)
+        if rows.dtype == bool or rows.ndim != 1:
+            raise TypeError("FileRows takes an int, a slice or a 1-d array of ints")
+        out = np.empty((len(rows), *self.shape[1:]), self.dtype)
+        for i, r in enumerate(rows):
+            out[i] = self[int(r)]
+        return out
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self._read(0, len(self))  # everything in memory: only for small sets
+        return out if dtype is None else out.astype(dtype)
+
+
+class StackedRows:
+    """Several (N_k, C, H, W) arrays (memory maps, typically) read as one, along the rows, without
+    concatenating them: what a data set spread over many files (ImageNet64's ten training batches)
+    needs to stay on disk. Indexing by an int, a slice or an array of ints returns a numpy array.
+    """
+
+    def __init__(self, parts: list[np.ndarray | FileRows]) -> None:
+        if not parts or len({(tuple(p.shape[1:]), p.dtype) for p in parts}) != 1:
+            raise ValueError("parts must share their image shape and dtype")
+        self.parts = parts
+        self.starts = np.cumsum([0] + [len(p) for p in parts])
+        self.shape = (int(self.starts[-1]), *parts[0].shape[1:])
+        self.dtype = parts[0].dtype
+        self.ndim = len(self.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _locate(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if rows.size and (rows.min() < -len(self) or rows.max() >= len(self)):
+            raise IndexError(f"row out of range for {len(self)} rows")
+        rows = np.where(rows < 0, rows + len(self), rows)
+        part = np.searchsorted(self.starts, rows, side="right") - 1
+        return part, rows - self.starts[part]
+
+    def __getitem__(self, key):
+        if isinstance(key, (int, np.integer)):
+            part, row = self._locate(np.asarray([key]))
+            return self.parts[int(part[0])][int(row[0])]
+        if isinstance(key, slice):
+            key = np.arange(len(self))[key]
+        rows = np.asarray(key)
+        if rows.dtype == bool or rows.ndim != 1:
+            raise TypeError("StackedRows takes an int, a slice or a 1-d array of ints")
+        part, local = self._locate(rows.astype(np.int64))
+        out = np.empty((len(rows), *self.shape[1:]), self.dtype)
+        for k in np.unique(part):  # one fancy index per file, in the order asked
+            at = np.flatnonzero(part == k)
+            out[at] = self.parts[int(k)][local[at]]
+        return out
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = np.concatenate(self.parts)  # everything in memory: only for small sets
+        return out if dtype is None else out.astype(dtype)
+
+
+def is_array(images: object) -> bool:
+    """Whether an :class:`ImageSet`'s images are one (N, C, H, W) array (not a list of images)."""
+    return isinstance(images, (np.ndarray, FileRows, StackedRows))
 
 
 @dataclass
@@ -18,7 +130,7 @@ class ImageSet:
     and ``label_names`` their meaning. Images stay uint8 here; they become floats per batch.
     """
 
-    images: np.ndarray | list[np.ndarray]
+    images: np.ndarray | FileRows | StackedRows | list[np.ndarray]
     names: list[str]
     labels: np.ndarray | None = None
     label_names: list[str] | None = None
@@ -44,14 +156,14 @@ class ImageSet:
     @property
     def fixed_size(self) -> tuple[int, int] | None:
         """(H, W) if every image has the same size, else None."""
-        if isinstance(self.images, np.ndarray):
+        if is_array(self.images):
             return int(self.images.shape[2]), int(self.images.shape[3])
         sizes = {im.shape[1:] for im in self.images}
         return tuple(int(s) for s in sizes.pop()) if len(sizes) == 1 else None  # type: ignore
 
-    def as_array(self) -> np.ndarray:
+    def as_array(self) -> np.ndarray | FileRows | StackedRows:
         """All images as one (N, C, H, W) uint8 array (they must share a size)."""
-        if isinstance(self.images, np.ndarray):
+        if is_array(self.images):
             return self.images
         if self.fixed_size is None:
             raise UserError(f"{self.source}: images differ in size; crop, resize or cut patches")
@@ -73,8 +185,8 @@ class ImageSet:
     def subset(self, index: np.ndarray | list[int]) -> ImageSet:
         """The images at ``index``, in that order (a copy of the selected rows)."""
         index = np.asarray(index, dtype=np.int64)
-        if isinstance(self.images, np.ndarray):
-            images: np.ndarray | list[np.ndarray] = self.images[index]
+        if is_array(self.images):
+            images: np.ndarray | FileRows | StackedRows | list[np.ndarray] = self.images[index]
         else:
             images = [self.images[i] for i in index]
         return ImageSet(
@@ -90,7 +202,7 @@ class ImageSet:
         """BLAKE2b hash of the pixels, shapes and labels, in row order (16 hex digits)."""
         if self._fingerprint is None:
             h = hashlib.blake2b(digest_size=8)
-            if isinstance(self.images, np.ndarray):
+            if is_array(self.images):
                 h.update(repr(self.images.shape).encode())
                 for start in range(0, len(self.images), 4096):  # bounded memory for memmaps
                     h.update(np.ascontiguousarray(self.images[start : start + 4096]).tobytes())

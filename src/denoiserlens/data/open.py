@@ -3,18 +3,23 @@
 Specifications: a folder; an image file; ``.npy``/``.npz``; an IDX file (``*-idx3-ubyte[.gz]``);
 ``fashion-mnist[:train|test]``; ``disks:N[:SIZE[:SEED]]``; ``c-alpha:N[:SIZE[:ALPHA[:SEED]]]``;
 ``skimage:NAME[,NAME...]`` (images bundled with scikit-image, e.g. ``skimage:camera,brick``);
-``@LIST``, a text file naming sources, one per line (relative paths from the list's folder).
+``@LIST``, a text file naming sources, one per line (relative paths from the list's folder); a
+glob pattern (``'Imagenet64_train/*.npz'``), its matches in natural order (batch_2 before
+batch_10). ``.npz`` files of the downsampled-ImageNet layout are read lazily
+(:mod:`denoiserlens.data.imagenet64`).
 """
 
 from __future__ import annotations
 
+import glob
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from denoiserlens.data.imageset import ImageSet
+from denoiserlens.data.imageset import FileRows, ImageSet, StackedRows, is_array
 from denoiserlens.data.sources import (
     IMAGE_SUFFIXES,
     fashion_mnist,
@@ -83,6 +88,11 @@ def read_source(spec: str, channels: int | None = None, labels_from_dirs: bool =
         if not entries:
             raise UserError(f"{lst}: the list names no sources")
         return concat([read_source(e, channels, labels_from_dirs) for e in entries])
+    if any(c in spec for c in "*?[") and not Path(spec).exists():
+        matches = sorted(glob.glob(spec), key=_natural_key)
+        if not matches:
+            raise UserError(f"{spec}: no file or folder matches")
+        return concat([read_source(m, channels, labels_from_dirs) for m in matches])
     path = Path(spec)
     if path.is_dir():
         return load_folder(path, channels, labels_from_dirs)
@@ -96,6 +106,11 @@ def read_source(spec: str, channels: int | None = None, labels_from_dirs: bool =
         im = read_image(path, channels)
         return ImageSet(im[None], [str(path)], source=str(path))
     raise UserError(f"{path}: not an image, folder, array or IDX file")
+
+
+def _natural_key(name: str) -> list:
+    """Sort key that puts ``batch_2`` before ``batch_10``."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
 SKIMAGE_DEMO = ("camera", "astronaut", "coffee", "chelsea", "brick", "grass", "gravel", "moon",
@@ -126,20 +141,28 @@ def skimage_images(names: list[str], channels: int | None = None) -> ImageSet:
 
 
 def concat(sets: list[ImageSet]) -> ImageSet:
-    """Several image sets as one, in order (labels kept only if every set has them)."""
+    """Several image sets as one, in order (labels kept only if every set has them). Sets of one
+    image size stay arrays: sets on disk are stacked without reading them (:class:`StackedRows`)."""
     if len(sets) == 1:
         return sets[0]
     if len({s.channels for s in sets}) > 1:
         raise UserError("the data sources differ in channels; set --channels")
-    images: list[np.ndarray] = [im for s in sets for im in (s.images if isinstance(s.images, list)
-                                                           else list(s.images))]  # fmt: skip
     labels = None
     if all(s.labels is not None for s in sets):
         labels = np.concatenate([s.labels for s in sets])  # type: ignore[misc]
-    out = ImageSet(images, [n for s in sets for n in s.names], labels,
-                   source=" + ".join(s.source for s in sets))  # fmt: skip
+    names = [n for s in sets for n in s.names]
+    source = " + ".join(s.source for s in sets)
+    if all(is_array(s.images) for s in sets) and len({s.images.shape[1:] for s in sets}) == 1:
+        parts = [p for s in sets for p in getattr(s.images, "parts", [s.images])]
+        lazy = any(isinstance(p, (np.memmap, FileRows)) for p in parts)
+        images = StackedRows(parts) if lazy else np.concatenate(parts)
+        return ImageSet(images, names, labels, source=source)
+    listed = [
+        im for s in sets for im in (s.images if isinstance(s.images, list) else list(s.images))
+    ]
+    out = ImageSet(listed, names, labels, source=source)
     if out.fixed_size is not None:
-        out.images = np.stack(images)
+        out.images = np.stack(listed)
     return out
 
 

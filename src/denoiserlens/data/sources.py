@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from denoiserlens.data.imagenet64 import is_imagenet_npz, load_imagenet_npz
 from denoiserlens.data.imageset import ImageSet
 from denoiserlens.errors import UserError
 
@@ -105,7 +106,8 @@ def _as_nchw_uint8(a: np.ndarray, where: str) -> np.ndarray:
 
 
 def load_arrays(path: str | Path) -> ImageSet:
-    """``.npy`` (memory-mapped) or ``.npz`` (keys images/x and optionally labels/y)."""
+    """``.npy`` (memory-mapped) or ``.npz`` (keys images/x and optionally labels/y, or the
+    downsampled-ImageNet layout, keys data and labels: :mod:`denoiserlens.data.imagenet64`)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such file")
@@ -115,6 +117,8 @@ def load_arrays(path: str | Path) -> ImageSet:
             images = np.load(path, mmap_mode="r", allow_pickle=False)
         else:
             with np.load(path, allow_pickle=False) as z:
+                if is_imagenet_npz(z.files):
+                    return load_imagenet_npz(path)
                 key = next((k for k in ("images", "x", "arr_0") if k in z.files), None)
                 if key is None:
                     raise UserError(f"{path}: no 'images' (or 'x') array; has {z.files}")

@@ -82,7 +82,7 @@ def run_sweep(
     out = Path(out_dir)
     check_training_images(images, build_model(arch, seed=0))  # before any run is written
     subsets = disjoint_subsets(len(images), sizes, seed)
-    x_all = images.as_array()
+    x_all = np.asarray(images.as_array())  # the sizes of a sweep: in memory
     mean = float(x_all.mean() / 255)
     arch_json = json.loads(json.dumps(arch))  # as config.json holds it (lists, not tuples)
     results = {"sizes": sizes, "seed": seed, "n_samples": n_samples, "data": images.source,
