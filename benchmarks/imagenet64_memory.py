@@ -117,22 +117,8 @@ def main() -> None:
             f"| read (loader, 1 thread) | {n} | {n / float(out.split()[1]):.0f} | {peak:.2f} | "
             f"{anon:.2f} | {file:.2f} |"
         )
-        cmd = [
-            exe,
-            "represent",
-            "--model",
-            str(model),
-            "--data",
-            spec,
-            "--sigmas",
-            "25",
-            "--n-noise",
-            "1",
-            "--out",
-            str(tmp / "store"),
-            "--batch-size",
-        "64",
-        ]
+        cmd = [exe, "represent", "--model", str(model), "--data", spec, "--sigmas", "25"]
+        cmd += ["--n-noise", "1", "--out", str(tmp / "store"), "--batch-size", "64"]
         out, s, peak, anon, file = measured(cmd)
         print(
             f"| represent (tiny, 2 threads) | {a.rows} | {a.rows / s:.0f} | {peak:.2f} | "

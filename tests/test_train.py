@@ -13,7 +13,7 @@ from scipy import stats
 
 from denoiserlens import UserError
 from denoiserlens.data import disks
-from denoiserlens.models import load_model, preset_config
+from denoiserlens.models import build_model, load_model, preset_config
 from denoiserlens.train import TrainConfig, sample_sigma, train
 from denoiserlens.train.noise import random_dihedral
 
@@ -139,8 +139,8 @@ def test_ddp_two_gloo_processes_end_with_identical_weights(tmp_path):
            f"--master_port={_free_port()}", str(Path(sys.executable).parent / "denoiserlens"),
            "train",
            "--data", str(tmp_path / "disks.npy"), "--run-dir", str(tmp_path / "ddp"),
-           "--preset", "tiny", "--no-bias", "--norm", "batch", "--steps", "12",
-           "--batch-size", "8", "--checkpoint-every", "6", "--eval-every", "12"]  # fmt: skip
+           "--preset", "tiny", "--no-bias", "--norm", "batch", "--epochs", "1",
+           "--global-batch", "16", "--checkpoint-every", "6", "--eval-every", "12"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     if proc.returncode != 0 and "Signal 6 (SIGABRT)" in proc.stderr:
@@ -153,7 +153,11 @@ def test_ddp_two_gloo_processes_end_with_identical_weights(tmp_path):
     log = [json.loads(x) for x in (tmp_path / "ddp/log.jsonl").read_text().splitlines()]
     final = [x for x in log if x.get("final")][-1]
     assert final["ddp_weights_identical"] is True
-    assert json.loads((tmp_path / "ddp/config.json").read_text())["world_size"] == 2
+    config = json.loads((tmp_path / "ddp/config.json").read_text())
+    assert config["world_size"] == 2
+    # 243 training images: 121 per process in batches of 16 / 2, one epoch = 15 steps
+    assert config["train"]["batch_size"] == 8 and config["train"]["steps"] == 15
+    assert final["step"] == 15
 
 
 def test_bad_settings_are_refused_before_anything_is_written(tmp_path):
@@ -185,6 +189,55 @@ def test_resuming_a_finished_run_changes_nothing(tmp_path):
     again = train(TINY, data, _cfg(steps=10), tmp_path / "r", resume=True, progress=False)
     assert again == first and first["eval_psnr"]
     assert (tmp_path / "r/log.jsonl").read_text() == log
+
+
+def test_the_schedule_in_epochs_resolves_to_steps_and_batches():
+    cfg = TrainConfig(epochs=1000, lr_halve_every_epochs=100, global_batch=1024)
+    # ImageNet64's 1,281,167 images on 4 processes: 320,291 each, 1251 steps of 256 an epoch
+    r = cfg.resolved(1_281_167, 4)
+    assert (r.batch_size, r.steps, r.lr_halve_every) == (256, 1_251_000, 125_100)
+    assert r.lr_at(125_099) == 1e-3 and r.lr_at(125_100) == 5e-4
+    assert TrainConfig(steps=7, batch_size=8).resolved(100, 1) == TrainConfig(steps=7, batch_size=8)
+    with pytest.raises(UserError, match="not divisible by the 3 processes"):
+        cfg.resolved(1_281_167, 3)
+    with pytest.raises(UserError, match="exceeds the 50 training images per process"):
+        TrainConfig(global_batch=128).resolved(100, 2)
+    with pytest.raises(ValueError, match="needs the schedule in epochs"):
+        TrainConfig(lr_halve_every_epochs=100)
+
+
+def test_every_epoch_ends_with_a_checkpoint_and_resumes_exactly(tmp_path, monkeypatch):
+    import denoiserlens.train.loop as loop
+
+    data = disks(100, 32, seed=8)  # 90 training images: 11 steps of 8 an epoch
+    saved = []
+    real = loop._checkpoint
+    monkeypatch.setattr(loop, "_checkpoint", lambda d, m, o, step, r: saved.append(step) or
+                        real(d, m, o, step, r))  # fmt: skip
+    cfg = _cfg(epochs=3, lr_halve_every_epochs=2, checkpoint_every=1000)
+    r = train(TINY, data, cfg, tmp_path / "a", progress=False)
+    assert saved == [11, 22, 33] and r["step"] == 33
+    config = json.loads((tmp_path / "a/config.json").read_text())["train"]
+    assert (config["steps"], config["lr_halve_every"], config["epochs"]) == (33, 22, 3)
+    train(TINY, data, _cfg(epochs=2, lr_halve_every_epochs=2, checkpoint_every=1000),
+          tmp_path / "b", progress=False)  # fmt: skip
+    train(TINY, data, cfg, tmp_path / "b", resume=True, progress=False)  # one more epoch
+    a, b = (load_file(tmp_path / d / "weights.safetensors") for d in "ab")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_compiled_training_computes_what_eager_training_does(tmp_path):
+    # torch.compile fuses kernels: the same steps to float32 rounding, weights saved uncompiled
+    data = disks(40, 16, seed=9)
+    for name, flag in (("eager", False), ("compiled", True)):
+        train(TINY, data, _cfg(steps=2, compile=flag), tmp_path / name, progress=False)
+    a, b = (load_file(tmp_path / d / "weights.safetensors") for d in ("eager", "compiled"))
+    assert a.keys() == b.keys() and not any("_orig_mod" in k for k in b)
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-5
+    init = build_model(TINY, seed=0).state_dict()  # the steps moved the weights: not vacuous
+    assert max(float((a[k] - init[k]).abs().max()) for k in a) > 1e-4
+    assert json.loads((tmp_path / "compiled/config.json").read_text())["train"]["compile"] is True
 
 
 def test_init_from_starts_from_the_given_weights_and_checks_the_architecture(tmp_path):

@@ -268,10 +268,29 @@ def main() -> None:
     help="Parametrize x_hat = y + net(y) (identity at init; trains faster). Paper: off.",
 )
 @click.option("--steps", type=COUNT, default=10000, show_default=True)
+@click.option(
+    "--epochs",
+    type=COUNT,
+    default=None,
+    help="The schedule in passes over the training images instead of --steps (the paper: "
+    "1000); each epoch ends with a checkpoint.",
+)
 @click.option("--batch-size", type=COUNT, default=64, show_default=True, help="Per process.")
+@click.option(
+    "--global-batch",
+    type=COUNT,
+    default=None,
+    help="Batch across all processes, split evenly (the paper: 1024); replaces --batch-size.",
+)
 @click.option("--lr", type=POSITIVE, default=1e-3, show_default=True)
 @click.option(
-    "--lr-halve-every", type=int, default=None, help="Halve the learning rate every N steps."
+    "--lr-halve-every", type=COUNT, default=None, help="Halve the learning rate every N steps."
+)
+@click.option(
+    "--lr-halve-every-epochs",
+    type=COUNT,
+    default=None,
+    help="Halve the learning rate every N epochs (with --epochs; the paper: 100).",
 )
 @click.option(
     "--sigma-dist",
@@ -284,6 +303,12 @@ def main() -> None:
 @click.option("--sigma-max", type=SIGMA, default=255.0, show_default=True, help=SIGMA_HELP)
 @click.option("--bf16", is_flag=True, help="bf16 autocast (weights and loss stay float32).")
 @click.option("--channels-last", is_flag=True)
+@click.option(
+    "--compile",
+    "compile_net",
+    is_flag=True,
+    help="torch.compile the network (a warm-up of minutes first; pays on long runs).",
+)
 @click.option(
     "--augment", is_flag=True, help="Random flips and quarter turns of each training image."
 )
@@ -309,9 +334,10 @@ def main() -> None:
 )
 @click.option("--device", default="auto", show_default=True)
 @user_errors
-def train(run_dir, preset, bias, norm, residual, steps, batch_size, lr, lr_halve_every, sigma_dist,
-          sigma_min, sigma_max, bf16, channels_last, augment, seed, test_fraction, eval_every,
-          checkpoint_every, workers, max_minutes, resume, init_from, device, **data_kw):  # fmt: skip
+def train(run_dir, preset, bias, norm, residual, steps, epochs, batch_size, global_batch, lr,
+          lr_halve_every, lr_halve_every_epochs, sigma_dist, sigma_min, sigma_max, bf16,
+          channels_last, compile_net, augment, seed, test_fraction, eval_every, checkpoint_every,
+          workers, max_minutes, resume, init_from, device, **data_kw):  # fmt: skip
     """Train a blind denoiser (no noise level input) on images: Eq. 1, Appendix A.3.
 
     Runs on one process, or on many under torchrun (DistributedDataParallel).
@@ -341,7 +367,9 @@ def train(run_dir, preset, bias, norm, residual, steps, batch_size, lr, lr_halve
         sigma_dist=sigma_dist, sigma_min=sigma_min / 255, sigma_max=sigma_max / 255, bf16=bf16,
         channels_last=channels_last, augment=augment, seed=seed, test_fraction=test_fraction,
         eval_every=eval_every, checkpoint_every=checkpoint_every, num_workers=workers,
-        init_from=None if init_from is None else str(init_from),
+        init_from=None if init_from is None else str(init_from), epochs=epochs,
+        lr_halve_every_epochs=lr_halve_every_epochs, global_batch=global_batch,
+        compile=compile_net,
     )  # fmt: skip
     result = run_training(arch.to_dict(), images, cfg, run_dir, resume=resume, device=dev,
                           max_minutes=max_minutes, data_spec=spec)  # fmt: skip

@@ -324,7 +324,8 @@ def reconstruct(
     shape = (k * n_samples, *targets.shape)
     ids = [r * n_samples + j for r in targets.rows for j in range(n_samples)]
     noise = SampleNoise(seed, ids, dev)
-    sigma0 = float(sigmas[0]) if sigmas is not None else adaptive.sigma_0
+    levels = None if sigmas is None else torch.as_tensor(sigmas).tolist()  # once: no copy a step
+    sigma0 = levels[0] if levels is not None else adaptive.sigma_0
     x = torch.as_tensor(mean, dtype=torch.float32, device=dev) + sigma0 * noise.randn(shape[1:])
     b = shape[0]
     active = torch.ones(b, dtype=torch.bool, device=dev)
@@ -332,7 +333,7 @@ def reconstruct(
     x_hat = x.clone()
     before, after, l0, l1 = [], [], [], []
     # a fixed schedule visits every level, sigma_T .. sigma_0, and denoises at each
-    steps = len(sigmas) if sigmas is not None else adaptive.max_steps
+    steps = len(levels) if levels is not None else adaptive.max_steps
     for t in range(1, steps + 1):
         idx = active.nonzero().squeeze(1)
         per_target = torch.zeros(k, device=dev).index_add_(0, owner[idx], level[idx])
@@ -353,13 +354,13 @@ def reconstruct(
         sigma = effective_sigma(d)
         after.append(_scatter(b, idx, sigma))
         x_hat[idx] = est
-        if sigmas is not None:
+        if levels is not None:
             if t == steps:  # the estimate at the last level, sigma_0, is the sample
                 break
             z = noise.randn(shape[1:], idx)
-            nxt = float(sigmas[t])
+            nxt = levels[t]
             if ancestral:  # E[x_{t-1} | x_t] and the spread of x_{t-1} given x_t and x
-                cur = float(sigmas[t - 1])
+                cur = levels[t - 1]
                 keep = nxt**2 / cur**2
                 x[idx] = est + keep * (x[idx] - est) + nxt * math.sqrt(1 - keep) * z
             else:  # Algorithm 1 as printed: x <- x + s(x) + sigma_{t-1} z

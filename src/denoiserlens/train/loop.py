@@ -11,7 +11,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +36,8 @@ from denoiserlens.train.state import TRAIN_STATE, load_train_state, save_train_s
 
 LOG = "log.jsonl"
 # training settings a resumed run may change: none of them changes the weights it computes
-FREE_ON_RESUME = ("steps", "checkpoint_every", "eval_every", "eval_images", "eval_sigmas",
-                  "num_workers")  # fmt: skip
+FREE_ON_RESUME = ("steps", "epochs", "checkpoint_every", "eval_every", "eval_images",
+                  "eval_sigmas", "num_workers")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -62,18 +62,56 @@ class TrainConfig:
     checkpoint_every: int = 1000
     num_workers: int = 0
     init_from: str | None = None  # start from these weights (a run directory or weights file)
+    # the schedule in epochs, as the paper gives it (1000 epochs, lr halved every 100): steps and
+    # lr_halve_every follow from the training images once they are known (:meth:`resolved`),
+    # and every epoch ends with a checkpoint
+    epochs: int | None = None
+    lr_halve_every_epochs: int | None = None
+    global_batch: int | None = None  # across processes: batch_size = global_batch / world
+    compile: bool = False  # torch.compile the network for the training steps
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "eval_every", "checkpoint_every", "eval_images"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
-        if self.lr_halve_every is not None and self.lr_halve_every < 1:
-            raise ValueError("lr_halve_every must be >= 1")
+        for name in ("lr_halve_every", "epochs", "lr_halve_every_epochs", "global_batch"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if self.lr_halve_every_epochs is not None and self.epochs is None:
+            raise ValueError("lr_halve_every_epochs needs the schedule in epochs (epochs)")
         if not 0 <= self.sigma_min <= self.sigma_max:
             raise ValueError("need 0 <= sigma_min <= sigma_max")
         if self.sigma_dist == "log-uniform" and self.sigma_min <= 0:
             raise ValueError("log-uniform noise levels need sigma_min > 0")
+
+    def steps_per_epoch(self, train_images: int, world: int) -> int:
+        """Optimizer steps in one pass over the training images: each of the ``world`` processes
+        takes its shard (``train_images // world``, DistributedSampler's drop_last) in batches."""
+        return (train_images // world) // self.batch_size
+
+    def resolved(self, train_images: int, world: int) -> TrainConfig:
+        """The per-process batch size from ``global_batch``, and the steps and the halving
+        interval from ``epochs`` and ``lr_halve_every_epochs``, for ``train_images`` on ``world``
+        processes (the paper: global batch 1024, 1000 epochs, lr halved every 100)."""
+        cfg = self
+        if self.global_batch is not None:
+            if self.global_batch % world:
+                raise UserError(
+                    f"global batch {self.global_batch} is not divisible by the {world} processes"
+                )
+            cfg = replace(cfg, batch_size=self.global_batch // world)
+        per_epoch = cfg.steps_per_epoch(train_images, world)
+        if per_epoch == 0:
+            raise UserError(
+                f"batch size {cfg.batch_size} exceeds the {train_images // world} "
+                "training images per process"
+            )
+        if self.epochs is not None:
+            halve = self.lr_halve_every_epochs
+            every = cfg.lr_halve_every if halve is None else halve * per_epoch
+            cfg = replace(cfg, steps=self.epochs * per_epoch, lr_halve_every=every)
+        return cfg
 
     def lr_at(self, step: int) -> float:
         """The paper's schedule: the learning rate halves every ``lr_halve_every`` steps."""
@@ -198,7 +236,7 @@ def train(
     """
     run_dir = Path(run_dir)
     rank, world = _dist_info()
-    model, train_set, test_set, config = _setup(model_arch, data, cfg, data_spec, world)
+    model, train_set, test_set, config, cfg = _setup(model_arch, data, cfg, data_spec, world)
     missing = f"{run_dir}: nothing to resume (no {CONFIG})" if resume else None
     with folder_lock(run_dir, holder=rank == 0, missing=missing):  # one writer at a time
         return _train_in(run_dir, model, train_set, test_set, config, cfg, resume,
@@ -223,12 +261,12 @@ def _train_in(run_dir: Path, model: Denoiser, train_set, test_set, config: dict,
     if resume and (run_dir / TRAIN_STATE).exists():  # else killed before its first checkpoint
         step = load_train_state(run_dir / TRAIN_STATE, model, optimizer)["step"]
     net = DistributedDataParallel(model) if world > 1 else model
+    if cfg.compile:  # the DDP wrapper compiled, as torch.compile's DDP notes advise
+        net = torch.compile(net)
 
     sampler = DistributedSampler(train_set, num_replicas=world, rank=rank,
                                  shuffle=True, seed=cfg.seed, drop_last=True)  # fmt: skip
-    steps_per_epoch = len(sampler) // cfg.batch_size
-    if steps_per_epoch == 0:
-        raise UserError(f"batch size {cfg.batch_size} exceeds the {len(sampler)} training images")
+    steps_per_epoch = cfg.steps_per_epoch(len(train_set), world)  # >= 1: cfg.resolved checked
     test_x = torch.from_numpy(test_set.as_array()).float() / 255 if len(test_set) else None
     log = _Log(run_dir / LOG, rank == 0, step)
     bar = tqdm(total=cfg.steps, initial=step, disable=rank != 0 or not progress, unit="step",
@@ -263,7 +301,8 @@ def _train_in(run_dir: Path, model: Denoiser, train_set, test_set, config: dict,
                     f"sigma {k}: {v:.2f} dB" for k, v in result.items()))  # fmt: skip
             out_of_time = _agree(max_minutes is not None and time.time() - t0 > 60 * max_minutes,
                                  world, device)  # fmt: skip
-            if step % cfg.checkpoint_every == 0 or step == cfg.steps or out_of_time:
+            end_of_epoch = cfg.epochs is not None and step % steps_per_epoch == 0
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps or out_of_time or end_of_epoch:
                 _checkpoint(run_dir, model, optimizer, step, rank)
             if step >= cfg.steps or out_of_time:
                 stop = True
@@ -300,9 +339,7 @@ def _setup(model_arch: dict, data, cfg: TrainConfig, data_spec, world: int):
         _init_from(model, cfg.init_from)
     check_training_images(images, model)
     train_idx, test_idx = split_indices(len(images), cfg.test_fraction, cfg.seed)
-    if len(train_idx) // world < cfg.batch_size:  # checked before anything is written
-        raise UserError(f"batch size {cfg.batch_size} exceeds the {len(train_idx) // world} "
-                        f"training images per process")  # fmt: skip
+    cfg = cfg.resolved(len(train_idx), world)  # checked before anything is written
     train_set = UInt8Images(images, train_idx)  # a view: a memmap stays on disk
     test_set = images.subset(test_idx[: cfg.eval_images])
     spec = data if isinstance(data, DataSpec) else data_spec
@@ -316,7 +353,7 @@ def _setup(model_arch: dict, data, cfg: TrainConfig, data_spec, world: int):
         "world_size": world,
         "version": denoiserlens.__version__,
     }  # fmt: skip
-    return model, train_set, test_set, config
+    return model, train_set, test_set, config, cfg
 
 
 def _init_from(model: Denoiser, path: str) -> None:
