@@ -19,6 +19,13 @@ SET5 = DATA / "test_images/color/Set5"
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _cache_in_a_temporary_folder(tmp_path_factory):
+    """Caches the data readers write (decompressed ImageNet64 members, prepared folders) go to a
+    folder of the test session, never the user's ~/.cache."""
+    os.environ["DENOISERLENS_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+
+
 def need(path: Path) -> Path:
     """Skip the test when a file of ../shared is not there."""
     if not path.exists():

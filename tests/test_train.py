@@ -240,6 +240,26 @@ def test_compiled_training_computes_what_eager_training_does(tmp_path):
     assert json.loads((tmp_path / "compiled/config.json").read_text())["train"]["compile"] is True
 
 
+def test_runs_and_stores_recorded_before_a_data_setting_existed_resume(tmp_path):
+    from denoiserlens.data import DataSpec
+    from denoiserlens.represent.store import _same_job
+
+    spec = DataSpec(("disks:40:16",))
+    train(TINY, spec, _cfg(steps=10), tmp_path / "r", progress=False)
+    config = json.loads((tmp_path / "r/config.json").read_text())
+    for key in ("resample", "gray_files"):  # as config.json was written before they existed
+        del config["data"][key]
+    (tmp_path / "r/config.json").write_text(json.dumps(config))
+    r = train(TINY, spec, _cfg(steps=20), tmp_path / "r", resume=True, progress=False)
+    assert r["step"] == 20
+    new = {"model": {"weights_hash": "h"}, "data": {"fingerprint": "f", "spec": spec.to_dict()}}
+    old = json.loads(json.dumps(new))
+    del old["data"]["spec"]["resample"]
+    assert _same_job(old, new) is None
+    old["data"]["spec"]["size"] = 32
+    assert _same_job(old, new) == "data"
+
+
 def test_init_from_starts_from_the_given_weights_and_checks_the_architecture(tmp_path):
     from denoiserlens.models import build_model, save_model
 

@@ -143,6 +143,12 @@ def data_options(fn, required: bool = True):
                      help="Centre images on a black SIZE x SIZE canvas (Fashion-MNIST: 32)."),
         click.option("--limit", type=COUNT, default=None,
                      help="Keep only the first N images (after patches)."),
+        click.option("--resample", type=click.Choice(["lanczos", "bicubic"]), default="lanczos",
+                     show_default=True, help="Of --size (bicubic: the authors' 80x80 sets)."),
+        click.option("--gray-files", type=click.Choice(["convert", "skip"]), default="convert",
+                     show_default=True, help="Gray files of a folder read as colour."),
+        click.option("--decode-workers", type=int, default=0, show_default=True,
+                     help="Processes decoding a folder with --size (prepared once, cached)."),
     ]  # fmt: skip
     for opt in reversed(opts):
         fn = opt(fn)
@@ -217,6 +223,9 @@ def _data_spec(kw: dict):
         seed=kw.pop("data_seed"),
         pad_to=kw.pop("pad_to"),
         limit=kw.pop("limit"),
+        resample=kw.pop("resample"),
+        gray_files=kw.pop("gray_files"),
+        workers=kw.pop("decode_workers"),
     )
 
 

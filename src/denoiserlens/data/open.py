@@ -12,14 +12,16 @@ batch_10). ``.npz`` files of the downsampled-ImageNet layout are read lazily
 from __future__ import annotations
 
 import glob
+import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from denoiserlens.data.imageset import FileRows, ImageSet, StackedRows, is_array
+from denoiserlens.data.prepared import is_gray_file, list_images, prepared_folder
 from denoiserlens.data.sources import (
     IMAGE_SUFFIXES,
     fashion_mnist,
@@ -53,9 +55,20 @@ class DataSpec:
     seed: int = 0
     pad_to: int | None = None  # centre on a black pad_to x pad_to canvas (after resize/patches)
     limit: int | None = None  # keep the first ``limit`` images (after patches)
+    resample: str = "lanczos"  # of the resize to ``size``: "lanczos" or "bicubic" (the authors')
+    gray_files: str = "convert"  # gray files of a folder read as colour: "convert" or "skip"
+    workers: int = 0  # processes decoding a folder (not recorded: it changes no pixel)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """What config.json and a store's meta.json record (everything that shapes the pixels)."""
+        return {k: v for k, v in asdict(self).items() if k != "workers"}
+
+
+def recorded_spec(record: dict) -> dict:
+    """A recorded specification (with whatever else was recorded beside it) completed with the
+    defaults of settings added since it was written, as JSON holds them: records from before a
+    setting existed compare equal to today's."""
+    return json.loads(json.dumps({**DataSpec(sources=()).to_dict(), **record}))
 
 
 def read_source(spec: str, channels: int | None = None, labels_from_dirs: bool = False) -> ImageSet:
@@ -178,8 +191,16 @@ def _shrink(im: np.ndarray, max_side: int) -> np.ndarray:
 
 
 def open_data(spec: DataSpec) -> ImageSet:
-    """Read every source of ``spec``, convert channels, resize or cut patches, and concatenate."""
-    sets = [read_source(s, spec.channels, spec.labels_from_dirs) for s in spec.sources]
+    """Read every source of ``spec``, convert channels, resize or cut patches, and concatenate.
+
+    A folder with ``size`` (and no ``max_side``) is decoded, cropped and resized once into a cache
+    and read from there (:func:`~denoiserlens.data.prepared.prepared_folder`)."""
+    if spec.size and not spec.max_side and any(Path(s).is_dir() for s in spec.sources):
+        sets = [_prepared(s, spec) if Path(s).is_dir() else read_source(s, spec.channels,
+                spec.labels_from_dirs) for s in spec.sources]  # fmt: skip
+        spec = replace(spec, size=None) if all(Path(s).is_dir() for s in spec.sources) else spec
+    else:
+        sets = [read_source(s, spec.channels, spec.labels_from_dirs) for s in spec.sources]
     out = concat(sets) if len(sets) > 1 or spec.channels is not None else sets[0]
     if (
         spec.channels is not None
@@ -190,7 +211,7 @@ def open_data(spec: DataSpec) -> ImageSet:
     if spec.max_side:
         out = _map(out, lambda im: _shrink(im, spec.max_side))
     if spec.size:
-        out = _map(out, lambda im: center_crop_resize(im, spec.size))
+        out = _map(out, lambda im: center_crop_resize(im, spec.size, spec.resample))
     if spec.patch_size:
         try:
             out = extract_patches(out, spec.patch_size, spec.patch_mode, spec.patches_per_image,
@@ -213,6 +234,16 @@ def open_data(spec: DataSpec) -> ImageSet:
     if len(out) == 0:
         raise UserError(f"{out.source or ', '.join(spec.sources)}: no images")
     return out
+
+
+def _prepared(folder: str, spec: DataSpec) -> ImageSet:
+    """A folder at ``spec.size``, prepared once; gray or colour as asked, else as its files are
+    (colour if any file is)."""
+    channels = spec.channels
+    if channels is None:
+        channels = 1 if all(is_gray_file(p) for p in list_images(Path(folder))) else 3
+    return prepared_folder(folder, spec.size, channels, spec.resample, spec.gray_files,
+                           spec.labels_from_dirs, spec.workers)  # fmt: skip
 
 
 def _map(ims: ImageSet, fn) -> ImageSet:

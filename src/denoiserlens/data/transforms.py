@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from denoiserlens.data.imageset import ImageSet
+from denoiserlens.errors import UserError
 
 
 def convert_channels(im: np.ndarray, channels: int) -> np.ndarray:
@@ -20,8 +21,14 @@ def convert_channels(im: np.ndarray, channels: int) -> np.ndarray:
     return np.repeat(im, 3, axis=0)
 
 
-def center_crop_resize(im: np.ndarray, size: int) -> np.ndarray:
-    """The largest centred square, resized to ``size`` x ``size`` (Lanczos when shrinking)."""
+RESAMPLING = {"lanczos": Image.Resampling.LANCZOS, "bicubic": Image.Resampling.BICUBIC}
+
+
+def center_crop_resize(im: np.ndarray, size: int, resample: str = "lanczos") -> np.ndarray:
+    """The largest centred square, resized to ``size`` x ``size`` by ``resample`` ("lanczos", or
+    "bicubic" as the authors made their 80x80 sets)."""
+    if resample not in RESAMPLING:
+        raise UserError(f"resampling is one of {sorted(RESAMPLING)}, not {resample!r}")
     _, h, w = im.shape
     s = min(h, w)
     top, left = (h - s) // 2, (w - s) // 2
@@ -29,7 +36,7 @@ def center_crop_resize(im: np.ndarray, size: int) -> np.ndarray:
     if s == size:
         return np.ascontiguousarray(crop)
     planes = [
-        np.asarray(Image.fromarray(c).resize((size, size), Image.Resampling.LANCZOS)) for c in crop
+        np.asarray(Image.fromarray(c).resize((size, size), RESAMPLING[resample])) for c in crop
     ]
     return np.stack(planes)
 

@@ -32,6 +32,7 @@ import torch.distributed as dist
 
 import denoiserlens
 from denoiserlens.data import ImageSet, to_float
+from denoiserlens.data.open import recorded_spec
 from denoiserlens.errors import UserError
 from denoiserlens.fileio import (
     LOCK,
@@ -211,7 +212,10 @@ def _same_job(old: dict, new: dict) -> str | None:
     if old["model"]["weights_hash"] != new["model"]["weights_hash"]:  # not its path
         return "model"
     for key in ("data", "sigmas", "n_noise", "seed", "blocks", "inputs", "chunk_size", "bf16"):
-        if old.get(key) != new.get(key):
+        a, b = old.get(key), new.get(key)
+        if key == "data" and a and b and a.get("spec") and b.get("spec"):  # older stores
+            a, b = ({**d, "spec": recorded_spec(d["spec"])} for d in (a, b))
+        if a != b:
             return key
     return None
 

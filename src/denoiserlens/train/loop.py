@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 import denoiserlens
 from denoiserlens.data import DataSpec, ImageSet, UInt8Images, collate_to_float, open_data
-from denoiserlens.data.open import split_indices
+from denoiserlens.data.open import recorded_spec, split_indices
 from denoiserlens.errors import UserError
 from denoiserlens.evaluation.metrics import psnr
 from denoiserlens.fileio import LOCK, TMP_SUFFIX, folder_lock, read_json, write_atomic, write_json
@@ -171,8 +171,8 @@ def _prepare_run(run_dir: Path, config: dict[str, Any], resume: bool) -> dict[st
     defaults = json.loads(json.dumps(asdict(TrainConfig())))  # settings added since the run
     old_train = {k: v for k, v in {**defaults, **old["train"]}.items() if k not in FREE_ON_RESUME}
     new_train = {k: v for k, v in new["train"].items() if k not in FREE_ON_RESUME}
-    # runs from before the data mean was recorded resume without it
-    old_data, new_data = ({k: v for k, v in d.items() if k != "channel_means"}
+    # runs from before the data mean or a data setting was recorded resume without it
+    old_data, new_data = ({k: v for k, v in recorded_spec(d).items() if k != "channel_means"}
                           for d in (old["data"], new["data"]))  # fmt: skip
     for key, a, b in (("model", old["model"], new["model"]), ("train", old_train, new_train),
                       ("data", old_data, new_data),
