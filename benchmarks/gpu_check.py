@@ -69,6 +69,14 @@ def syncs_per_step(fn_of_steps, dev: torch.device) -> float | None:
     return (counts[1] - counts[0]) / 8
 
 
+class Rows:
+    """The table's rows, each printed as soon as it is measured (a run cut short by its time
+    limit keeps what it measured)."""
+
+    def append(self, row: tuple[str, ...]) -> None:
+        print("| " + " | ".join(row) + " |", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda")
@@ -82,7 +90,8 @@ def main() -> None:
     )
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "CPU (dry run)"
     print(f"{name}, torch {torch.__version__}")
-    rows = []
+    print("| check | setting | value | unit |\n|---|---|---|---|", flush=True)
+    rows = Rows()
     for label, bf16, compiled in (
         ("fp32", False, False),
         ("bf16", True, False),
@@ -172,10 +181,6 @@ def main() -> None:
                 "synchronizations",
             )
         )
-
-    print("| check | setting | value | unit |\n|---|---|---|---|")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@
 #
 #   benchmarks/gpu_check.sh            # on a machine with a GPU, from the checkout root
 #   benchmarks/gpu_check.sh --dry-run  # anywhere: the plan checked on the CPU (the suite runs it)
+# PYTHON names the interpreter (default .venv/bin/python; on a machine without that virtualenv,
+# e.g. PYTHON=python3 with torch and this package installed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
@@ -15,5 +17,7 @@ if [[ "${1:-}" == "--dry-run" ]]; then
   exit 0
 fi
 command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
-timeout 150 "$PY" -m pytest -q -m cuda -p no:cacheprovider tests
-timeout 330 "$PY" benchmarks/gpu_check.py --device "${DEVICE:-cuda}"
+status=0
+timeout 150 "$PY" -m pytest -q -m cuda -p no:cacheprovider tests || status=$?
+timeout 330 "$PY" benchmarks/gpu_check.py --device "${DEVICE:-cuda}" || status=$?
+exit "$status"  # the figures are printed even when a CUDA test failed

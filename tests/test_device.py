@@ -29,8 +29,10 @@ def cuda(test):
 
 class HostCopies:
     """Counts the calls that copy a tensor's values to the host (on a GPU: a device-to-host
-    transfer and a wait). Truth tests (``if t.any()``), the stopping decisions of per-sample
-    stopping, are not counted: they are the one scalar a loop with early stopping must read."""
+    transfer and a wait). Not counted, and still a wait on a GPU: truth tests (``if t.any()``)
+    and ``nonzero`` / boolean masks (shapes that depend on the data), with which per-sample
+    stopping picks the unfinished samples, a few per step; gpu_check.py counts every
+    synchronization on a GPU."""
 
     def __init__(self, monkeypatch):
         self.count = 0

@@ -2,6 +2,7 @@
 layout (key ``data``: uint8 rows of 12288 = 3 x 64 x 64 in channel-major order; key ``labels``:
 1..1000), uncompressed and compressed, read lazily, several at once."""
 
+import io
 import json
 import zipfile
 from pathlib import Path
@@ -50,7 +51,7 @@ def test_a_batch_reads_as_its_images_channel_major_with_0_based_labels(tmp_path,
     assert (ims[0][0] == 255).all() and (ims[0][1:] == 0).all()
     np.testing.assert_array_equal(ims.labels, labels - 1)
     assert isinstance(ims.images, FileRows), "read into memory, not from the file per row"
-    cached = sorted(p.name for p in cache.glob("*")) if cache.exists() else []
+    cached = sorted(p.name for p in cache.glob("[!.]*")) if cache.exists() else []  # no locks
     if not compressed:  # read where it lies in the zip file: nothing copied
         assert cached == []
         assert Path(ims.images.path) == path
@@ -133,7 +134,8 @@ def test_a_cut_compressed_member_is_refused_and_nothing_is_cached(tmp_path, cach
             dst.writestr(info.filename, body[: len(body) // 2] if "data" in info.filename else body)
     with pytest.raises(UserError, match="cut short"):
         read_source(str(cut))
-    assert not list(cache.glob("*")), "a half-decompressed member was left in the cache"
+    assert not list(cache.glob("[!.]*")), "a half-decompressed member was left in the cache"
+    assert not list(cache.glob("*.tmp")), "its temporary was left"
 
 
 def test_train_and_represent_on_the_layout_equal_the_same_images_in_memory(tmp_path, cache):
@@ -196,3 +198,52 @@ def test_loader_workers_read_the_files_themselves(tmp_path, cache):
     )
     got = torch.cat(list(loader))
     np.testing.assert_array_equal(got.numpy(), ims.images[rows] / np.float32(255))
+
+
+def test_damaged_members_and_an_unwritable_cache_are_one_line_errors(tmp_path, cache, monkeypatch):
+    rows, labels = _batch(5, seed=6)
+    # a stored member whose header claims 10 rows but holds 5: not read on into the next member
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "|u1", "fortran_order": False, "shape": (10, 12288)}
+    )
+    lab = io.BytesIO()
+    np.save(lab, np.arange(1, 11))
+    short = tmp_path / "short.npz"
+    with zipfile.ZipFile(short, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("data.npy", header.getvalue() + rows.tobytes())
+        z.writestr("labels.npy", lab.getvalue())
+    with pytest.raises(UserError, match="cut short"):
+        read_source(str(short))
+    # bytes flipped inside a compressed member's deflate stream
+    whole = _write(tmp_path / "whole.npz", rows, labels, compressed=True)
+    raw = bytearray(whole.read_bytes())
+    with zipfile.ZipFile(whole) as z:
+        info = z.getinfo("data.npy")
+    middle = info.header_offset + 30 + len(info.filename) + 20 + info.compress_size // 2
+    raw[middle : middle + 64] = bytes(64)
+    damaged = tmp_path / "damaged.npz"
+    damaged.write_bytes(bytes(raw))
+    with pytest.raises(UserError, match="damaged.npz"):
+        read_source(str(damaged))
+    assert not list(cache.glob("[!.]*")) and not list(cache.glob("*.tmp")), "a damaged copy stayed"
+    with pytest.raises(UserError, match="not 3 x S x S"):  # rows of no value
+        read_source(str(_write(tmp_path / "empty_rows.npz", rows[:, :0], labels)))
+    monkeypatch.setenv("DENOISERLENS_CACHE", "/proc/no-cache-here")
+    with pytest.raises(UserError, match="cache folder /proc/no-cache-here is not writable"):
+        read_source(str(whole))
+
+
+def test_file_rows_index_as_numpy_does(tmp_path):
+    data = np.arange(6 * 2 * 3, dtype=np.uint8).reshape(6, 1, 2, 3)
+    (tmp_path / "a.bin").write_bytes(b"xx" + data.tobytes())
+    rows = FileRows(tmp_path / "a.bin", 2, data.shape)
+    for key in (slice(3, 1), slice(10, 20), slice(None, None, 2), slice(-2, None), [5, 0, 5]):
+        np.testing.assert_array_equal(rows[key], data[key])
+    np.testing.assert_array_equal(rows[-1], data[-1])
+    assert np.asarray(FileRows(tmp_path / "a.bin", 2, (0, 1, 2, 3))).shape == (0, 1, 2, 3)
+    for bad in ([1.7], np.array([True, False] * 3)):
+        with pytest.raises(TypeError):
+            rows[bad]
+    with pytest.raises(IndexError):
+        rows[6]

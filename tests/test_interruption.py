@@ -15,6 +15,7 @@ import pytest
 from safetensors.torch import load_file
 
 from conftest import assert_user_error, run_cli
+from denoiserlens.errors import UserError
 from denoiserlens.fileio import LOCK, folder_lock
 from denoiserlens.models import UNet, load_model, preset_config, save_model
 from denoiserlens.represent import Store
@@ -174,3 +175,13 @@ def test_represent_into_a_full_disk_is_one_line_not_a_bus_error(small_disk, tiny
             "--n-noise", "1", "--out", out]  # fmt: skip
     assert run_cli(fits).returncode == 0, "space was not given back"
     assert np.isfinite(Store(out).phi()).all() and (out / LOCK).exists()
+
+
+def test_a_folder_that_cannot_be_locked_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(UserError, match="cannot hold a lock there"), folder_lock(tmp_path / "file"):
+        pass
+    assert_user_error(
+        run_cli([*TRAIN, "--steps", "2", "--run-dir", tmp_path / "file"]),
+        "cannot hold a lock there",
+    )

@@ -42,7 +42,7 @@ def test_a_folder_is_prepared_once_as_the_authors_made_their_sets(folder, tmp_pa
         np.testing.assert_array_equal(ims[k], center_crop_resize(read_image(p, 3), 16, "bicubic"))
     gray = ims[ims.names.index(str(folder / "a" / "gray.png"))]
     assert (gray[0] == gray[1]).all() and (gray[1] == gray[2]).all()
-    cached = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    cached = sorted(p.name for p in (tmp_path / "cache").glob("[!.]*"))  # its lock aside
     assert len(cached) == 2 and cached[0].endswith(".json") and cached[1].endswith(".npy")
 
     def no_decoding(*a, **k):
@@ -80,3 +80,30 @@ def test_a_corrupt_file_is_one_line_and_nothing_is_cached(folder, tmp_path):
     proc = run_cli([*cmd, "--channels", "3", "--decode-workers", "2", "--out", tmp_path / "s"])
     assert_user_error(proc, "cut.png: not a readable image")
     assert not (tmp_path / "s").exists()
+
+
+def test_with_size_a_folder_reads_as_it_does_without(folder, monkeypatch):
+    # the same files (hidden folders too) and the same channel rule (palettes are colour)
+    rng = np.random.default_rng(1)
+    (folder / ".hidden").mkdir()
+    Image.fromarray(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(
+        folder / ".hidden/x.png"
+    )
+    gray_palette = Image.fromarray(rng.integers(0, 256, (30, 30), dtype=np.uint8)).convert("P")
+    gray_palette.save(folder / "b" / "palette.png")
+    plain = open_data(DataSpec((str(folder),)))
+    sized = open_data(DataSpec((str(folder),), size=16))  # channels as the files say
+    assert sized.names == plain.names and sized.channels == plain.channels == 3
+    calls = []
+    monkeypatch.setattr("denoiserlens.data.prepared.is_gray_file", lambda p: calls.append(p))
+    again = open_data(DataSpec((str(folder),), size=16))
+    assert calls == [] and again.fingerprint == sized.fingerprint  # the cached run reads no header
+
+
+def test_a_failed_preparation_leaves_no_index(folder, tmp_path):
+    (folder / "a" / "broken.jpg").write_bytes(b"\xff\xd8\xff" + b"\x00" * 10)
+    with pytest.raises(UserError, match="broken.jpg"):
+        open_data(_spec(folder))
+    assert not list((tmp_path / "cache").glob("[!.]*")) and not list(
+        (tmp_path / "cache").glob("*.tmp")
+    )

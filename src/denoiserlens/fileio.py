@@ -127,8 +127,11 @@ def folder_lock(
     if holder and missing is not None and not folder.is_dir():
         refusal = missing
     elif holder:
-        fd, created = _try_lock(folder)
-        if fd is None:
+        try:
+            fd, created = _try_lock(folder)
+        except OSError as e:  # said to every rank, as a refusal is (none is left waiting)
+            fd, refusal = None, f"{folder}: cannot hold a lock there ({e.strerror or e})"
+        if fd is None and refusal is None:
             refusal = (
                 f"{folder}: in use by another process (it holds {folder / LOCK}); wait "
                 "for it to finish or use another folder"

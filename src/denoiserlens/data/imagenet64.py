@@ -15,10 +15,14 @@ to 0..999.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import struct
 import zipfile
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +30,7 @@ from tqdm import tqdm
 
 from denoiserlens.data.imageset import FileRows, ImageSet
 from denoiserlens.errors import UserError
-from denoiserlens.fileio import write_atomic
+from denoiserlens.fileio import TMP_SUFFIX, write_atomic
 
 ROWS, LABELS = "data", "labels"
 _LOCAL_HEADER = struct.Struct("<4s5H3I2H")  # a zip member's local header: 30 bytes
@@ -46,13 +50,14 @@ def cache_dir() -> Path:
     return (Path(xdg) if xdg else Path.home() / ".cache") / "denoiserlens"
 
 
-def _rows_in(file: Path, start: int, where: Path, side: int) -> FileRows:
-    """The (N, 3, side, side) rows of the ``.npy`` that starts at byte ``start`` of ``file``."""
+def _rows_in(file: Path, start: int, length: int, where: str, side: int) -> FileRows:
+    """The (N, 3, side, side) rows of the ``.npy`` of ``length`` bytes at byte ``start`` of
+    ``file`` (a zip member's bytes, or a whole cached file); ``where`` names it in errors."""
     with open(file, "rb") as f:
         f.seek(start)
         shape, fortran, dtype = _npy_header(f, where)
         offset = f.tell()
-    if fortran or offset + int(np.prod(shape)) * dtype.itemsize > file.stat().st_size:
+    if fortran or offset + int(np.prod(shape)) * dtype.itemsize > start + length:
         raise UserError(f"{where}: the '{ROWS}' array is cut short or not C-ordered")
     return FileRows(file, offset, (shape[0], 3, side, side), dtype)
 
@@ -67,7 +72,7 @@ def _stored_start(path: Path, info: zipfile.ZipInfo) -> int:
     return info.header_offset + _LOCAL_HEADER.size + fields[-2] + fields[-1]  # name, extra field
 
 
-def _npy_header(f, path: Path) -> tuple[tuple[int, ...], bool, np.dtype]:
+def _npy_header(f, path: Path | str) -> tuple[tuple[int, ...], bool, np.dtype]:
     try:
         version = np.lib.format.read_magic(f)
         read = {(1, 0): np.lib.format.read_array_header_1_0}.get(
@@ -81,15 +86,37 @@ def _npy_header(f, path: Path) -> tuple[tuple[int, ...], bool, np.dtype]:
     return shape, fortran, dtype
 
 
+@contextlib.contextmanager
+def cache_entry(name: str) -> Iterator[Path]:
+    """The cache path ``name``, held under an exclusive lock while the caller makes it if it is
+    missing: one process prepares an entry (one rank under torchrun, one of two jobs), the others
+    wait and then read it. Temporaries that a killed preparation of it left are removed first."""
+    folder = cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / f".{name}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as e:
+        raise UserError(
+            f"cache folder {folder} is not writable ({e}); set DENOISERLENS_CACHE"
+        ) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        for stale in folder.glob(f".{name}.*{TMP_SUFFIX}"):
+            stale.unlink(missing_ok=True)
+        yield folder / name
+    finally:
+        os.close(fd)
+
+
 def _decompressed(path: Path, info: zipfile.ZipInfo, show: bool) -> Path:
     """A compressed member as a ``.npy`` in the cache, decompressed there once (atomically)."""
     stat = path.stat()
     key = hashlib.blake2b(
         f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode(), digest_size=6
     ).hexdigest()
-    cached = cache_dir() / f"{path.stem}.{info.filename.removesuffix('.npy')}.{key}.npy"
-    if not cached.exists():
-        write_atomic(cached, lambda tmp: _decompress(path, info, tmp, show))
+    with cache_entry(f"{path.stem}.{info.filename.removesuffix('.npy')}.{key}.npy") as cached:
+        if not cached.exists():
+            write_atomic(cached, lambda tmp: _decompress(path, info, tmp, show))
     return cached
 
 
@@ -108,8 +135,8 @@ def _decompress(path: Path, info: zipfile.ZipInfo, tmp: Path, show: bool) -> Non
             while chunk := src.read(1 << 24):
                 dst.write(chunk)
                 bar.update(len(chunk))
-        except (zipfile.BadZipFile, EOFError) as e:
-            raise UserError(f"{path}: member {info.filename} is cut short ({e})") from None
+        except (zipfile.BadZipFile, EOFError, zlib.error) as e:
+            raise UserError(f"{path}: member {info.filename} is damaged ({e})") from None
     with open(tmp, "rb") as f:  # a whole array, or nothing enters the cache
         shape, _, dtype = _npy_header(f, path)
         if f.tell() + int(np.prod(shape)) * dtype.itemsize > tmp.stat().st_size:
@@ -127,7 +154,7 @@ def _check_layout(path: Path, z: zipfile.ZipFile, rows: zipfile.ZipInfo) -> tupl
     if len(shape) != 2 or dtype != np.uint8:
         raise UserError(f"{path}: '{ROWS}' must be uint8 rows (N, 3*S*S); got {dtype} {shape}")
     side = int(round((shape[1] / 3) ** 0.5))
-    if 3 * side * side != shape[1]:
+    if side < 1 or 3 * side * side != shape[1]:
         raise UserError(
             f"{path}: rows of {shape[1]} values are not 3 x S x S "
             "(ImageNet64 has 12288 = 3 x 64 x 64)"
@@ -167,10 +194,13 @@ def load_imagenet_npz(path: str | Path, show_progress: bool = True) -> ImageSet:
             n, side = _check_layout(path, z, info)
             labels = _read_labels(path, z, n)
             if info.compress_type == zipfile.ZIP_STORED:  # read where it lies in the zip
-                images = _rows_in(path, _stored_start(path, info), path, side)
+                start = _stored_start(path, info)
+                images = _rows_in(path, start, info.file_size, str(path), side)
             else:
-                images = _rows_in(_decompressed(path, info, show_progress), 0, path, side)
-    except (zipfile.BadZipFile, OSError, EOFError) as e:
+                cached = _decompressed(path, info, show_progress)
+                where = f"{cached} (the cached rows of {path}; delete it to decompress again)"
+                images = _rows_in(cached, 0, cached.stat().st_size, where, side)
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:
         raise UserError(f"{path}: not a readable .npz file ({e})") from None
     names = [f"{path.name}:{i}" for i in range(n)]
     return ImageSet(images, names, labels, source=str(path))

@@ -42,6 +42,8 @@ class FileRows:
         if self._fd is None or self._pid != os.getpid():  # opened once per process
             self._fd, self._pid = os.open(self.path, os.O_RDONLY), os.getpid()
         out = np.empty((count, *self.shape[1:]), self.dtype)
+        if out.size == 0:
+            return out
         view, done = memoryview(out).cast("B"), 0
         while done < len(view):
             got = os.preadv(self._fd, [view[done:]], self.offset + start * self.row_bytes + done)
@@ -51,7 +53,7 @@ class FileRows:
         return out
 
     def __getitem__(self, key):
-        if isinstance(key, (int, np.integer)):
+        if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
             if not -len(self) <= key < len(self):
                 raise IndexError(f"row {key} out of range for {len(self)} rows")
             return self._read(int(key) % len(self), 1)[0]
@@ -59,7 +61,7 @@ class FileRows:
             start, stop, _ = key.indices(len(self))
             return self._read(start, max(0, stop - start))
         rows = np.arange(len(self))[key] if isinstance(key, slice) else np.asarray(key)
-        if rows.dtype == bool or rows.ndim != 1:
+        if rows.dtype.kind not in "iu" or rows.ndim != 1:
             raise TypeError("FileRows takes an int, a slice or a 1-d array of ints")
         out = np.empty((len(rows), *self.shape[1:]), self.dtype)
         for i, r in enumerate(rows):
@@ -103,7 +105,7 @@ class StackedRows:
         if isinstance(key, slice):
             key = np.arange(len(self))[key]
         rows = np.asarray(key)
-        if rows.dtype == bool or rows.ndim != 1:
+        if rows.dtype.kind not in "iu" or rows.ndim != 1:
             raise TypeError("StackedRows takes an int, a slice or a 1-d array of ints")
         part, local = self._locate(rows.astype(np.int64))
         out = np.empty((len(rows), *self.shape[1:]), self.dtype)

@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from denoiserlens.data.imageset import FileRows, ImageSet, StackedRows, is_array
-from denoiserlens.data.prepared import is_gray_file, list_images, prepared_folder
+from denoiserlens.data.prepared import prepared_folder
 from denoiserlens.data.sources import (
     IMAGE_SUFFIXES,
     fashion_mnist,
@@ -237,13 +237,9 @@ def open_data(spec: DataSpec) -> ImageSet:
 
 
 def _prepared(folder: str, spec: DataSpec) -> ImageSet:
-    """A folder at ``spec.size``, prepared once; gray or colour as asked, else as its files are
-    (colour if any file is)."""
-    channels = spec.channels
-    if channels is None:
-        channels = 1 if all(is_gray_file(p) for p in list_images(Path(folder))) else 3
-    return prepared_folder(folder, spec.size, channels, spec.resample, spec.gray_files,
-                           spec.labels_from_dirs, spec.workers)  # fmt: skip
+    """A folder at ``spec.size``, prepared once."""
+    fields = (spec.channels, spec.resample, spec.gray_files, spec.labels_from_dirs, spec.workers)
+    return prepared_folder(folder, spec.size, *fields)
 
 
 def _map(ims: ImageSet, fn) -> ImageSet:

@@ -2,7 +2,7 @@
 fixed-size sets once, as the authors made their 80x80 training sets: each file decoded, its largest
 centred square resized to ``size`` x ``size`` (bicubic, or Lanczos), gray files converted to
 colour or skipped, in worker processes. The result is one ``.npy`` in the cache folder
-(:func:`denoiserlens.data.imagenet64.cache_dir`) keyed by the folder's listing (names, sizes,
+(:func:`denoiserlens.data.imagenet64.cache_entry`) keyed by the folder's listing (names, sizes,
 modification times) and the settings, written atomically and read back row by row
 (:class:`~denoiserlens.data.imageset.FileRows`): a second run reads no image file, and no run
 holds the decoded set in memory.
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -21,38 +20,22 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from denoiserlens.data.imagenet64 import cache_dir
+from denoiserlens.data.imagenet64 import cache_entry
 from denoiserlens.data.imageset import FileRows, ImageSet
-from denoiserlens.data.sources import IMAGE_SUFFIXES, read_image
+from denoiserlens.data.sources import is_gray_mode, list_image_files, read_image
 from denoiserlens.data.transforms import center_crop_resize
 from denoiserlens.errors import UserError
 from denoiserlens.fileio import write_atomic, write_json
 
-GRAY_MODES = ("1", "L", "LA", "I", "F", "I;16", "I;16B", "I;16L", "P;gray")
 CHUNK = 256  # files per task handed to a worker
 
 
-def list_images(root: Path) -> list[Path]:
-    """Every image file below ``root`` (recursive, hidden files aside), in sorted order."""
-    found = []
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found += [
-            Path(folder) / f
-            for f in files
-            if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_SUFFIXES
-        ]
-    return sorted(found)
-
-
 def is_gray_file(path: Path) -> bool:
-    """Whether an image file is gray, from its header (nothing decoded)."""
+    """Whether an image file reads as gray (:func:`~denoiserlens.data.sources.is_gray_mode`),
+    from its header: nothing is decoded."""
     try:
         with Image.open(path) as pil:
-            if pil.mode == "P":
-                palette = np.asarray(pil.getpalette() or [0, 0, 0]).reshape(-1, 3)
-                return bool((palette == palette[:, :1]).all())
-            return pil.mode in GRAY_MODES
+            return is_gray_mode(pil.mode)
     except (OSError, ValueError, Image.DecompressionBombError) as e:
         raise UserError(f"{path}: not a readable image ({e})") from None
 
@@ -88,43 +71,33 @@ def _map(fn, tasks: list, workers: int):
 def prepared_folder(
     root: str | Path,
     size: int,
-    channels: int,
+    channels: int | None = None,
     resample: str = "bicubic",
     gray_files: str = "convert",
     labels_from_dirs: bool = False,
     workers: int = 0,
     show_progress: bool = True,
 ) -> ImageSet:
-    """The images below ``root`` as (N, ``channels``, ``size``, ``size``) uint8, prepared once
-    (see the module docstring). ``gray_files``: "convert" (replicated to colour) or "skip" (left
-    out, when ``channels`` is 3)."""
+    """The images below ``root`` as (N, C, ``size``, ``size``) uint8, prepared once (see the module
+    docstring). ``channels`` None reads them as a folder is read without ``size``: gray if every
+    file is, else colour. ``gray_files``: "convert" (replicated to colour) or "skip" (left out,
+    when the set is colour)."""
     root = Path(root)
     if gray_files not in ("convert", "skip"):
         raise UserError(f"gray files are converted or skipped, not {gray_files!r}")
-    files = list_images(root)
-    if not files:
-        raise UserError(f"{root}: no images found")
+    files = list_image_files(root)
     listing = hashlib.blake2b(digest_size=8)
     listing.update(f"{root.resolve()}|{size}|{channels}|{resample}|{gray_files}".encode())
     for p in files:
         st = p.stat()
         listing.update(f"{p.relative_to(root)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    stem = cache_dir() / f"folder-{root.name}-{size}x{size}-{channels}ch-{listing.hexdigest()}"
-    array, index = stem.with_suffix(".npy"), stem.with_suffix(".json")
-    chunks = [files[i : i + CHUNK] for i in range(0, len(files), CHUNK)]
-    if not (array.exists() and index.exists()):
-        if gray_files == "skip" and channels == 3:
-            gray = [g for part in _map(_grays, chunks, workers) for g in part]
-            files = [p for p, g in zip(files, gray, strict=True) if not g]
-            if not files:
-                raise UserError(f"{root}: every image is gray (skipped)")
-            chunks = [files[i : i + CHUNK] for i in range(0, len(files), CHUNK)]
-        write_json(index, {"root": str(root), "files": [str(p.relative_to(root)) for p in files]})
-        shape = (len(files), channels, size, size)
-        tasks = [(c, size, channels, resample) for c in chunks]
-        write_atomic(
-            array, lambda tmp: _write_rows(tmp, shape, tasks, workers, root, show_progress)
-        )
+    with cache_entry(f"folder-{root.name}-{size}x{size}-{listing.hexdigest()}.npy") as array:
+        index = array.with_suffix(".json")
+        if not (array.exists() and index.exists()):
+            kept = _prepare_folder(
+                root, files, array, size, channels, resample, gray_files, workers, show_progress
+            )
+            write_json(index, {"root": str(root), "files": kept})  # last: it marks the entry whole
     names = json.loads(index.read_text())["files"]
     with open(array, "rb") as f:
         np.lib.format.read_magic(f)
@@ -138,6 +111,34 @@ def prepared_folder(
         lookup = {n: i for i, n in enumerate(label_names)}
         labels = np.array([lookup[p] for p in parents], np.int64)
     return ImageSet(images, [str(root / n) for n in names], labels, label_names, source=str(root))
+
+
+def _prepare_folder(
+    root: Path,
+    files: list[Path],
+    array: Path,
+    size: int,
+    channels: int | None,
+    resample: str,
+    gray_files: str,
+    workers: int,
+    show: bool,
+) -> list[str]:
+    """Decide the channels and the files kept (from the headers), write their rows; returns the
+    kept files' names, relative to ``root``."""
+    if channels is None or (channels == 3 and gray_files == "skip"):
+        chunks = [files[i : i + CHUNK] for i in range(0, len(files), CHUNK)]
+        gray = [g for part in _map(_grays, chunks, workers) for g in part]
+        if channels is None:
+            channels = 1 if all(gray) else 3
+        if channels == 3 and gray_files == "skip":
+            files = [p for p, g in zip(files, gray, strict=True) if not g]
+            if not files:
+                raise UserError(f"{root}: every image is gray (skipped)")
+    shape = (len(files), channels, size, size)
+    tasks = [(files[i : i + CHUNK], size, channels, resample) for i in range(0, len(files), CHUNK)]
+    write_atomic(array, lambda tmp: _write_rows(tmp, shape, tasks, workers, root, show))
+    return [str(p.relative_to(root)) for p in files]
 
 
 def _write_rows(tmp: Path, shape: tuple, tasks: list, workers: int, root: Path, show: bool) -> None:

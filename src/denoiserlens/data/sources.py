@@ -26,7 +26,7 @@ def to_chw(pil: Image.Image, channels: int | None) -> np.ndarray:
     """A PIL image as uint8 (C, H, W); ``channels`` 1 (luminance) or 3 (RGB), None keeps it."""
     sixteen = pil.mode.startswith("I;16")  # 16-bit PNG and PGM: always of 65535, however dark
     if channels is None:
-        channels = 1 if pil.mode in ("1", "L", "LA", "I", "F") or sixteen else 3
+        channels = 1 if is_gray_mode(pil.mode) else 3
     if pil.mode in ("I", "F") or sixteen:  # 32-bit integer and float files: of 255 unless above
         a = np.asarray(pil, dtype=np.float64)
         a = a / (65535.0 if sixteen or a.max() > 255 else 255.0)
@@ -52,22 +52,34 @@ def read_image(path: str | Path, channels: int | None = None) -> np.ndarray:
         raise UserError(f"{path}: not a readable image ({e})") from None
 
 
-def load_folder(path: str | Path, channels: int | None = None, labels_from_dirs: bool = False):
-    """Every image below ``path`` (recursive, sorted). Non-image files are skipped with a warning.
-
-    With ``labels_from_dirs``, each image's label is its immediate parent folder.
-    """
-    root = Path(path)
+def list_image_files(root: Path) -> list[Path]:
+    """The image files below ``root`` (recursive, sorted, hidden files aside); other files are
+    skipped with a warning. One listing for every reader of folders."""
     if not root.is_dir():
         raise UserError(f"{root}: no such folder")
     files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
     skipped = [p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
     if skipped:
         names = ", ".join(str(p) for p in skipped[:5]) + (" ..." if len(skipped) > 5 else "")
-        warnings.warn(f"skipped {len(skipped)} non-image file(s): {names}", stacklevel=2)
+        warnings.warn(f"skipped {len(skipped)} non-image file(s): {names}", stacklevel=3)
     files = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
     if not files:
         raise UserError(f"{root}: no images found")
+    return files
+
+
+def is_gray_mode(mode: str) -> bool:
+    """Whether PIL's ``mode`` reads as one channel here (palettes read as colour)."""
+    return mode in ("1", "L", "LA", "I", "F") or mode.startswith("I;16")
+
+
+def load_folder(path: str | Path, channels: int | None = None, labels_from_dirs: bool = False):
+    """Every image below ``path`` (recursive, sorted). Non-image files are skipped with a warning.
+
+    With ``labels_from_dirs``, each image's label is its immediate parent folder.
+    """
+    root = Path(path)
+    files = list_image_files(root)
     images = [read_image(p, channels) for p in files]
     if channels is None and len({im.shape[0] for im in images}) > 1:
         images = [
