@@ -145,7 +145,13 @@ def main() -> None:
         ours.to(memory_format=torch.channels_last)
         t_cl, _ = cpu_time(lambda: phi(ours, x, args.sigma, args.n_noise, seed=args.seed,
                                        channels_last=True))  # fmt: skip
+        t_bf, p_bf = cpu_time(lambda: phi(ours, x, args.sigma, args.n_noise, seed=args.seed,
+                                          channels_last=True, bf16=True))  # fmt: skip
         ours.to(memory_format=torch.contiguous_format)
+        cos_bf = torch.nn.functional.cosine_similarity(p_bf, p_ours).median().item()
+        print(f"phi, ours with bf16 autocast + channels_last: {t_bf:.1f} CPU s "
+              f"({t_theirs / t_bf:.1f}x theirs); median cosine to ours in float32 (same draws) "
+              f"{cos_bf:.4f}", flush=True)  # fmt: skip
         cos = torch.nn.functional.cosine_similarity(p_theirs[mid], p_ours).median().item()
         print(f"phi of {len(x)} images, sigma {args.sigma:g}, {args.n_noise} draws: theirs "
               f"{t_theirs:.1f} CPU s, ours {t_ours:.1f} ({t_theirs / t_ours:.1f}x), ours + "
@@ -167,9 +173,15 @@ def main() -> None:
             phi_fn, ours.denoise, ImageTargets(phi_fn, xc, args.rec_noise, args.seed), args.samples,
             sigmas, guidance=guide, n_noise=args.rec_noise, mean=mean, seed=args.seed,
             ancestral=False, record_noise=False))  # fmt: skip
+        guide_bf = GuidanceConfig(max_iter=args.max_iter, tol=0.01, matcher="adam", bf16=True)
+        t_bf, rec_bf = cpu_time(lambda: reconstruct(
+            phi_fn, ours.denoise, ImageTargets(phi_fn, xc, args.rec_noise, args.seed), args.samples,
+            sigmas, guidance=guide_bf, n_noise=args.rec_noise, mean=mean, seed=args.seed,
+            ancestral=False, record_noise=False))  # fmt: skip
         last = float(sigmas[-1])
         target = phi(ours, xc, last, 50, seed=args.seed + 1)  # one yardstick for both
-        for name, t, imgs in (("theirs", t_theirs, out), ("ours", t_ours, rec.images)):
+        for name, t, imgs in (("theirs", t_theirs, out), ("ours", t_ours, rec.images),
+                              ("ours, bf16 matching", t_bf, rec_bf.images)):  # fmt: skip
             got = phi(ours, imgs.float(), last, 50, seed=args.seed + 2)
             rel = ((got - target).norm(dim=1) / target.norm()).median().item()
             ratio = "" if name == "theirs" else f" ({t_theirs / t:.1f}x theirs)"
