@@ -101,11 +101,13 @@ def test_phi_copies_nothing_to_the_host_per_draw(monkeypatch, tiny):
 
 
 def test_the_gpu_check_plan_holds_without_a_gpu():
+    env = {**os.environ, "PYTHON": sys.executable}  # this interpreter, whatever PYTHON says
     proc = subprocess.run(
         ["bash", str(ROOT / "benchmarks/gpu_check.sh"), "--dry-run"],
         capture_output=True,
         text=True,
         cwd=ROOT,
+        env=env,
         timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
