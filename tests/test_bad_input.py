@@ -134,6 +134,8 @@ TOML = {
     "bm3d-negative": "bm3d_images = -1",
     "queries-beyond": "queries = [100000]",
     "sigmas-negative": "stability_sigmas = [-5.0]",
+    "distance-grid-short": "distance_sigmas = 2",
+    "distance-samples-zero": "distance_samples = 0",
     "not-toml": "images = = 3",
 }
 

@@ -34,6 +34,13 @@ SECTIONS = (
 # The settings each section reads: its results are reused while these (and the model and data)
 # are unchanged. Sections that read the representation store depend on its settings too.
 STORE_SETTINGS = ("stability_sigmas", "sigma", "reference", "n_noise", "bf16", "seed")
+DISTANCE_SETTINGS = (
+    "distance_images",
+    "distance_samples",
+    "distance_steps",
+    "distance_sigmas",
+    "distance_max_iter",
+)
 SECTION_SETTINGS = {
     "denoising": ("eval_images", "eval_sigmas", "bm3d_images", "seed"),
     "representation": (*STORE_SETTINGS, "queries"),
@@ -42,7 +49,7 @@ SECTION_SETTINGS = {
     "probe": STORE_SETTINGS,
     "samples": ("samples", "seed"),
     "reconstructions": ("targets", "reconstruction_steps", "n_noise", "seed"),
-    "distance": ("distance_images", "sigma", "seed"),
+    "distance": (*DISTANCE_SETTINGS, "sigma", "seed"),
     "jacobian": ("jacobian_k", "sigma", "seed"),
     "explorer": (*STORE_SETTINGS, "explorer_images", "clusters"),
 }
@@ -66,6 +73,10 @@ class ReportConfig:
     targets: tuple[int, ...] = (0, 1, 2)
     reconstruction_steps: int = 40
     distance_images: int = 4
+    distance_samples: int = 6  # draws of each p(x | phi) (Algorithm 1) averaged in Eq. 4
+    distance_steps: int = 41  # Algorithm 1's levels for those draws, log-spaced 255 to 2.55
+    distance_sigmas: int = 10  # Eq. 4's grid, log-spaced from 2.55 to 255
+    distance_max_iter: int = 10  # Algorithm 2's steps per guided denoising
     jacobian_k: int = 16
     explorer_images: int = 400
     bf16: bool | None = None  # None: where it is native (hardware.native_bf16)
@@ -83,7 +94,8 @@ class ReportConfig:
         if unknown:
             raise UserError(f"unknown report section(s) {unknown}; they are {list(SECTIONS)}")
         for name in ("images", "eval_images", "n_noise", "clusters", "samples",
-                     "reconstruction_steps", "jacobian_k", "explorer_images"):  # fmt: skip
+                     "reconstruction_steps", "jacobian_k", "explorer_images", "distance_samples",
+                     "distance_steps", "distance_max_iter"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise UserError(f"report setting {name} must be >= 1")
         if self.bm3d_images < 0:
@@ -101,6 +113,8 @@ class ReportConfig:
             raise UserError("report setting clusters must be >= 2")
         if self.distance_images < 3:
             raise UserError("report setting distance_images must be >= 3 (2 pairs for Eq. 3)")
+        if self.distance_sigmas < 3:
+            raise UserError("report setting distance_sigmas must be >= 3 (the integral's grid)")
         for name in ("sigma", "reference"):
             if not 0 < getattr(self, name) <= 255:
                 raise UserError(f"report setting {name} must be in (0, 255]")

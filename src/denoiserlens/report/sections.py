@@ -300,9 +300,13 @@ def distance(ctx: Context) -> Section:
         return sec
     rows = list(range(n))
     x = ctx.x(rows)
-    study = distance_experiment(ctx.model, x, torch.logspace(0, -2, 41), torch.logspace(-2, 0, 10),
-                                6, GuidanceConfig(max_iter=10), 8, _s(ctx.cfg.sigma),
-                                ctx.data_mean, ctx.cfg.seed, rows)  # fmt: skip
+    cfg = ctx.cfg
+    study = distance_experiment(
+        ctx.model, x, torch.logspace(0, -2, cfg.distance_steps),
+        torch.logspace(-2, 0, cfg.distance_sigmas), cfg.distance_samples,
+        GuidanceConfig(max_iter=cfg.distance_max_iter), 8, _s(cfg.sigma), ctx.data_mean,
+        cfg.seed, rows,
+    )  # fmt: skip
     pairs = study["pairs"]
     path = ctx.out / "distance" / "fig8_distance.png"
     save_figure(path, lambda ax: plot_distance_study(ax, study), figsize=(4.5, 4))
