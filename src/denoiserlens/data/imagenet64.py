@@ -8,29 +8,25 @@ Read lazily, rows as they are asked for (:class:`FileRows`: ``pread``, not a mem
 a pass over the whole set keeps only the rows in use resident): the rows of an uncompressed
 ``.npz`` (``np.savez``, as distributed) are read where they lie in the zip file; a compressed
 member (``np.savez_compressed``) is decompressed once, with a progress bar, into a ``.npy`` in
-the cache folder (``$DENOISERLENS_CACHE``, else ``$XDG_CACHE_HOME/denoiserlens``, else
-``~/.cache/denoiserlens``) and read from there. Labels (small) are read into memory and shifted
-to 0..999.
+the cache (:mod:`denoiserlens.data.cache`) and read from there. Labels (small) are read into
+memory and shifted to 0..999.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
-import os
 import struct
 import zipfile
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from denoiserlens.data.imageset import FileRows, ImageSet
+from denoiserlens.data.cache import cache_entry
+from denoiserlens.data.imageset import FileRows, ImageSet, read_npy_header
 from denoiserlens.errors import UserError
-from denoiserlens.fileio import TMP_SUFFIX, write_atomic
+from denoiserlens.fileio import write_atomic
 
 ROWS, LABELS = "data", "labels"
 _LOCAL_HEADER = struct.Struct("<4s5H3I2H")  # a zip member's local header: 30 bytes
@@ -42,26 +38,6 @@ def is_imagenet_npz(members: list[str]) -> bool:
     return ROWS in names and not names & {"images", "x"}
 
 
-def cache_dir() -> Path:
-    """Where decompressed members are kept (see the module docstring)."""
-    if os.environ.get("DENOISERLENS_CACHE"):
-        return Path(os.environ["DENOISERLENS_CACHE"])
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "denoiserlens"
-
-
-def _rows_in(file: Path, start: int, length: int, where: str, side: int) -> FileRows:
-    """The (N, 3, side, side) rows of the ``.npy`` of ``length`` bytes at byte ``start`` of
-    ``file`` (a zip member's bytes, or a whole cached file); ``where`` names it in errors."""
-    with open(file, "rb") as f:
-        f.seek(start)
-        shape, fortran, dtype = _npy_header(f, where)
-        offset = f.tell()
-    if fortran or offset + int(np.prod(shape)) * dtype.itemsize > start + length:
-        raise UserError(f"{where}: the '{ROWS}' array is cut short or not C-ordered")
-    return FileRows(file, offset, (shape[0], 3, side, side), dtype)
-
-
 def _stored_start(path: Path, info: zipfile.ZipInfo) -> int:
     """Where an uncompressed member's bytes begin in the zip file (past its local header)."""
     with open(path, "rb") as f:
@@ -70,42 +46,6 @@ def _stored_start(path: Path, info: zipfile.ZipInfo) -> int:
     if fields[0] != b"PK\x03\x04":
         raise UserError(f"{path}: damaged zip file (member {info.filename})")
     return info.header_offset + _LOCAL_HEADER.size + fields[-2] + fields[-1]  # name, extra field
-
-
-def _npy_header(f, path: Path | str) -> tuple[tuple[int, ...], bool, np.dtype]:
-    try:
-        version = np.lib.format.read_magic(f)
-        read = {(1, 0): np.lib.format.read_array_header_1_0}.get(
-            version, np.lib.format.read_array_header_2_0
-        )
-        shape, fortran, dtype = read(f)
-    except ValueError as e:
-        raise UserError(f"{path}: not a numpy array inside ({e})") from None
-    if dtype.hasobject:
-        raise UserError(f"{path}: holds Python objects; refusing to unpickle them")
-    return shape, fortran, dtype
-
-
-@contextlib.contextmanager
-def cache_entry(name: str) -> Iterator[Path]:
-    """The cache path ``name``, held under an exclusive lock while the caller makes it if it is
-    missing: one process prepares an entry (one rank under torchrun, one of two jobs), the others
-    wait and then read it. Temporaries that a killed preparation of it left are removed first."""
-    folder = cache_dir()
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(folder / f".{name}.lock", os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError as e:
-        raise UserError(
-            f"cache folder {folder} is not writable ({e}); set DENOISERLENS_CACHE"
-        ) from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        for stale in folder.glob(f".{name}.*{TMP_SUFFIX}"):
-            stale.unlink(missing_ok=True)
-        yield folder / name
-    finally:
-        os.close(fd)
 
 
 def _decompressed(path: Path, info: zipfile.ZipInfo, show: bool) -> Path:
@@ -138,7 +78,7 @@ def _decompress(path: Path, info: zipfile.ZipInfo, tmp: Path, show: bool) -> Non
         except (zipfile.BadZipFile, EOFError, zlib.error) as e:
             raise UserError(f"{path}: member {info.filename} is damaged ({e})") from None
     with open(tmp, "rb") as f:  # a whole array, or nothing enters the cache
-        shape, _, dtype = _npy_header(f, path)
+        shape, _, dtype = read_npy_header(f, path)
         if f.tell() + int(np.prod(shape)) * dtype.itemsize > tmp.stat().st_size:
             raise UserError(f"{path}: member {info.filename} is cut short")
 
@@ -150,7 +90,7 @@ def _info(z: zipfile.ZipFile, name: str) -> zipfile.ZipInfo | None:
 def _check_layout(path: Path, z: zipfile.ZipFile, rows: zipfile.ZipInfo) -> tuple[int, int]:
     """(N, S) from the rows' header, read before anything is mapped or decompressed."""
     with z.open(rows) as f:
-        shape, _, dtype = _npy_header(f, path)
+        shape, _, dtype = read_npy_header(f, path)
     if len(shape) != 2 or dtype != np.uint8:
         raise UserError(f"{path}: '{ROWS}' must be uint8 rows (N, 3*S*S); got {dtype} {shape}")
     side = int(round((shape[1] / 3) ** 0.5))
@@ -194,12 +134,12 @@ def load_imagenet_npz(path: str | Path, show_progress: bool = True) -> ImageSet:
             n, side = _check_layout(path, z, info)
             labels = _read_labels(path, z, n)
             if info.compress_type == zipfile.ZIP_STORED:  # read where it lies in the zip
-                start = _stored_start(path, info)
-                images = _rows_in(path, start, info.file_size, str(path), side)
+                start, where = _stored_start(path, info), str(path)
+                images = FileRows.from_npy(path, start, info.file_size, where, (3, side, side))
             else:
                 cached = _decompressed(path, info, show_progress)
                 where = f"{cached} (the cached rows of {path}; delete it to decompress again)"
-                images = _rows_in(cached, 0, cached.stat().st_size, where, side)
+                images = FileRows.from_npy(cached, where=where, row_shape=(3, side, side))
     except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:
         raise UserError(f"{path}: not a readable .npz file ({e})") from None
     names = [f"{path.name}:{i}" for i in range(n)]

@@ -12,6 +12,37 @@ import numpy as np
 from denoiserlens.errors import UserError
 
 
+def read_npy_header(f, where: object) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, fortran order, dtype) from the ``.npy`` header at ``f``'s position, refusing
+    object arrays; ``where`` names the array in errors."""
+    try:
+        version = np.lib.format.read_magic(f)
+        read = {(1, 0): np.lib.format.read_array_header_1_0}.get(
+            version, np.lib.format.read_array_header_2_0
+        )
+        shape, fortran, dtype = read(f)
+    except ValueError as e:
+        raise UserError(f"{where}: not a numpy array inside ({e})") from None
+    if dtype.hasobject:
+        raise UserError(f"{where}: holds Python objects; refusing to unpickle them")
+    return shape, fortran, dtype
+
+
+def _row_index(key, n: int, kind: str) -> int | np.ndarray:
+    """A row key of an (n, ...) array as numpy reads it: a row number in [0, n), or an int64 array
+    of them (from a slice or a 1-d array of ints, negative rows counted from the end)."""
+    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+        if not -n <= key < n:
+            raise IndexError(f"row {key} out of range for {n} rows")
+        return int(key) % n
+    rows = np.arange(n)[key] if isinstance(key, slice) else np.asarray(key)
+    if rows.dtype.kind not in "iu" or rows.ndim != 1:
+        raise TypeError(f"{kind} takes an int, a slice or a 1-d array of ints")
+    if rows.size and (rows.min() < -n or rows.max() >= n):
+        raise IndexError(f"row out of range for {n} rows")
+    return np.where(rows < 0, rows + n, rows).astype(np.int64)
+
+
 class FileRows:
     """The rows of an uncompressed (N, ...) array at ``offset`` in a file, read with ``pread`` when
     asked for and never memory-mapped: a process reading all of a large set (ImageNet64: 14.7 GB)
@@ -27,6 +58,28 @@ class FileRows:
         self.row_bytes = int(np.prod(self.shape[1:])) * self.dtype.itemsize
         self._fd: int | None = None
         self._pid = -1
+
+    @classmethod
+    def from_npy(
+        cls,
+        file: str | os.PathLike,
+        start: int = 0,
+        length: int | None = None,
+        where: object = None,
+        row_shape: tuple[int, ...] | None = None,
+    ) -> FileRows:
+        """The rows of the ``.npy`` of ``length`` bytes at byte ``start`` of ``file`` (a zip
+        member's bytes, or by default the whole file), checked whole and C-ordered; ``row_shape``
+        reads each row in another shape (ImageNet64's 12288 values as 3 x 64 x 64)."""
+        where = file if where is None else where
+        with open(file, "rb") as f:
+            f.seek(start)
+            shape, fortran, dtype = read_npy_header(f, where)
+            offset = f.tell()
+        end = start + (os.path.getsize(file) - start if length is None else length)
+        if fortran or offset + int(np.prod(shape)) * dtype.itemsize > end:
+            raise UserError(f"{where}: the array is cut short or not C-ordered")
+        return cls(file, offset, (shape[0], *(row_shape or shape[1:])), dtype)
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_fd": None, "_pid": -1}
@@ -53,19 +106,15 @@ class FileRows:
         return out
 
     def __getitem__(self, key):
-        if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
-            if not -len(self) <= key < len(self):
-                raise IndexError(f"row {key} out of range for {len(self)} rows")
-            return self._read(int(key) % len(self), 1)[0]
-        if isinstance(key, slice) and key.step in (None, 1):
+        if isinstance(key, slice) and key.step in (None, 1):  # one read
             start, stop, _ = key.indices(len(self))
             return self._read(start, max(0, stop - start))
-        rows = np.arange(len(self))[key] if isinstance(key, slice) else np.asarray(key)
-        if rows.dtype.kind not in "iu" or rows.ndim != 1:
-            raise TypeError("FileRows takes an int, a slice or a 1-d array of ints")
+        rows = _row_index(key, len(self), "FileRows")
+        if isinstance(rows, int):
+            return self._read(rows, 1)[0]
         out = np.empty((len(rows), *self.shape[1:]), self.dtype)
         for i, r in enumerate(rows):
-            out[i] = self[int(r)]
+            out[i] = self._read(int(r), 1)[0]
         return out
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
@@ -92,22 +141,15 @@ class StackedRows:
         return self.shape[0]
 
     def _locate(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if rows.size and (rows.min() < -len(self) or rows.max() >= len(self)):
-            raise IndexError(f"row out of range for {len(self)} rows")
-        rows = np.where(rows < 0, rows + len(self), rows)
         part = np.searchsorted(self.starts, rows, side="right") - 1
         return part, rows - self.starts[part]
 
     def __getitem__(self, key):
-        if isinstance(key, (int, np.integer)):
-            part, row = self._locate(np.asarray([key]))
+        rows = _row_index(key, len(self), "StackedRows")
+        if isinstance(rows, int):
+            part, row = self._locate(np.asarray([rows]))
             return self.parts[int(part[0])][int(row[0])]
-        if isinstance(key, slice):
-            key = np.arange(len(self))[key]
-        rows = np.asarray(key)
-        if rows.dtype.kind not in "iu" or rows.ndim != 1:
-            raise TypeError("StackedRows takes an int, a slice or a 1-d array of ints")
-        part, local = self._locate(rows.astype(np.int64))
+        part, local = self._locate(rows)
         out = np.empty((len(rows), *self.shape[1:]), self.dtype)
         for k in np.unique(part):  # one fancy index per file, in the order asked
             at = np.flatnonzero(part == k)

@@ -2,7 +2,7 @@
 fixed-size sets once, as the authors made their 80x80 training sets: each file decoded, its largest
 centred square resized to ``size`` x ``size`` (bicubic, or Lanczos), gray files converted to
 colour or skipped, in worker processes. The result is one ``.npy`` in the cache folder
-(:func:`denoiserlens.data.imagenet64.cache_entry`) keyed by the folder's listing (names, sizes,
+(:mod:`denoiserlens.data.cache`) keyed by the folder's listing (names, sizes,
 modification times) and the settings, written atomically and read back row by row
 (:class:`~denoiserlens.data.imageset.FileRows`): a second run reads no image file, and no run
 holds the decoded set in memory.
@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from denoiserlens.data.imagenet64 import cache_entry
+from denoiserlens.data.cache import cache_entry
 from denoiserlens.data.imageset import FileRows, ImageSet
 from denoiserlens.data.sources import is_gray_mode, list_image_files, read_image
 from denoiserlens.data.transforms import center_crop_resize
@@ -46,6 +46,10 @@ def _prepare(task: tuple[list[Path], int, int, str]) -> bytes:
     return b"".join(
         center_crop_resize(read_image(p, channels), size, resample).tobytes() for p in paths
     )
+
+
+def _chunks(files: list[Path]) -> list[list[Path]]:
+    return [files[i : i + CHUNK] for i in range(0, len(files), CHUNK)]
 
 
 def _grays(task: list[Path]) -> list[bool]:
@@ -99,11 +103,7 @@ def prepared_folder(
             )
             write_json(index, {"root": str(root), "files": kept})  # last: it marks the entry whole
     names = json.loads(index.read_text())["files"]
-    with open(array, "rb") as f:
-        np.lib.format.read_magic(f)
-        shape, _, _ = np.lib.format.read_array_header_1_0(f)
-        offset = f.tell()
-    images = FileRows(array, offset, shape)
+    images = FileRows.from_npy(array)
     labels = label_names = None
     if labels_from_dirs:
         parents = [str(Path(n).parent) for n in names]
@@ -127,8 +127,7 @@ def _prepare_folder(
     """Decide the channels and the files kept (from the headers), write their rows; returns the
     kept files' names, relative to ``root``."""
     if channels is None or (channels == 3 and gray_files == "skip"):
-        chunks = [files[i : i + CHUNK] for i in range(0, len(files), CHUNK)]
-        gray = [g for part in _map(_grays, chunks, workers) for g in part]
+        gray = [g for part in _map(_grays, _chunks(files), workers) for g in part]
         if channels is None:
             channels = 1 if all(gray) else 3
         if channels == 3 and gray_files == "skip":
@@ -136,7 +135,7 @@ def _prepare_folder(
             if not files:
                 raise UserError(f"{root}: every image is gray (skipped)")
     shape = (len(files), channels, size, size)
-    tasks = [(files[i : i + CHUNK], size, channels, resample) for i in range(0, len(files), CHUNK)]
+    tasks = [(chunk, size, channels, resample) for chunk in _chunks(files)]
     write_atomic(array, lambda tmp: _write_rows(tmp, shape, tasks, workers, root, show))
     return [str(p.relative_to(root)) for p in files]
 
