@@ -171,6 +171,8 @@ CASES = [
     (["distance", "--model", M, "--data", D, "--n-noise", "0"], "--n-noise"),
     (["distance", "--model", M, "--data", D, "--n-noise", "-1"], "--n-noise"),
     (["distance", "--model", M, "--data", D, "--phi-sigma", "-5"], "--phi-sigma"),
+    (["distance", "--model", M, "--data", D, "--tau", "-1"], "--tau"),
+    (["distance", "--model", M, "--data", D, "--tau", "nan"], "--tau"),
     (["distance", "--model", M, "--data", D, "--phi-sigma", "nan"], "--phi-sigma"),
     (["distance", "--model", M, "--data", D, "--phi-sigma", "inf"], "--phi-sigma"),
     (["distance", "--model", M, "--data", MIXED, "--images", "3"], "differ in size"),

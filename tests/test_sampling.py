@@ -473,6 +473,59 @@ def test_eq4_estimator_matches_the_closed_form_symmetrized_kl():
     assert same == 0.0
 
 
+def _distance_args(tmp_path, n_data: int) -> list[str]:
+    """`distance` on 3 of ``n_data`` disks with a tiny random UNet, 2 matching steps, 2 draws."""
+    from denoiserlens.data import disks
+
+    torch.manual_seed(0)
+    save_model(UNet(preset_config("tiny")).eval(), tmp_path / "m")
+    np.save(tmp_path / "d.npy", disks(n_data, 16, seed=2).images)
+    model, data = str(tmp_path / "m"), str(tmp_path / "d.npy")
+    return [
+        EXE,
+        "distance",
+        "--model",
+        model,
+        "--data",
+        data,
+        "--images",
+        "3",
+        "--max-iter",
+        "2",
+        "--n-noise",
+        "2",
+    ]
+
+
+def test_distance_command_tilted(tmp_path):
+    args = _distance_args(tmp_path, 12) + [
+        "--n-samples",
+        "1",
+        "--steps",
+        "3",
+        "--grid",
+        "4",
+        "--out",
+        str(tmp_path / "r"),
+    ]
+    p = run_cli(args, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    study = json.loads((tmp_path / "r/distance.json").read_text())
+    assert study["estimator"] == "tilted" and len(study["d_sq"]) == 3
+    # the default grid: 0.255 to 255 of 255; above it the data's Gaussian posterior
+    assert study["sigmas"] == pytest.approx([1e-3, 1e-2, 1e-1, 1.0], rel=1e-6)
+    assert "gaussian_share" in study and 0 < study["tail_share"] < 1
+    # tau read off the samples, and Eq. 4's closed form for tilted densities beside the estimate
+    assert study["tau"] > 0 and len(study["d_sq_closed_form"]) == 3
+    assert all(d > 0 for d in study["d_sq"]) and "spread" in study["constants"]
+    assert "B/A over resampled pairs" in p.stdout
+    # an explicit tau halved: the forms grow, d^2 rises (M^-1 with a smaller tau^2 I)
+    half = args[:-1] + [str(tmp_path / "h"), "--tau", str(study["tau"] / 2)]
+    assert run_cli(half, capture_output=True, text=True).returncode == 0
+    halved = json.loads((tmp_path / "h/distance.json").read_text())
+    assert all(b > a for a, b in zip(study["d_sq"], halved["d_sq"], strict=True))
+
+
 def test_embedding_constants():
     from denoiserlens.sampling.distance import embedding_constants
 
@@ -482,15 +535,9 @@ def test_embedding_constants():
 
 
 def test_distance_command(tmp_path):
-    torch.manual_seed(0)
-    save_model(UNet(preset_config("tiny")).eval(), tmp_path / "m")
-    from denoiserlens.data import disks
-
-    np.save(tmp_path / "d.npy", disks(10, 16, seed=2).images)
-    args = [EXE, "distance", "--model", str(tmp_path / "m"), "--data", str(tmp_path / "d.npy"),
-            "--images", "3", "--n-samples", "2", "--steps", "4", "--grid", "3", "--max-iter", "2",
-            "--matcher", "descent", "--patience", "1", "--bf16", "--n-noise", "2", "--out",
-            str(tmp_path / "r")]  # fmt: skip
+    options = "--n-samples 2 --steps 4 --grid 3 --matcher descent --patience 1 --bf16"
+    options += " --estimator matching --sigma-min 2.55"
+    args = _distance_args(tmp_path, 10) + options.split() + ["--out", str(tmp_path / "r")]
     p = run_cli(args, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     study = json.loads((tmp_path / "r/distance.json").read_text())
@@ -526,10 +573,10 @@ def test_distance_command(tmp_path):
                        capture_output=True, text=True)  # fmt: skip
     assert_user_error(p, "momentum")
     assert not (tmp_path / "x").exists()
-    p = run_cli(args[:-4] + ["--images", "50", "--out", str(tmp_path / "x")],
+    p = run_cli(args[:-2] + ["--images", "50", "--out", str(tmp_path / "x")],
                        capture_output=True, text=True)  # fmt: skip
     assert p.returncode == 2 and "exceeds" in p.stderr
-    p = run_cli(args[:-4] + ["--images", "2", "--out", str(tmp_path / "x")],
+    p = run_cli(args[:-2] + ["--images", "2", "--out", str(tmp_path / "x")],
                        capture_output=True, text=True)  # fmt: skip
     assert p.returncode == 2 and "--images >= 3" in p.stderr and not (tmp_path / "x").exists()
 

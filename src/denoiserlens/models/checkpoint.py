@@ -46,6 +46,11 @@ def build_model(arch: dict[str, Any], seed: int | None = None) -> Denoiser:
             return UNet(UNetConfig(**arch))
         if kind == "bfcnn":
             return BFCNN(**arch)
+        if kind == "tapped":
+            raise UserError(
+                "a tapped model wraps a network of its own; denoiserlens cannot "
+                "rebuild it (build the network, then TappedModel(net, taps))"
+            )
     except (TypeError, ValueError, KeyError) as e:
         raise UserError(f"invalid architecture description: {e}") from None
     raise UserError(f"unknown architecture {kind!r}")

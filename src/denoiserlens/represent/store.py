@@ -106,7 +106,9 @@ class Store:
         """The middle block, whose noise-averaged means are phi; an error if it was not stored
         (stores written before 2026-12 named another block when the middle one was left out)."""
         blocks = self.meta.get("model_blocks")
-        key = blocks[len(blocks) // 2] if blocks else self.meta["phi_key"]
+        key = self.meta.get("middle_block")  # recorded since 2026-12-03 (a tapped model's choice)
+        if key is None:
+            key = blocks[len(blocks) // 2] if blocks else self.meta["phi_key"]
         if key not in self.meta["arrays"]:
             why = f"the middle block {key} was not stored (it has {self.keys})"
             raise UserError(f"{self.path}: no phi here: {why}; represent --blocks must include it")
@@ -199,6 +201,7 @@ def _plan(
         "bf16": cfg.bf16,
         "channels_last": cfg.channels_last,
         "phi_key": model.middle_block,  # phi is its noise-averaged means, if it was stored
+        "middle_block": model.middle_block,
         "arrays": {k: [len(cfg.sigmas), n, d] for k, d in dims.items()},
         "chunk_size": cfg.chunk_size,
         "n_chunks": -(-n // cfg.chunk_size),
