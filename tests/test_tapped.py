@@ -151,3 +151,29 @@ def test_the_docs_example_runs_as_printed():
     lines = []
     exec(compile(code, "any-model.md", "exec"), {"print": lambda *a: lines.append(a)})
     assert lines == [(torch.Size([8, 32]),)]
+
+
+def test_represent_takes_float_tensors_unquantized_and_torch_datasets(tmp_path):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    unet, _ = _unet_and_tapped()
+    x = torch.rand(5, 1, 16, 16, generator=torch.Generator().manual_seed(5))  # not k / 255
+    labels = torch.tensor([0, 1, 0, 1, 1])
+    cfg = RepresentConfig(sigmas=(0.1,), n_noise=2, batch_size=2)
+    store = represent(unet, x, tmp_path / "t", cfg)
+    # the floats as given: the store's phi is phi of the tensor itself, draws seeded by row
+    assert np.allclose(store.phi(), phi(unet, x, 0.1, n_noise=2).numpy(), atol=1e-6)
+    quantized = represent(unet, (x * 255).round().to(torch.uint8), tmp_path / "q", cfg)
+    assert not np.allclose(store.phi(), quantized.phi(), atol=1e-6)
+    # a Dataset of (image, label) pairs and a DataLoader of batches give the same store
+    ds = TensorDataset(x, labels)
+    by_dataset = represent(unet, ds, tmp_path / "d", cfg)
+    by_loader = represent(unet, DataLoader(ds, batch_size=2), tmp_path / "l", cfg)
+    for s in (by_dataset, by_loader):
+        assert np.array_equal(s.phi(), store.phi())
+        assert np.array_equal(np.load(s.path / "labels.npy"), labels.numpy())
+    with pytest.raises(UserError, match=r"in \[0, 1\].*rescale"):
+        represent(unet, 2 * x - 1, tmp_path / "bad", cfg)
+    assert not (tmp_path / "bad").exists()
+    with pytest.raises(UserError, match="does not record how its images were read"):
+        store.images()  # a tensor cannot be reopened from disk

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import torch
 
 from denoiserlens.errors import UserError
 
@@ -172,6 +175,8 @@ class ImageSet:
 
     ``names`` identifies each image (file path, or source:index); ``labels`` are optional integers
     and ``label_names`` their meaning. Images stay uint8 here; they become floats per batch.
+    Float images in [0, 1] (:meth:`from_tensor`, :meth:`from_dataset`: a user's own tensors,
+    never quantized) are float32 arrays instead; ``to_float`` takes them as they are.
     """
 
     images: np.ndarray | FileRows | StackedRows | list[np.ndarray]
@@ -220,7 +225,59 @@ class ImageSet:
         index = np.arange(len(self)) if index is None else np.asarray(index)
         pick = np.unique(np.linspace(0, len(index) - 1, min(len(index), max_images)).round())
         per_image = [self[int(index[int(r)])].mean(axis=(1, 2), dtype=np.float64) for r in pick]
-        return [float(v) / 255 for v in np.mean(per_image, axis=0)]
+        scale = 1.0 if self.is_float else 255.0
+        return [float(v) / scale for v in np.mean(per_image, axis=0)]
+
+    @property
+    def is_float(self) -> bool:
+        """Float images in [0, 1] (from a user's tensors), not uint8."""
+        return bool(len(self)) and np.issubdtype(np.asarray(self.images[0]).dtype, np.floating)
+
+    @classmethod
+    def from_tensor(
+        cls,
+        x: torch.Tensor | np.ndarray,
+        labels: Sequence[int] | None = None,
+        source: str = "tensor",
+    ) -> ImageSet:
+        """Images (N, C, H, W) from memory: uint8 as they are, floats in [0, 1] kept as float32
+        (not quantized to 8 bits). Names are ``source:index``."""
+        a = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+        if a.ndim != 4:
+            raise UserError(f"{source}: expected images of shape (N, C, H, W), got {a.shape}")
+        if np.issubdtype(a.dtype, np.floating):
+            a = np.ascontiguousarray(a, dtype=np.float32)
+            if not np.isfinite(a).all() or a.min() < 0 or a.max() > 1:
+                lo, hi = float(np.nanmin(a)), float(np.nanmax(a))
+                raise UserError(
+                    f"{source}: float images must be finite and in [0, 1] (pixel units), "
+                    f"got values in [{lo:.3g}, {hi:.3g}]; rescale them"
+                )
+        elif a.dtype != np.uint8:
+            raise UserError(f"{source}: images must be uint8 or float in [0, 1], got {a.dtype}")
+        lab = None if labels is None else np.asarray(labels, dtype=np.int64)
+        names = [f"{source}:{i}" for i in range(len(a))]
+        return cls(images=a, names=names, labels=lab, source=source)
+
+    @classmethod
+    def from_dataset(cls, data: Any, source: str = "dataset") -> ImageSet:
+        """The images of a torch ``Dataset`` (items an image, or (image, label)) or of a
+        ``DataLoader`` (batches likewise), read once into memory: :meth:`from_tensor`."""
+        from torch.utils.data import DataLoader
+
+        images, labels = [], []
+        items = data if isinstance(data, DataLoader) else (data[i] for i in range(len(data)))
+        for item in items:
+            x, y = (item[0], item[1]) if isinstance(item, tuple | list) else (item, None)
+            x = torch.as_tensor(x)
+            batch = x if isinstance(data, DataLoader) else x[None]
+            images.append(batch)
+            if y is not None:
+                labels.append(torch.as_tensor(y).reshape(-1))
+        if not images:
+            raise UserError(f"{source}: no images")
+        lab = torch.cat(labels).tolist() if len(labels) == len(images) else None
+        return cls.from_tensor(torch.cat(images), lab, source)
 
     def mean_intensity(self, max_images: int = 4096) -> float:
         """The images' mean pixel value in [0, 1], over all channels (see :meth:`channel_means`)."""
@@ -269,3 +326,18 @@ class ImageSet:
             "labels": self.labels is not None,
             "fingerprint": self.fingerprint,
         }
+
+
+def as_image_set(data: Any) -> ImageSet:
+    """An :class:`ImageSet` as it is; a tensor or array (N, C, H, W) by
+    :meth:`ImageSet.from_tensor`; a torch ``Dataset`` or ``DataLoader`` by
+    :meth:`ImageSet.from_dataset`."""
+    from torch.utils.data import DataLoader, Dataset
+
+    if isinstance(data, ImageSet):
+        return data
+    if isinstance(data, torch.Tensor | np.ndarray):
+        return ImageSet.from_tensor(data)
+    if isinstance(data, Dataset | DataLoader):
+        return ImageSet.from_dataset(data)
+    raise UserError(f"cannot read images from a {type(data).__name__}")

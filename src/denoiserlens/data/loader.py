@@ -33,5 +33,9 @@ def collate_to_float(batch: list[torch.Tensor]) -> torch.Tensor:
 
 
 def to_float(images: np.ndarray) -> torch.Tensor:
-    """uint8 (N, C, H, W) or (C, H, W) array -> float32 tensor in [0, 1]."""
-    return torch.from_numpy(np.asarray(images, dtype=np.float32) / 255.0)
+    """uint8 (N, C, H, W) or (C, H, W) array -> float32 tensor in [0, 1]; a float array (the
+    images of :meth:`ImageSet.from_tensor`, already in [0, 1]) is taken as it is, unquantized."""
+    a = np.asarray(images)
+    if np.issubdtype(a.dtype, np.floating):
+        return torch.from_numpy(np.array(a, dtype=np.float32))
+    return torch.from_numpy(a.astype(np.float32) / 255.0)

@@ -28,10 +28,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset
 
 import denoiserlens
 from denoiserlens.data import ImageSet, to_float
+from denoiserlens.data.imageset import as_image_set
 from denoiserlens.data.open import recorded_spec
 from denoiserlens.errors import UserError
 from denoiserlens.fileio import (
@@ -247,7 +250,7 @@ def _create(path: Path, plan: dict, images: ImageSet) -> None:
 
 def represent(
     model: Denoiser,
-    images: ImageSet,
+    images: ImageSet | torch.Tensor | np.ndarray | Dataset | DataLoader,
     out: str | Path,
     cfg: RepresentConfig,
     resume: bool = False,
@@ -257,9 +260,14 @@ def represent(
 ) -> Store:
     """Compute the block summaries of every image at every sigma into the store ``out``.
 
+    ``images``: an :class:`ImageSet`, or a tensor (N, C, H, W) (uint8, or float in [0, 1], taken
+    unquantized), a torch ``Dataset`` or a ``DataLoader`` (items or batches an image or
+    (image, label)): see :func:`~denoiserlens.data.imageset.as_image_set`.
+
     ``data_spec`` (a :class:`~denoiserlens.data.DataSpec` as a dict) is recorded so that the
     analyses can reopen the images.
     """
+    images = as_image_set(images)
     out = Path(out)
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     model.eval()
