@@ -67,8 +67,12 @@ def main() -> None:
     rows = []
     for task in ("kmeans", "knn"):
         for n in map(int, args.sizes.split(",")):
-            p = subprocess.run([sys.executable, __file__, "--one", task, str(n)],
-                               capture_output=True, text=True, check=True)  # fmt: skip
+            p = subprocess.run(
+                [sys.executable, __file__, "--one", task, str(n)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             r = {"task": task, "n": n, **json.loads(p.stdout.strip().splitlines()[-1])}
             rows.append(r)
             print(json.dumps(r), flush=True)

@@ -20,7 +20,7 @@ import torch
 from denoiserlens.data import DataSpec, open_data, to_float
 from denoiserlens.fileio import write_json
 from denoiserlens.models import load_model
-from denoiserlens.sampling.distance import fixed_noise_phi, tilted_distance_study
+from denoiserlens.sampling.distance import distance_study, fixed_noise_phi, tilted_distance_study
 from denoiserlens.sampling.reconstruct import (
     GuidanceConfig,
     ImageTargets,
@@ -44,6 +44,7 @@ ap.add_argument(
     default="fashion-mnist:train",
     help="mean and covariance above the grid; '' for none",
 )
+ap.add_argument("--estimator", choices=["tilted", "matching"], default="tilted")
 ap.add_argument("--seed", type=int, default=0)
 ap.add_argument("--out", required=True)
 args = ap.parse_args()
@@ -69,14 +70,42 @@ rec = reconstruct(
     ancestral=True,
 )
 t_rec = time.perf_counter() - t0
+grid = torch.logspace(np.log10(args.sigma_min / 255), np.log10(args.sigma_max / 255), args.grid)
+pairs = list(itertools.combinations(range(len(x)), 2))
+if args.estimator == "matching":  # Algorithm 2's step as the conditional denoiser, same samples
+    study = distance_study(
+        phi_fn,
+        model.denoise,
+        x,
+        pairs,
+        grid,
+        rec.images,
+        args.n_samples,
+        GuidanceConfig(max_iter=10),
+        args.draws,
+        args.phi_sigma / 255,
+        args.seed,
+        [int(r) for r in rows],
+    )
+    write_json(args.out, {**study, "rows": [int(r) for r in rows], "model": args.model})
+    c, f = study["constants"], np.array(study["integrands"])
+    share = np.median(0.5 * f[:, 0] * np.diff(np.log(study["sigmas"]))[0] / np.array(study["d_sq"]))
+    print(
+        f"matching, {len(pairs)} pairs: B/A {c['B_over_A']:.2f} (95th/5th pct "
+        f"{c['B_over_A_5_95']:.2f}), Pearson r {c['pearson']:.3f}; the lowest level's "
+        f"half-interval carries {share:.0%} of d^2 (median); {time.perf_counter() - t0:.0f} s"
+    )
+    for r in study["by_lower_limit"]:
+        print(
+            f"  from sigma {r['sigma_min'] * 255:.3g}: B/A {r['B_over_A']:.2f}, r {r['pearson']:.3f}"
+        )
+    raise SystemExit(0)
 phi = fixed_noise_phi(phi_fn, x.shape[1:], args.phi_sigma / 255, args.draws, args.seed)
 with torch.no_grad():
     phis, sample_phis = phi(x).double(), phi(rec.images).double()
 gap = sample_phis.view(len(x), args.n_samples, -1) - phis[:, None]
 tau0 = float(gap.pow(2).mean().sqrt())
 taus = [tau0 * float(f) for f in args.tau_factors.split(",")]
-grid = torch.logspace(np.log10(args.sigma_min / 255), np.log10(args.sigma_max / 255), args.grid)
-pairs = list(itertools.combinations(range(len(x)), 2))
 prior = None
 if args.prior_data:
     train = to_float(open_data(DataSpec((args.prior_data,), pad_to=32)).as_array()).double()

@@ -33,8 +33,11 @@ def conv_flops(model: UNet, x: torch.Tensor, stop_after: str | None) -> float:
             total -= 2.0 * c_in * mod.out_channels * k * out.shape[2] * out.shape[3] * out.shape[0]
             total += 2.0 * c_in * mod.out_channels * k * inp[0].shape[2] * inp[0].shape[3]
 
-    handles = [m.register_forward_hook(hook) for m in model.modules()
-               if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)]  # fmt: skip
+    handles = [
+        m.register_forward_hook(hook)
+        for m in model.modules()
+        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)
+    ]
     with torch.no_grad():
         if stop_after:
             model.blocks_until(x, stop_after)
@@ -50,8 +53,7 @@ def naive_phi(model: UNet, x: torch.Tensor, sigma: float, n_noise: int) -> torch
     got = {}
     handle = model.blocks["M"].register_forward_hook(lambda m, i, o: got.update(M=o))
     n, c, h, w = x.shape
-    y = x.repeat_interleave(n_noise, 0) + sigma * draw_noise((c, h, w), 0, range(n),
-                                                             range(n_noise))  # fmt: skip
+    y = x.repeat_interleave(n_noise, 0) + sigma * draw_noise((c, h, w), 0, range(n), range(n_noise))
     with torch.no_grad():
         model(y)
     handle.remove()
@@ -91,27 +93,36 @@ def main() -> None:
     flops_ours = conv_flops(model, tiled, "M")
     flops_full = conv_flops(model, tiled, None)
     peak32, peak16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; matmul peak "
-          f"{peak32:.0f} GFLOP/s fp32, {peak16:.0f} GFLOP/s bf16")  # fmt: skip
-    print(f"conv GFLOP per image (x{n} draws): encoder+M {flops_ours / args.images / 1e9:.2f}, "
-          f"whole network {flops_full / args.images / 1e9:.2f}")  # fmt: skip
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; matmul peak "
+        f"{peak32:.0f} GFLOP/s fp32, {peak16:.0f} GFLOP/s bf16"
+    )
+    print(
+        f"conv GFLOP per image (x{n} draws): encoder+M {flops_ours / args.images / 1e9:.2f}, "
+        f"whole network {flops_full / args.images / 1e9:.2f}"
+    )
     t_naive = timed(lambda: naive_phi(model, x, sigma, n), args.repeats)
     base = args.images / t_naive
     print(f"{'path':<34}{'images/s':>9}{'x naive':>9}{'GFLOP/s':>9}")
     print(
         f"{'naive: whole network, fp32':<34}{base:9.2f}{1.0:9.2f}{flops_full / t_naive / 1e9:9.1f}"
     )
-    ours = {"ours: encoder+M, fp32": dict(),
-            "ours: encoder+M, channels_last": dict(channels_last=True),
-            "ours: encoder+M, bf16": dict(bf16=True),
-            "ours: encoder+M, bf16+channels_last": dict(bf16=True, channels_last=True)}  # fmt: skip
+    ours = {
+        "ours: encoder+M, fp32": dict(),
+        "ours: encoder+M, channels_last": dict(channels_last=True),
+        "ours: encoder+M, bf16": dict(bf16=True),
+        "ours: encoder+M, bf16+channels_last": dict(bf16=True, channels_last=True),
+    }
     for name, kw in ours.items():
         if kw.get("channels_last"):
             model.to(memory_format=torch.channels_last)
         t = timed(lambda kw=kw: phi(model, x, sigma, n, **kw), args.repeats)
         model.to(memory_format=torch.contiguous_format)
-        print(f"{name:<34}{args.images / t:9.2f}{args.images / t / base:9.2f}"
-              f"{flops_ours / t / 1e9:9.1f}", flush=True)  # fmt: skip
+        print(
+            f"{name:<34}{args.images / t:9.2f}{args.images / t / base:9.2f}"
+            f"{flops_ours / t / 1e9:9.1f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

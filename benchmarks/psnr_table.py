@@ -44,8 +44,13 @@ def main() -> None:
         images = open_data(DataSpec((str(DATA / "test_images/grayscale" / name),)))
         if args.limit:
             images = images.subset(list(range(min(args.limit, len(images)))))
-        res = evaluate(methods, images, sigmas, seed=0,
-                       progress=lambda s: print("  " + s, file=sys.stderr, flush=True))  # fmt: skip
+        res = evaluate(
+            methods,
+            images,
+            sigmas,
+            seed=0,
+            progress=lambda s: print("  " + s, file=sys.stderr, flush=True),
+        )
         print(f"\n{name} ({len(images)} images), seed 0")
         print(res.format_table())
         print("seconds: " + ", ".join(f"{m} {t:.0f}" for m, t in res.seconds.items()), flush=True)

@@ -101,10 +101,21 @@ def run(model, xc, n, sigmas, guide, n_noise, steps_run, naive: bool, seed=0):
         return x, info
 
     t0, c0 = time.perf_counter(), time.process_time()
-    r = reconstruct(middle_means(model), model.denoise, xc, n, sigmas[:steps_run],
-                    guidance=guide, n_noise=n_noise, mean=float(xc.mean()), seed=seed,
-                    final_phi_sigma=float(sigmas[steps_run - 1]), ancestral=True,
-                    record_noise=False, guide_fn=guide_fn)  # fmt: skip
+    r = reconstruct(
+        middle_means(model),
+        model.denoise,
+        xc,
+        n,
+        sigmas[:steps_run],
+        guidance=guide,
+        n_noise=n_noise,
+        mean=float(xc.mean()),
+        seed=seed,
+        final_phi_sigma=float(sigmas[steps_run - 1]),
+        ancestral=True,
+        record_noise=False,
+        guide_fn=guide_fn,
+    )
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     cos, rel = float(r.cosine.mean()), float(r.relative_error.mean())
     return wall / steps_run, cpu / steps_run, cos, rel, float(np.mean(counted))
@@ -122,13 +133,20 @@ def main() -> None:
     ap.add_argument("--patience", type=int, default=10)
     ap.add_argument("--momentum", type=float, default=0.9)
     ap.add_argument("--repeats", type=int, default=1, help="Medians over this many runs.")
-    ap.add_argument("--seed", type=int, default=0,
-                    help="Seed of the reconstructions' noise (the phi match varies with it).")  # fmt: skip
-    ap.add_argument("--rows", default="naive,ours,ours-bf16,ours-stall,ours-stall-bf16,ours-mom,"
-                                      "ours-mom-stall,ours-mom-stall-bf16",
-                    help="Comma-separated paths to time (run rows in separate processes, one "
-                         "per core, to halve the wall time of a long run). A row may end in "
-                         "@N to cap its guidance at N iterations per level (e.g. ours-mom@40).")  # fmt: skip
+    ap.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="Seed of the reconstructions' noise (the phi match varies with it).",
+    )
+    ap.add_argument(
+        "--rows",
+        default="naive,ours,ours-bf16,ours-stall,ours-stall-bf16,ours-mom,"
+        "ours-mom-stall,ours-mom-stall-bf16",
+        help="Comma-separated paths to time (run rows in separate processes, one "
+        "per core, to halve the wall time of a long run). A row may end in "
+        "@N to cap its guidance at N iterations per level (e.g. ours-mom@40).",
+    )
     ap.add_argument("--no-unconditional", action="store_true")
     args = ap.parse_args()
     torch.manual_seed(0)
@@ -138,23 +156,31 @@ def main() -> None:
     else:
         model = build_model(preset_config(args.preset).to_dict(), seed=0).eval()
         name = f"{args.preset} (random weights)"
-    spec = DataSpec((args.data,), channels=model.image_channels,
-                    pad_to=args.pad_to if args.size == args.pad_to else None,
-                    size=None if args.size == args.pad_to else args.size, limit=1)  # fmt: skip
+    spec = DataSpec(
+        (args.data,),
+        channels=model.image_channels,
+        pad_to=args.pad_to if args.size == args.pad_to else None,
+        size=None if args.size == args.pad_to else args.size,
+        limit=1,
+    )
     xc = to_float(open_data(spec)[0])[None]
     sigmas = torch.linspace(1, 0.03, 100)
     paper = GuidanceConfig(lr=args.lr, max_iter=100, tol=0.01, matcher="descent")
     stall = replace(paper, patience=args.patience)
     print(f"model {name}, target {tuple(xc.shape)}, 8 samples, steps 1-{args.steps_run} of 100")
     # tag: (guidance, naive)
-    paths = {"naive": (paper, True), "ours": (paper, False),
-             "ours-bf16": (replace(paper, bf16=True), False), "ours-stall": (stall, False),
-             "ours-stall-bf16": (replace(stall, bf16=True), False),
-             "ours-mom": (replace(paper, momentum=args.momentum), False),
-             "ours-mom-stall": (replace(stall, momentum=args.momentum), False),
-             "ours-mom-stall-bf16": (replace(stall, momentum=args.momentum, bf16=True), False),
-             "adam": (replace(paper, matcher="adam", lr=0.01), False),
-             "authors": (replace(paper, matcher="adam", lr=0.01), True)}  # fmt: skip
+    paths = {
+        "naive": (paper, True),
+        "ours": (paper, False),
+        "ours-bf16": (replace(paper, bf16=True), False),
+        "ours-stall": (stall, False),
+        "ours-stall-bf16": (replace(stall, bf16=True), False),
+        "ours-mom": (replace(paper, momentum=args.momentum), False),
+        "ours-mom-stall": (replace(stall, momentum=args.momentum), False),
+        "ours-mom-stall-bf16": (replace(stall, momentum=args.momentum, bf16=True), False),
+        "adam": (replace(paper, matcher="adam", lr=0.01), False),
+        "authors": (replace(paper, matcher="adam", lr=0.01), True),
+    }
     tags = args.rows.split(",")
     if unknown := {t.partition("@")[0] for t in tags} - set(paths):
         ap.error(f"unknown rows {sorted(unknown)}; choose from {', '.join(paths)}")
@@ -165,22 +191,31 @@ def main() -> None:
         row, _, cap = tag.partition("@")
         guide, naive = paths[row]
         guide = replace(guide, max_iter=int(cap)) if cap else guide
-        runs = [run(model, xc, 8, sigmas, guide, 10, args.steps_run, naive, args.seed)
-                for _ in range(args.repeats)]  # fmt: skip
+        runs = [
+            run(model, xc, 8, sigmas, guide, 10, args.steps_run, naive, args.seed)
+            for _ in range(args.repeats)
+        ]
         wall, cpu, cos, rel, iters = np.median(np.array(runs), axis=0)
         if base is None and row in ("naive", "authors"):
             base = (tag, cpu)
         ratio = f"{base[1] / cpu:4.1f}x {base[0]}" if base else "baseline not run yet"
-        print(f"{tag:16s} {wall:7.2f} s per step ({wall * 100 / 60:5.1f} min for 100 steps), "
-              f"CPU {cpu:7.2f} s per step ({ratio}), final phi cosine {cos:.4f}, relative "
-              f"error {rel:.3f}, {iters:.1f} guidance iterations per sample and level",
-              flush=True)  # fmt: skip
+        print(
+            f"{tag:16s} {wall:7.2f} s per step ({wall * 100 / 60:5.1f} min for 100 steps), "
+            f"CPU {cpu:7.2f} s per step ({ratio}), final phi cosine {cos:.4f}, relative "
+            f"error {rel:.3f}, {iters:.1f} guidance iterations per sample and level",
+            flush=True,
+        )
     if args.no_unconditional:
         return
     # unconditional sampling: steps and seconds per sample
     t0 = time.perf_counter()
-    out = sample(model.denoise, (8, *xc.shape[1:]), SamplerConfig(sigma_0=1.0, sigma_L=0.01),
-                 mean=float(xc.mean()), seed=0)  # fmt: skip
+    out = sample(
+        model.denoise,
+        (8, *xc.shape[1:]),
+        SamplerConfig(sigma_0=1.0, sigma_L=0.01),
+        mean=float(xc.mean()),
+        seed=0,
+    )
     sec = time.perf_counter() - t0
     print(
         f"unconditional: 8 samples, median {int(out.steps.median())} steps, "

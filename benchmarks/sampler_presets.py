@@ -57,9 +57,12 @@ def main() -> None:
             shape = (args.n, model.image_channels, args.size, args.size)
             out = sample(model.denoise, shape, SAMPLER_PRESETS[preset], mean=mean, seed=args.seed)
             cpu = time.process_time() - t0
-            print(f"  {preset:15s} samples {stats(out.images.numpy())}; median "
-                  f"{int(out.steps.median())} steps, {int(out.finished.sum())}/{args.n} reached "
-                  f"sigma_L, {cpu:.0f} CPU s", flush=True)  # fmt: skip
+            print(
+                f"  {preset:15s} samples {stats(out.images.numpy())}; median "
+                f"{int(out.steps.median())} steps, {int(out.finished.sum())}/{args.n} reached "
+                f"sigma_L, {cpu:.0f} CPU s",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

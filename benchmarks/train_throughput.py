@@ -103,10 +103,15 @@ def main() -> None:
     if args.norms:
         for norm, bias in (("layer", True), ("none", True), ("batch", False)):
             for bf16, cl in ((False, False), (True, True)):
-                runs = [images_per_second("paper", 64, 16, bf16, cl, args.steps, norm=norm,
-                                          bias=bias) for _ in range(args.repeats)]  # fmt: skip
-                print(f"norm={norm:<6} bias={bias!s:<6} bf16={bf16!s:<6} channels_last={cl!s:<6}"
-                      f"{statistics.median(runs):7.1f} images/s", flush=True)  # fmt: skip
+                runs = [
+                    images_per_second("paper", 64, 16, bf16, cl, args.steps, norm=norm, bias=bias)
+                    for _ in range(args.repeats)
+                ]
+                print(
+                    f"norm={norm:<6} bias={bias!s:<6} bf16={bf16!s:<6} channels_last={cl!s:<6}"
+                    f"{statistics.median(runs):7.1f} images/s",
+                    flush=True,
+                )
         return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(
@@ -115,12 +120,16 @@ def main() -> None:
     for preset, size, batch in (("paper", 64, 16), ("small", 32, 64)):
         base = None
         for bf16, cl in ((False, False), (False, True), (True, False), (True, True)):
-            runs = [images_per_second(preset, size, batch, bf16, cl, args.steps)
-                    for _ in range(args.repeats)]  # fmt: skip
+            runs = [
+                images_per_second(preset, size, batch, bf16, cl, args.steps)
+                for _ in range(args.repeats)
+            ]
             med = statistics.median(runs)
             base = base or med
-            print(f"{preset:<8}{size:>5}{batch:>6}  {bf16!s:<5}{cl!s:<8}{med:8.1f}{med / base:8.2f}",
-                  flush=True)  # fmt: skip
+            print(
+                f"{preset:<8}{size:>5}{batch:>6}  {bf16!s:<5}{cl!s:<8}{med:8.1f}{med / base:8.2f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

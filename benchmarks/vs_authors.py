@@ -67,12 +67,17 @@ def authors_unet(network, ours):
     are zero)."""
     cfg = ours.config
     args = argparse.Namespace(
-        num_kernels=list(cfg.channels), num_enc_conv=list(cfg.enc_convs),
-        num_mid_conv=cfg.mid_convs, num_dec_conv=list(cfg.dec_convs), kernel_size=cfg.kernel_size,
-        padding=cfg.kernel_size // 2, bias=cfg.bias, num_channels=cfg.image_channels,
+        num_kernels=list(cfg.channels),
+        num_enc_conv=list(cfg.enc_convs),
+        num_mid_conv=cfg.mid_convs,
+        num_dec_conv=list(cfg.dec_convs),
+        kernel_size=cfg.kernel_size,
+        padding=cfg.kernel_size // 2,
+        bias=cfg.bias,
+        num_channels=cfg.image_channels,
         NormType={"layer": "LayerNorm", "instance": "InstanceNorm", "batch": "BatchNorm"}[cfg.norm],
         upsample_with_bias=cfg.up_bias,
-    )  # fmt: skip
+    )
     theirs = network.UNet_flex(args)
     blocks = {f"E{b + 1}": theirs.encoder[str(b)] for b in range(cfg.levels)}
     blocks["M"] = theirs.mid
@@ -126,37 +131,52 @@ def main() -> None:
     theirs = authors_unet(network, ours)
     for p in theirs.parameters():
         p.requires_grad_(False)
-    spec = DataSpec((args.data,), channels=ours.image_channels, pad_to=args.pad_to,
-                    limit=args.images)  # fmt: skip
+    spec = DataSpec(
+        (args.data,), channels=ours.image_channels, pad_to=args.pad_to, limit=args.images
+    )
     images = open_data(spec)
     x = to_float(np.stack([images[i] for i in range(len(images))]))
     with torch.no_grad():
         gap = (theirs(x[:4]) - ours(x[:4])).abs().max().item()
-    print(f"model {args.model}: their UNet_flex with our weights, max |forward difference| "
-          f"{gap:.2e} on 4 images {tuple(x.shape[1:])}", flush=True)  # fmt: skip
+    print(
+        f"model {args.model}: their UNet_flex with our weights, max |forward difference| "
+        f"{gap:.2e} on 4 images {tuple(x.shape[1:])}",
+        flush=True,
+    )
     assert gap < 1e-4, "their forward pass does not reproduce ours: the export is wrong"
 
     if "phi" in args.parts:
         sig = torch.full((len(x), 1, 1, 1), args.sigma)
-        t_theirs, p_theirs = cpu_time(lambda: alg.phi_c_noise_averaged(theirs, x, sig,
-                                                                       args.n_noise))  # fmt: skip
+        t_theirs, p_theirs = cpu_time(
+            lambda: alg.phi_c_noise_averaged(theirs, x, sig, args.n_noise)
+        )
         mid = len(p_theirs) // 2
         t_ours, p_ours = cpu_time(lambda: phi(ours, x, args.sigma, args.n_noise, seed=args.seed))
         ours.to(memory_format=torch.channels_last)
-        t_cl, _ = cpu_time(lambda: phi(ours, x, args.sigma, args.n_noise, seed=args.seed,
-                                       channels_last=True))  # fmt: skip
-        t_bf, p_bf = cpu_time(lambda: phi(ours, x, args.sigma, args.n_noise, seed=args.seed,
-                                          channels_last=True, bf16=True))  # fmt: skip
+        t_cl, _ = cpu_time(
+            lambda: phi(ours, x, args.sigma, args.n_noise, seed=args.seed, channels_last=True)
+        )
+        t_bf, p_bf = cpu_time(
+            lambda: phi(
+                ours, x, args.sigma, args.n_noise, seed=args.seed, channels_last=True, bf16=True
+            )
+        )
         ours.to(memory_format=torch.contiguous_format)
         cos_bf = torch.nn.functional.cosine_similarity(p_bf, p_ours).median().item()
-        print(f"phi, ours with bf16 autocast + channels_last: {t_bf:.1f} CPU s "
-              f"({t_theirs / t_bf:.1f}x theirs); median cosine to ours in float32 (same draws) "
-              f"{cos_bf:.4f}", flush=True)  # fmt: skip
+        print(
+            f"phi, ours with bf16 autocast + channels_last: {t_bf:.1f} CPU s "
+            f"({t_theirs / t_bf:.1f}x theirs); median cosine to ours in float32 (same draws) "
+            f"{cos_bf:.4f}",
+            flush=True,
+        )
         cos = torch.nn.functional.cosine_similarity(p_theirs[mid], p_ours).median().item()
-        print(f"phi of {len(x)} images, sigma {args.sigma:g}, {args.n_noise} draws: theirs "
-              f"{t_theirs:.1f} CPU s, ours {t_ours:.1f} ({t_theirs / t_ours:.1f}x), ours + "
-              f"channels_last {t_cl:.1f} ({t_theirs / t_cl:.1f}x); median cosine of the two "
-              f"estimates {cos:.4f} (different noise draws)", flush=True)  # fmt: skip
+        print(
+            f"phi of {len(x)} images, sigma {args.sigma:g}, {args.n_noise} draws: theirs "
+            f"{t_theirs:.1f} CPU s, ours {t_ours:.1f} ({t_theirs / t_ours:.1f}x), ours + "
+            f"channels_last {t_cl:.1f} ({t_theirs / t_cl:.1f}x); median cosine of the two "
+            f"estimates {cos:.4f} (different noise draws)",
+            flush=True,
+        )
 
     if "alg1" in args.parts:
         xc = x[:1]
@@ -164,31 +184,69 @@ def main() -> None:
         mean = float(np.mean(images.channel_means()))
         torch.manual_seed(args.seed)
         start = torch.full((args.samples, *xc.shape[1:]), mean)
-        t_theirs, out = cpu_time(lambda: alg.self_conditional_sampling(
-            theirs, start, xc, sigmas, max_iter=args.max_iter, seed=args.seed,
-            n_noise=args.rec_noise, lr=0.01, return_lists=False))  # fmt: skip
+        t_theirs, out = cpu_time(
+            lambda: alg.self_conditional_sampling(
+                theirs,
+                start,
+                xc,
+                sigmas,
+                max_iter=args.max_iter,
+                seed=args.seed,
+                n_noise=args.rec_noise,
+                lr=0.01,
+                return_lists=False,
+            )
+        )
         guide = GuidanceConfig(max_iter=args.max_iter, tol=0.01, matcher="adam")
         phi_fn = middle_means(ours)
-        t_ours, rec = cpu_time(lambda: reconstruct(
-            phi_fn, ours.denoise, ImageTargets(phi_fn, xc, args.rec_noise, args.seed), args.samples,
-            sigmas, guidance=guide, n_noise=args.rec_noise, mean=mean, seed=args.seed,
-            ancestral=False, record_noise=False))  # fmt: skip
+        t_ours, rec = cpu_time(
+            lambda: reconstruct(
+                phi_fn,
+                ours.denoise,
+                ImageTargets(phi_fn, xc, args.rec_noise, args.seed),
+                args.samples,
+                sigmas,
+                guidance=guide,
+                n_noise=args.rec_noise,
+                mean=mean,
+                seed=args.seed,
+                ancestral=False,
+                record_noise=False,
+            )
+        )
         guide_bf = GuidanceConfig(max_iter=args.max_iter, tol=0.01, matcher="adam", bf16=True)
-        t_bf, rec_bf = cpu_time(lambda: reconstruct(
-            phi_fn, ours.denoise, ImageTargets(phi_fn, xc, args.rec_noise, args.seed), args.samples,
-            sigmas, guidance=guide_bf, n_noise=args.rec_noise, mean=mean, seed=args.seed,
-            ancestral=False, record_noise=False))  # fmt: skip
+        t_bf, rec_bf = cpu_time(
+            lambda: reconstruct(
+                phi_fn,
+                ours.denoise,
+                ImageTargets(phi_fn, xc, args.rec_noise, args.seed),
+                args.samples,
+                sigmas,
+                guidance=guide_bf,
+                n_noise=args.rec_noise,
+                mean=mean,
+                seed=args.seed,
+                ancestral=False,
+                record_noise=False,
+            )
+        )
         last = float(sigmas[-1])
         target = phi(ours, xc, last, 50, seed=args.seed + 1)  # one yardstick for both
-        for name, t, imgs in (("theirs", t_theirs, out), ("ours", t_ours, rec.images),
-                              ("ours, bf16 matching", t_bf, rec_bf.images)):  # fmt: skip
+        for name, t, imgs in (
+            ("theirs", t_theirs, out),
+            ("ours", t_ours, rec.images),
+            ("ours, bf16 matching", t_bf, rec_bf.images),
+        ):
             got = phi(ours, imgs.float(), last, 50, seed=args.seed + 2)
             rel = ((got - target).norm(dim=1) / target.norm()).median().item()
             ratio = "" if name == "theirs" else f" ({t_theirs / t:.1f}x theirs)"
-            print(f"Algorithm 1, {args.samples} samples of one target, {args.levels} levels, "
-                  f"{args.max_iter} Adam iterations per level: {name} {t:.1f} CPU s{ratio}, final "
-                  f"phi relative error (median, sigma {last:g}) {rel:.3f}, sample mean "
-                  f"{imgs.mean().item():.3f}", flush=True)  # fmt: skip
+            print(
+                f"Algorithm 1, {args.samples} samples of one target, {args.levels} levels, "
+                f"{args.max_iter} Adam iterations per level: {name} {t:.1f} CPU s{ratio}, final "
+                f"phi relative error (median, sigma {last:g}) {rel:.3f}, sample mean "
+                f"{imgs.mean().item():.3f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

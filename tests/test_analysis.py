@@ -148,15 +148,24 @@ def test_paper_findings_verdicts_follow_the_numbers():
 
     q = {"q1": 0.2, "q3": 0.3}
     metrics = {
-        "sparsity": {"E2.in": {"median": 0.5, **q}, "E2": {"median": 0.6, **q},
-                     "M.in": {"median": 0.5, **q}, "M": {"median": 0.25, **q},
-                     "D2.in": {"median": 0.5, **q}, "D2": {"median": 0.4, **q}},
-        "stability": {"reference": 0.5, "sigmas": [0.1, 0.5, 0.9],
-                      "cosine": {"E2": [0.5, 1.0, 0.6], "M": [0.9, 1.0, 0.95]}},
+        "sparsity": {
+            "E2.in": {"median": 0.5, **q},
+            "E2": {"median": 0.6, **q},
+            "M.in": {"median": 0.5, **q},
+            "M": {"median": 0.25, **q},
+            "D2.in": {"median": 0.5, **q},
+            "D2": {"median": 0.4, **q},
+        },
+        "stability": {
+            "reference": 0.5,
+            "sigmas": [0.1, 0.5, 0.9],
+            "cosine": {"E2": [0.5, 1.0, 0.6], "M": [0.9, 1.0, 0.95]},
+        },
         "selectivity": {"bimodality": 0.7, "fraction_below": 0.4, "fraction_above": 0.3},
-        "channel_statistics": {"spearman_with_channel_pr":
-                               {"kurtosis": -0.5, "spatial_pr": 0.4, "pca_dim": 0.3}},
-    }  # fmt: skip
+        "channel_statistics": {
+            "spearman_with_channel_pr": {"kurtosis": -0.5, "spatial_pr": 0.4, "pca_dim": 0.3}
+        },
+    }
     found = paper_findings(metrics)
     assert len(found) == 5 and all(f["holds"] for f in found), found
     metrics["sparsity"]["D2"]["median"] = 0.55  # D2 no longer sparsifies

@@ -48,8 +48,21 @@ def make_files(t):
     np.save(t / "empty.npy", np.zeros((0, 16, 16), np.uint8))
     images = disks(6, 16, seed=0).images[:, 0]
     np.savez(t / "labelled.npz", images=images, labels=np.arange(6) % 2)  # for the label probe
-    p = run_cli(["represent", "--model", t / "m", "--data", t / "labelled.npz", "--sigmas", "25",
-                 "--n-noise", "2", "--out", t / "store"])  # fmt: skip
+    p = run_cli(
+        [
+            "represent",
+            "--model",
+            t / "m",
+            "--data",
+            t / "labelled.npz",
+            "--sigmas",
+            "25",
+            "--n-noise",
+            "2",
+            "--out",
+            t / "store",
+        ]
+    )
     assert p.returncode == 0, p.stderr
     (t / "corrupt-meta").mkdir()
     for f in (t / "store").iterdir():
@@ -100,8 +113,9 @@ def _broken_files(t) -> None:
     idx = struct.pack(">BBBBIII", 0, 0, 8, 3, 4, 16, 16) + bytes(4 * 256)
     (t / "magic-images-idx3-ubyte").write_bytes(b"\x01\x02" + idx[2:])
     (t / "short-images-idx3-ubyte").write_bytes(idx[:316])
-    _copy(t / "m", t / "cut-model",
-          lambda n, b: b[: len(b) // 2] if n.endswith(".safetensors") else b)  # fmt: skip
+    _copy(
+        t / "m", t / "cut-model", lambda n, b: b[: len(b) // 2] if n.endswith(".safetensors") else b
+    )
     _copy(t / "m", t / "foreign-model")
     save_file({"encoder.weight": torch.zeros(3, 3)}, t / "foreign-model" / "weights.safetensors")
     torch.save({"state_dict": _Payload()}, t / "code.pt")
@@ -194,8 +208,17 @@ COMMANDS = {
     "train": ["train", "--data", "{data}", "--steps", "1", "--batch-size", "1", "--preset", "tiny"],
     "classifier": ["classifier", "--data", "{data}", "--epochs", "1"],
     "generalization": ["generalization", "--data", "{data}", "--sizes", "1", "--steps", "1"],
-    "represent": ["represent", "--model", "{model}", "--data", "{data}", "--sigmas", "25",
-                  "--n-noise", "1"],
+    "represent": [
+        "represent",
+        "--model",
+        "{model}",
+        "--data",
+        "{data}",
+        "--sigmas",
+        "25",
+        "--n-noise",
+        "1",
+    ],
     "denoise": ["denoise", "--model", "{model}", "--input", "{data}", "--sigma", "25"],
     "evaluate": ["evaluate", "--model", "{model}", "--data", "{data}"],
     "jacobian": ["jacobian", "--model", "{model}", "--data", "{data}"],
@@ -208,7 +231,7 @@ COMMANDS = {
     "neighbours": ["neighbours", "--store", "{store}", "--k", "2"],
     "cluster": ["cluster", "--store", "{store}", "--k", "2"],
     "probe": ["probe", "--store", "{store}", "--k", "2"],
-}  # fmt: skip
+}
 GOOD = {"model": M, "data": D, "store": STORE}
 BROKEN = {  # slot: {fixture: (phrase of the error line, commands that accept it)}
     "data": {
@@ -249,18 +272,30 @@ CASES += [
 ]
 # The report's settings file, of the wrong types and values: refused before anything is written.
 CASES += [
-    (["report", "--model", M, "--data", D, "--config", f"{{toml_{name.replace('-', '_')}}}"],
-     "report setting" if name != "not-toml" else "not valid TOML")
+    (
+        ["report", "--model", M, "--data", D, "--config", f"{{toml_{name.replace('-', '_')}}}"],
+        "report setting" if name != "not-toml" else "not valid TOML",
+    )
     for name in TOML
-]  # fmt: skip
+]
 
 
 def placeholders(files) -> dict[str, str]:
     """The fixture files by placeholder name: {cut_png} is the folder cut-png, and so on."""
-    names = {"m": "m", "d": "d.npy", "img": "img.png", "bomb": "bombs", "mixed": "mixed",
-             "store": "store", "empty": "empty.npy", "object": "object.npz",
-             "code_pt": "code.pt", "text_pt": "text.pt", "idx_magic": "magic-images-idx3-ubyte",
-             "idx_short": "short-images-idx3-ubyte"}  # fmt: skip
+    names = {
+        "m": "m",
+        "d": "d.npy",
+        "img": "img.png",
+        "bomb": "bombs",
+        "mixed": "mixed",
+        "store": "store",
+        "empty": "empty.npy",
+        "object": "object.npz",
+        "code_pt": "code.pt",
+        "text_pt": "text.pt",
+        "idx_magic": "magic-images-idx3-ubyte",
+        "idx_short": "short-images-idx3-ubyte",
+    }
     names.update({f"toml_{n.replace('-', '_')}": f"{n}.toml" for n in TOML})
     for p in files.iterdir():
         names.setdefault(p.name.replace("-", "_"), p.name)
@@ -293,8 +328,20 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(files, tmp_path, case):
 
 def test_the_table_covers_every_command_that_reads_images():
     commands = {argv[0] for argv, _ in CASES}
-    assert {"train", "represent", "denoise", "evaluate", "jacobian", "sample", "reconstruct",
-            "distance", "slope", "analyze", "neighbours", "recalibrate"} <= commands  # fmt: skip
+    assert {
+        "train",
+        "represent",
+        "denoise",
+        "evaluate",
+        "jacobian",
+        "sample",
+        "reconstruct",
+        "distance",
+        "slope",
+        "analyze",
+        "neighbours",
+        "recalibrate",
+    } <= commands
 
 
 def test_16_bit_rgba_and_palette_images_are_read_as_they_look(tmp_path):

@@ -64,8 +64,18 @@ def test_denoise_writes_results(tiny_run, images, tmp_path):
 
 
 def test_denoise_pads_when_asked(tiny_run, images, tmp_path):
-    run("denoise", "--model", tiny_run, "--input", images / "odd.png", "--sigma", 10, "--pad",
-        "--out", tmp_path / "o")  # fmt: skip
+    run(
+        "denoise",
+        "--model",
+        tiny_run,
+        "--input",
+        images / "odd.png",
+        "--sigma",
+        10,
+        "--pad",
+        "--out",
+        tmp_path / "o",
+    )
     assert Image.open(tmp_path / "o/odd_denoised.png").size == (32, 30)
 
 
@@ -94,22 +104,50 @@ def test_incompatible_checkpoint_is_refused(tiny_run, images, tmp_path):
     bad.mkdir()
     (bad / "config.json").write_text((tiny_run / "config.json").read_text())
     save_weights(UNet(preset_config("compact")), bad / "weights.safetensors")
-    p = run("denoise", "--model", bad, "--input", images / "imgs", "--sigma", 25, "--out",
-            tmp_path / "o", ok=False)  # fmt: skip
+    p = run(
+        "denoise",
+        "--model",
+        bad,
+        "--input",
+        images / "imgs",
+        "--sigma",
+        25,
+        "--out",
+        tmp_path / "o",
+        ok=False,
+    )
     assert_user_error(p, "does not fit the architecture")
 
 
 def test_pickled_checkpoint_is_refused(images, tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"conv_layers.0.weight": torch.zeros(1), "code": print}, path)
-    p = run("denoise", "--model", path, "--input", images / "imgs", "--sigma", 25, "--out",
-            tmp_path / "o", ok=False)  # fmt: skip
+    p = run(
+        "denoise",
+        "--model",
+        path,
+        "--input",
+        images / "imgs",
+        "--sigma",
+        25,
+        "--out",
+        tmp_path / "o",
+        ok=False,
+    )
     assert_user_error(p, "refused")
 
 
 def test_missing_model_and_data_paths(images, tmp_path):
-    p = run("evaluate", "--model", tmp_path / "nope", "--data", images / "imgs", "--out",
-            tmp_path / "o", ok=False)  # fmt: skip
+    p = run(
+        "evaluate",
+        "--model",
+        tmp_path / "nope",
+        "--data",
+        images / "imgs",
+        "--out",
+        tmp_path / "o",
+        ok=False,
+    )
     assert_user_error(p, "no such model")
     p = run("evaluate", "--bm3d", "--data", tmp_path / "nope", "--out", tmp_path / "o", ok=False)
     assert_user_error(p, "no such file or folder")
@@ -117,12 +155,32 @@ def test_missing_model_and_data_paths(images, tmp_path):
 
 def test_train_refuses_an_existing_run_and_bad_sigma(tiny_run, tmp_path):
     before = (tiny_run / "weights.safetensors").read_bytes()
-    p = run("train", "--data", "disks:64:32", "--run-dir", tiny_run, "--preset", "tiny",
-            "--steps", 5, "--batch-size", 8, ok=False)  # fmt: skip
+    p = run(
+        "train",
+        "--data",
+        "disks:64:32",
+        "--run-dir",
+        tiny_run,
+        "--preset",
+        "tiny",
+        "--steps",
+        5,
+        "--batch-size",
+        8,
+        ok=False,
+    )
     assert_user_error(p, "run directory exists")
     assert (tiny_run / "weights.safetensors").read_bytes() == before
-    p = run("train", "--data", "disks:64:32", "--run-dir", tmp_path / "r", "--sigma-max", "nan",
-            ok=False)  # fmt: skip
+    p = run(
+        "train",
+        "--data",
+        "disks:64:32",
+        "--run-dir",
+        tmp_path / "r",
+        "--sigma-max",
+        "nan",
+        ok=False,
+    )
     assert_user_error(p, "--sigma-max': nan is not a finite number")
     assert not (tmp_path / "r").exists()
 
@@ -132,8 +190,18 @@ def test_evaluate_table_with_bm3d_and_bfcnn(tmp_path):
     crop = np.asarray(Image.open(need(SET12) / "01.png"))[64:128, 64:128]
     Image.fromarray(crop).save(tmp_path / "crop.png")
     out = tmp_path / "ev"
-    p = run("evaluate", "--model", BFCNN_GRAY, "--bm3d", "--data", tmp_path / "crop.png",
-            "--sigmas", "25", "--out", out)  # fmt: skip
+    p = run(
+        "evaluate",
+        "--model",
+        BFCNN_GRAY,
+        "--bm3d",
+        "--data",
+        tmp_path / "crop.png",
+        "--sigmas",
+        "25",
+        "--out",
+        out,
+    )
     res = json.loads((out / "results.json").read_text())
     rows = {r["method"]: r for r in res["table"]}
     assert set(rows) == {"BSD400_gray", "BM3D"} and "BM3D" in p.stdout
@@ -157,14 +225,34 @@ def test_bfcnn_reproduces_the_recorded_set12_psnr():
 def test_unwritable_output_is_one_line(tiny_run, images, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    p = run("denoise", "--model", tiny_run, "--input", images / "imgs", "--sigma", 25, "--out",
-            blocker / "sub", ok=False)  # fmt: skip
+    p = run(
+        "denoise",
+        "--model",
+        tiny_run,
+        "--input",
+        images / "imgs",
+        "--sigma",
+        25,
+        "--out",
+        blocker / "sub",
+        ok=False,
+    )
     assert_user_error(p, "file")
 
 
 def test_bad_training_settings_exit_2(tmp_path):
-    p = run("train", "--data", "disks:64:32", "--run-dir", tmp_path / "r", "--preset", "tiny",
-            "--batch-size", "0", ok=False)  # fmt: skip
+    p = run(
+        "train",
+        "--data",
+        "disks:64:32",
+        "--run-dir",
+        tmp_path / "r",
+        "--preset",
+        "tiny",
+        "--batch-size",
+        "0",
+        ok=False,
+    )
     assert_user_error(p, "--batch-size': 0 is not in the range x>=1")
     assert not (tmp_path / "r").exists()
 
@@ -192,9 +280,23 @@ def test_bf16_warns_where_the_cpu_would_emulate_it(tiny_run, tmp_path, monkeypat
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     for native in (False, True):
         monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda n=native: n)
-        r = CliRunner().invoke(main, ["sample", "--model", str(tiny_run), "--n", "1", "--size",
-                                      "16", "--max-steps", "2", "--bf16", "--out",
-                                      str(tmp_path / f"s{native}")])  # fmt: skip
+        r = CliRunner().invoke(
+            main,
+            [
+                "sample",
+                "--model",
+                str(tiny_run),
+                "--n",
+                "1",
+                "--size",
+                "16",
+                "--max-steps",
+                "2",
+                "--bf16",
+                "--out",
+                str(tmp_path / f"s{native}"),
+            ],
+        )
         assert r.exit_code == 0, r.output
         assert ("no native bf16" in r.stderr) is not native, r.stderr
 

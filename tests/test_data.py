@@ -203,12 +203,16 @@ def test_fractal_noise_has_the_asked_spectrum():
 
     rng = np.random.default_rng(0)
     for exponent in (0.8, 1.5):
-        p1 = np.mean([np.abs(np.fft.rfft(fractal_noise_1d(1024, exponent, rng))) ** 2
-                      for _ in range(200)], axis=0)  # fmt: skip
+        p1 = np.mean(
+            [np.abs(np.fft.rfft(fractal_noise_1d(1024, exponent, rng))) ** 2 for _ in range(200)],
+            axis=0,
+        )
         slope = _spectral_slope(p1, np.fft.rfftfreq(1024, 1 / 1024))
         assert slope == pytest.approx(-2 * exponent, abs=0.1)
-        p2 = np.mean([np.abs(np.fft.fft2(fractal_noise_2d(64, exponent, rng))) ** 2
-                      for _ in range(100)], axis=0)  # fmt: skip
+        p2 = np.mean(
+            [np.abs(np.fft.fft2(fractal_noise_2d(64, exponent, rng))) ** 2 for _ in range(100)],
+            axis=0,
+        )
         fr = np.hypot(*np.meshgrid(np.fft.fftfreq(64), np.fft.fftfreq(64), indexing="ij"))
         bins = np.round(fr * 64).astype(int)
         radial = np.bincount(bins.ravel(), p2.ravel()) / np.bincount(bins.ravel())

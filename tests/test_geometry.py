@@ -96,9 +96,25 @@ def test_jacobian_command(tmp_path, bias_free):
     exe = str(Path(sys.executable).parent / "denoiserlens")
     save_model(bias_free, tmp_path / "m")
     np.save(tmp_path / "d.npy", disks(3, 16, seed=0).images)
-    args = [exe, "jacobian", "--model", str(tmp_path / "m"), "--data", str(tmp_path / "d.npy"),
-            "--rows", "1", "--sigmas", "25,50", "--k", "4", "--full", "--probes", "8",
-            "--out", str(tmp_path / "j")]  # fmt: skip
+    args = [
+        exe,
+        "jacobian",
+        "--model",
+        str(tmp_path / "m"),
+        "--data",
+        str(tmp_path / "d.npy"),
+        "--rows",
+        "1",
+        "--sigmas",
+        "25,50",
+        "--k",
+        "4",
+        "--full",
+        "--probes",
+        "8",
+        "--out",
+        str(tmp_path / "j"),
+    ]
     p = run_cli(args, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     res = json.loads((tmp_path / "j/jacobian.json").read_text())["results"]
@@ -111,12 +127,27 @@ def test_jacobian_command(tmp_path, bias_free):
         assert (tmp_path / "j" / name).stat().st_size > 3000
     big = tmp_path / "big.npy"
     np.save(big, disks(1, 96, seed=0).images)
-    p = run_cli([exe, "jacobian", "--model", str(tmp_path / "m"), "--data", str(big),
-                        "--full", "--k", "2", "--out", str(tmp_path / "x")],
-                       capture_output=True, text=True)  # fmt: skip
+    p = run_cli(
+        [
+            exe,
+            "jacobian",
+            "--model",
+            str(tmp_path / "m"),
+            "--data",
+            str(big),
+            "--full",
+            "--k",
+            "2",
+            "--out",
+            str(tmp_path / "x"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 2 and "too large" in p.stderr and not (tmp_path / "x").exists()
-    p = run_cli(args[:-4] + ["--probes", "1", "--out", str(tmp_path / "x")],
-                       capture_output=True, text=True)  # fmt: skip
+    p = run_cli(
+        args[:-4] + ["--probes", "1", "--out", str(tmp_path / "x")], capture_output=True, text=True
+    )
     assert (
         p.returncode == 2 and "--probes must be >= 2" in p.stderr and not (tmp_path / "x").exists()
     )
@@ -152,16 +183,44 @@ def test_slope_command(tmp_path, bias_free):
 
     exe = str(Path(sys.executable).parent / "denoiserlens")
     save_model(bias_free, tmp_path / "m")
-    p = run_cli([exe, "slope", "--model", str(tmp_path / "m"), "--data",
-                        "c-alpha:6:16:0.5", "--alpha", "0.5", "--sigmas", "10,40",
-                        "--out", str(tmp_path / "s")], capture_output=True, text=True)  # fmt: skip
+    p = run_cli(
+        [
+            exe,
+            "slope",
+            "--model",
+            str(tmp_path / "m"),
+            "--data",
+            "c-alpha:6:16:0.5",
+            "--alpha",
+            "0.5",
+            "--sigmas",
+            "10,40",
+            "--out",
+            str(tmp_path / "s"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 0, p.stderr
     c = json.loads((tmp_path / "s/slope.json").read_text())["curves"]["m"]
     assert len(c["psnr_in"]) == 2 and c["optimal_slope"] == pytest.approx(1 / 3)
     assert (tmp_path / "s/psnr_slope.png").stat().st_size > 3000
-    p = run_cli([exe, "slope", "--model", str(tmp_path / "m"), "--data",
-                        "c-alpha:6:16:0.5", "--sigmas", "0,40", "--out", str(tmp_path / "x")],
-                       capture_output=True, text=True)  # fmt: skip
+    p = run_cli(
+        [
+            exe,
+            "slope",
+            "--model",
+            str(tmp_path / "m"),
+            "--data",
+            "c-alpha:6:16:0.5",
+            "--sigmas",
+            "0,40",
+            "--out",
+            str(tmp_path / "x"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 2 and "all > 0" in p.stderr and not (tmp_path / "x").exists()
 
 
@@ -198,8 +257,12 @@ def test_sweep_measures_only_samples_that_reached_sigma_L():
     x_all = rng.integers(0, 256, (10, 1, 4, 4)).astype(np.float32)
     a = x_all[:3] / 255.0  # model a's samples: copies of its training images 0-2
     b = np.stack([a[0], rng.random((1, 4, 4)), a[2]])  # b's second sample is noise
-    pair = {"a": a, "b": b, "finished_a": np.array([True, True, False]),
-            "finished_b": np.array([True, False, True])}  # fmt: skip
+    pair = {
+        "a": a,
+        "b": b,
+        "finished_a": np.array([True, True, False]),
+        "finished_b": np.array([True, False, True]),
+    }
     r = _measure(pair, x_all, (np.arange(5), np.arange(5, 10)), 0.5)
     assert r["finished"] == [2, 2] and r["paired"] == pytest.approx([1.0])  # only sample 0
     assert r["nearest_training"][:2] == pytest.approx([1.0, 1.0])  # a's two finished copies
@@ -214,9 +277,24 @@ def test_generalization_command_runs_and_resumes(tmp_path):
     from pathlib import Path
 
     exe = str(Path(sys.executable).parent / "denoiserlens")
-    args = [exe, "generalization", "--data", "disks:40:16:0", "--sizes", "1,8", "--steps", "20",
-            "--batch-size", "4", "--n-samples", "3", "--sigma-L", "20", "--out",
-            str(tmp_path / "g")]  # fmt: skip
+    args = [
+        exe,
+        "generalization",
+        "--data",
+        "disks:40:16:0",
+        "--sizes",
+        "1,8",
+        "--steps",
+        "20",
+        "--batch-size",
+        "4",
+        "--n-samples",
+        "3",
+        "--sigma-L",
+        "20",
+        "--out",
+        str(tmp_path / "g"),
+    ]
     p = run_cli(args, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     res = json.loads((tmp_path / "g/results.json").read_text())
@@ -270,8 +348,11 @@ def test_generalization_command_runs_and_resumes(tmp_path):
     p = run_cli(args + ["--norm", "none"], capture_output=True, text=True)
     assert p.returncode == 2 and "another architecture" in p.stderr
     assert samples.stat().st_mtime_ns == after
-    p = run_cli(args[:5] + ["1"] + args[6:-1] + [str(tmp_path / "r"), "--residual"],
-                       capture_output=True, text=True)  # fmt: skip
+    p = run_cli(
+        args[:5] + ["1"] + args[6:-1] + [str(tmp_path / "r"), "--residual"],
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 0, p.stderr
     config = json.loads((tmp_path / "r/N1/a/config.json").read_text())
     assert config["model"]["residual"] is True and config["model"]["bias"] is False

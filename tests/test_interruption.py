@@ -21,8 +21,19 @@ from denoiserlens.models import UNet, load_model, preset_config, save_model
 from denoiserlens.represent import Store
 
 EXE = str(Path(sys.executable).with_name("denoiserlens"))
-TRAIN = ["train", "--data", "disks:96:16", "--preset", "tiny", "--batch-size", "8",
-         "--eval-every", "1000", "--test-fraction", "0.1"]  # fmt: skip
+TRAIN = [
+    "train",
+    "--data",
+    "disks:96:16",
+    "--preset",
+    "tiny",
+    "--batch-size",
+    "8",
+    "--eval-every",
+    "1000",
+    "--test-fraction",
+    "0.1",
+]
 
 
 def _wait_for(path: Path, proc: subprocess.Popen, seconds: float = 120) -> None:
@@ -49,9 +60,11 @@ def tiny_model(tmp_path_factory):
 
 def test_a_second_train_into_one_run_directory_is_refused_while_the_first_runs(tmp_path):
     run = tmp_path / "run"
-    first = subprocess.Popen([EXE, *TRAIN, "--steps", "100000", "--checkpoint-every", "5",
-                              "--run-dir", str(run)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    first = subprocess.Popen(
+        [EXE, *TRAIN, "--steps", "100000", "--checkpoint-every", "5", "--run-dir", str(run)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         _wait_for(run / "train_state.safetensors", first)
         second = run_cli([*TRAIN, "--steps", "100000", "--run-dir", run, "--resume"])
@@ -69,8 +82,21 @@ def test_a_second_train_into_one_run_directory_is_refused_while_the_first_runs(t
 
 def test_a_second_represent_into_one_store_is_refused_while_the_first_runs(tiny_model, tmp_path):
     store = tmp_path / "store"
-    args = ["represent", "--model", str(tiny_model), "--data", "disks:4000:16", "--sigmas", "25",
-            "--n-noise", "8", "--chunk-size", "16", "--out", str(store)]  # fmt: skip
+    args = [
+        "represent",
+        "--model",
+        str(tiny_model),
+        "--data",
+        "disks:4000:16",
+        "--sigmas",
+        "25",
+        "--n-noise",
+        "8",
+        "--chunk-size",
+        "16",
+        "--out",
+        str(store),
+    ]
     first = subprocess.Popen([EXE, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_for(store / "meta.json", first)
@@ -79,8 +105,19 @@ def test_a_second_represent_into_one_store_is_refused_while_the_first_runs(tiny_
         assert first.poll() is None
     finally:
         _kill(first)
-    small = ["represent", "--model", str(tiny_model), "--data", "disks:8:16", "--sigmas", "25",
-             "--n-noise", "2", "--out", str(tmp_path / "other")]  # fmt: skip
+    small = [
+        "represent",
+        "--model",
+        str(tiny_model),
+        "--data",
+        "disks:8:16",
+        "--sigmas",
+        "25",
+        "--n-noise",
+        "2",
+        "--out",
+        str(tmp_path / "other"),
+    ]
     assert run_cli(small).returncode == 0  # other stores are not locked out
     with folder_lock(tmp_path / "other"):  # nor is it by the lock (held here, in-process)
         pass
@@ -89,8 +126,11 @@ def test_a_second_represent_into_one_store_is_refused_while_the_first_runs(tiny_
 def test_train_killed_before_its_first_checkpoint_resumes_from_step_zero(tmp_path):
     cut, full = tmp_path / "cut", tmp_path / "full"
     steps = ["--steps", "12", "--checkpoint-every", "12"]
-    first = subprocess.Popen([EXE, *TRAIN, *steps, "--run-dir", str(cut)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    first = subprocess.Popen(
+        [EXE, *TRAIN, *steps, "--run-dir", str(cut)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     _wait_for(cut / "config.json", first)
     _kill(first)
     assert not (cut / "train_state.safetensors").exists(), "the kill came too late"
@@ -118,8 +158,10 @@ def test_train_killed_before_its_config_resumes_or_restarts(tmp_path):
 
 
 def test_refused_jobs_leave_no_folder_behind(tiny_model, tmp_path):
-    assert_user_error(run_cli([*TRAIN, "--steps", "3", "--run-dir", tmp_path / "r", "--resume"]),
-                      "nothing to resume")  # fmt: skip
+    assert_user_error(
+        run_cli([*TRAIN, "--steps", "3", "--run-dir", tmp_path / "r", "--resume"]),
+        "nothing to resume",
+    )
     assert not (tmp_path / "r").exists()
 
 
@@ -127,8 +169,9 @@ def _mount_tmpfs(path: Path, kib: int) -> None:
     path.mkdir()
     if shutil.which("mount") is None:
         pytest.skip("no mount command")
-    p = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={kib}k", "tmpfs", str(path)],
-                       capture_output=True)  # fmt: skip
+    p = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={kib}k", "tmpfs", str(path)], capture_output=True
+    )
     if p.returncode != 0:
         pytest.skip("this machine does not let the suite mount a tmpfs")
 
@@ -167,12 +210,36 @@ def test_train_into_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(small_
 def test_represent_into_a_full_disk_is_one_line_not_a_bus_error(small_disk, tiny_model):
     disk = small_disk(256)  # the store needs 4000 x 64 floats of M: 1 MB
     out = disk / "store"
-    p = run_cli(["represent", "--model", tiny_model, "--data", "disks:4000:16", "--sigmas", "25",
-                 "--n-noise", "1", "--out", out])  # fmt: skip
+    p = run_cli(
+        [
+            "represent",
+            "--model",
+            tiny_model,
+            "--data",
+            "disks:4000:16",
+            "--sigmas",
+            "25",
+            "--n-noise",
+            "1",
+            "--out",
+            out,
+        ]
+    )
     assert_user_error(p, "no space left on the device")
     assert not out.exists()  # nothing half-made is left to be mistaken for a store
-    fits = ["represent", "--model", tiny_model, "--data", "disks:64:16", "--sigmas", "25",
-            "--n-noise", "1", "--out", out]  # fmt: skip
+    fits = [
+        "represent",
+        "--model",
+        tiny_model,
+        "--data",
+        "disks:64:16",
+        "--sigmas",
+        "25",
+        "--n-noise",
+        "1",
+        "--out",
+        out,
+    ]
     assert run_cli(fits).returncode == 0, "space was not given back"
     assert np.isfinite(Store(out).phi()).all() and (out / LOCK).exists()
 

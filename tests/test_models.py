@@ -36,8 +36,9 @@ def test_paper_block_shapes_and_names():
     m = UNet(preset_config("paper", image_channels=3)).eval()
     y = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
-        shapes = {b.name: (tuple(b.input.shape[1:]), tuple(b.output.shape[1:]))
-                  for b in m.iter_blocks(y)}  # fmt: skip
+        shapes = {
+            b.name: (tuple(b.input.shape[1:]), tuple(b.output.shape[1:])) for b in m.iter_blocks(y)
+        }
     assert list(shapes) == ["E1", "E2", "E3", "M", "D3", "D2", "D1"] == m.block_names
     assert shapes["E1"] == ((3, 64, 64), (64, 64, 64))
     assert shapes["E3"] == ((128, 16, 16), (256, 16, 16))
@@ -52,8 +53,14 @@ def test_receptive_field_paper_is_84():
 
 
 def test_receptive_field_matches_gradient_support():
-    cfg = UNetConfig(channels=(4, 4, 4, 4), enc_convs=(1, 2, 1), mid_convs=2, dec_convs=(2, 2, 2),
-                     bias=False, norm="none")  # fmt: skip
+    cfg = UNetConfig(
+        channels=(4, 4, 4, 4),
+        enc_convs=(1, 2, 1),
+        mid_convs=2,
+        dec_convs=(2, 2, 2),
+        bias=False,
+        norm="none",
+    )
     m = UNet(cfg)
     with torch.no_grad():  # all-positive weights: every ReLU is active, no path cancels
         for p in m.parameters():

@@ -150,8 +150,17 @@ def test_classifier_command(tmp_path):
     np.savez(tmp_path / "halves.npz", images=s.images[:, 0], labels=s.labels)
     np.savez(tmp_path / "unlabelled.npz", images=s.images[:, 0])
     runner = CliRunner()
-    args = ["classifier", "--data", str(tmp_path / "halves.npz"), "--epochs", "1",
-            "--batch-size", "32", "--seed", "1"]  # fmt: skip
+    args = [
+        "classifier",
+        "--data",
+        str(tmp_path / "halves.npz"),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--seed",
+        "1",
+    ]
     r = runner.invoke(main, [*args, "--out", str(tmp_path / "c")])
     assert r.exit_code == 0, r.output
     assert "2 classes, held-out accuracy" in r.output
@@ -160,8 +169,10 @@ def test_classifier_command(tmp_path):
     r = runner.invoke(main, [*args, "--out", str(tmp_path / "c")])
     assert r.exit_code == 2 and "already holds a classifier" in r.output
     assert (tmp_path / "c" / "weights.safetensors").read_bytes() == before  # nothing overwritten
-    r = runner.invoke(main, ["classifier", "--data", str(tmp_path / "unlabelled.npz"), "--out",
-                             str(tmp_path / "u")])  # fmt: skip
+    r = runner.invoke(
+        main,
+        ["classifier", "--data", str(tmp_path / "unlabelled.npz"), "--out", str(tmp_path / "u")],
+    )
     assert r.exit_code == 2 and "needs labels" in r.output
     assert not (tmp_path / "u" / "weights.safetensors").exists()
 
@@ -177,18 +188,34 @@ def test_sample_command_prints_quality(tmp_path):
     model = UNet(preset_config("tiny"))
     save_model(model, tmp_path / "m", data={"channel_means": [0.4]})
     exe = str(Path(sys.executable).parent / "denoiserlens")
-    base = [exe, "sample", "--model", tmp_path / "m", "--n", "4", "--size", "16", "--preset",
-            "ks2021", "--max-steps", "3", "--reference", tmp_path / "ref.npz"]  # fmt: skip
-    proc = run_cli([*map(str, base), "--out", str(tmp_path / "s")], capture_output=True,
-                          text=True)  # fmt: skip
+    base = [
+        exe,
+        "sample",
+        "--model",
+        tmp_path / "m",
+        "--n",
+        "4",
+        "--size",
+        "16",
+        "--preset",
+        "ks2021",
+        "--max-steps",
+        "3",
+        "--reference",
+        tmp_path / "ref.npz",
+    ]
+    proc = run_cli([*map(str, base), "--out", str(tmp_path / "s")], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "no classifier takes these images: pixel statistics only" in proc.stderr
     q = json.loads((tmp_path / "s" / "quality.json").read_text())
     assert q["n"] == 4 and q["frechet"] is None and q["data"]["mean"] > 0.2
     x = np.load(tmp_path / "s" / "samples.npy")
     assert q["samples"]["mean"] == pytest.approx(float(x.mean()), abs=1e-6)
-    bad = run_cli([*map(str, base), "--out", str(tmp_path / "t"), "--classifier",
-                          tmp_path / "nothing"], capture_output=True, text=True)  # fmt: skip
+    bad = run_cli(
+        [*map(str, base), "--out", str(tmp_path / "t"), "--classifier", tmp_path / "nothing"],
+        capture_output=True,
+        text=True,
+    )
     assert_user_error(bad, "no classifier here")
 
 

@@ -48,8 +48,19 @@ def report_dir(tmp_path_factory):
         name = EVIL if i == 0 else f"disk{i:02d}"
         Image.fromarray(im[0]).save(tmp / "data" / label / f"{name}.png")
     (tmp / "cheap.toml").write_text(CHEAP)
-    args = [EXE, "report", "--model", str(tmp / "m"), "--data", str(tmp / "data"),
-            "--labels-from-dirs", "--config", str(tmp / "cheap.toml"), "--out", str(tmp / "r")]  # fmt: skip
+    args = [
+        EXE,
+        "report",
+        "--model",
+        str(tmp / "m"),
+        "--data",
+        str(tmp / "data"),
+        "--labels-from-dirs",
+        "--config",
+        str(tmp / "cheap.toml"),
+        "--out",
+        str(tmp / "r"),
+    ]
     p = run_cli(args, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     return tmp, args
@@ -105,16 +116,14 @@ def test_changed_settings_recompute_only_the_sections_that_read_them(report_dir,
     args = args[:-1] + [str(tmp_path / "r")]
     saved = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "r/sections").glob("*.json")}
     (tmp_path / "c.toml").write_text(CHEAP.replace("jacobian_k = 3", "jacobian_k = 2"))
-    p = run_cli(args[:-3] + [str(tmp_path / "c.toml")] + args[-2:], capture_output=True,
-                       text=True)  # fmt: skip
+    p = run_cli(args[:-3] + [str(tmp_path / "c.toml")] + args[-2:], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     now = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "r/sections").glob("*.json")}
     assert [n for n in saved if now[n] != saved[n]] == ["jacobian.json"]
     # a setting of the representation store: a new store replaces the old one, no error
     (old_store,) = (tmp_path / "r/representation").glob("store-*")
     (tmp_path / "c.toml").write_text(CHEAP.replace("n_noise = 2", "n_noise = 3"))
-    p = run_cli(args[:-3] + [str(tmp_path / "c.toml")] + args[-2:], capture_output=True,
-                       text=True)  # fmt: skip
+    p = run_cli(args[:-3] + [str(tmp_path / "c.toml")] + args[-2:], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     (new_store,) = (tmp_path / "r/representation").glob("store-*")
     assert new_store != old_store
@@ -131,8 +140,9 @@ def test_report_errors(tmp_path, report_dir):
         (["--model", str(tmp / "m")], "both --model and --data"),
         (["--model", str(tmp / "m"), "--data", str(tmp / "data"), "--skip", "nope"], "nope"),
     ):
-        p = run_cli([EXE, "report", *args, "--out", str(tmp_path / "x")],
-                           capture_output=True, text=True)  # fmt: skip
+        p = run_cli(
+            [EXE, "report", *args, "--out", str(tmp_path / "x")], capture_output=True, text=True
+        )
         assert p.returncode == 2 and message in p.stderr, (args, p.stderr)
         assert not (tmp_path / "x").exists()
 
@@ -152,8 +162,10 @@ def test_report_in_a_headless_browser(report_dir):
         pytest.skip("no Chromium here (Debian package chromium; .ci/run installs it)")
     sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
     tmp, _ = report_dir
-    broken_js = ("Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0))"
-                 ".map(i => i.src)")  # fmt: skip
+    broken_js = (
+        "Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0))"
+        ".map(i => i.src)"
+    )
     dialogs = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=exe, args=["--no-sandbox"])

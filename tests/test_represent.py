@@ -52,7 +52,11 @@ def test_inputs_and_several_blocks(model):
     x = torch.rand(2, 1, 32, 32)
     means = noise_averaged_means(model, x, 0.1, ("E2", "M"), n_noise=2, inputs=True)
     assert {k: tuple(v.shape) for k, v in means.items()} == {
-        "E2": (2, 16), "E2.in": (2, 8), "M": (2, 64), "M.in": (2, 32)}  # fmt: skip
+        "E2": (2, 16),
+        "E2.in": (2, 8),
+        "M": (2, 64),
+        "M.in": (2, 32),
+    }
 
 
 def test_bad_sigma_and_block(model):
@@ -99,12 +103,30 @@ def test_store_killed_and_resumed_equals_uninterrupted(model, tmp_path):
     run = tmp_path / "model"
     save_model(model, run)
     np.save(tmp_path / "d.npy", disks(96, 32, seed=3).images)
-    args = ["represent", "--model", run, "--data", tmp_path / "d.npy", "--sigmas", "10,40",
-            "--n-noise", "4", "--chunk-size", "4", "--batch-size", "4", "--blocks", "E2,M"]  # fmt: skip
+    args = [
+        "represent",
+        "--model",
+        run,
+        "--data",
+        tmp_path / "d.npy",
+        "--sigmas",
+        "10,40",
+        "--n-noise",
+        "4",
+        "--chunk-size",
+        "4",
+        "--batch-size",
+        "4",
+        "--blocks",
+        "E2,M",
+    ]
     args = [str(a) for a in args]
     run_cli([EXE, *args, "--out", str(tmp_path / "full")], check=True, capture_output=True)
-    proc = subprocess.Popen([EXE, *args, "--out", str(tmp_path / "cut")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [EXE, *args, "--out", str(tmp_path / "cut")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
     while _progress(tmp_path / "cut") < 5 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
@@ -116,8 +138,9 @@ def test_store_killed_and_resumed_equals_uninterrupted(model, tmp_path):
         Store(tmp_path / "cut")
     again = run_cli([EXE, *args, "--out", str(tmp_path / "cut")], capture_output=True, text=True)
     assert again.returncode == 2 and "--resume" in again.stderr
-    resumed = run_cli([EXE, *args, "--out", str(tmp_path / "cut"), "--resume"],
-                             capture_output=True, text=True)  # fmt: skip
+    resumed = run_cli(
+        [EXE, *args, "--out", str(tmp_path / "cut"), "--resume"], capture_output=True, text=True
+    )
     assert resumed.returncode == 0, resumed.stderr
     full, cut = Store(tmp_path / "full"), Store(tmp_path / "cut")
     for key in ("E2", "M"):
@@ -128,17 +151,55 @@ def test_analyze_a_store_writes_figures_and_metrics(model, tmp_path):
     import json
 
     save_model(model, tmp_path / "m")
-    args = ["represent", "--model", tmp_path / "m", "--data", "disks:48:32:1", "--out",
-            tmp_path / "s", "--sigmas", "0,50,127.5", "--n-noise", "2", "--blocks", "all",
-            "--inputs"]  # fmt: skip
+    args = [
+        "represent",
+        "--model",
+        tmp_path / "m",
+        "--data",
+        "disks:48:32:1",
+        "--out",
+        tmp_path / "s",
+        "--sigmas",
+        "0,50,127.5",
+        "--n-noise",
+        "2",
+        "--blocks",
+        "all",
+        "--inputs",
+    ]
     run_cli([EXE, *map(str, args)], check=True, capture_output=True)
-    p = run_cli([EXE, "analyze", "--store", str(tmp_path / "s"), "--out",
-                        str(tmp_path / "a"), "--model", str(tmp_path / "m"), "--map-images", "20"],
-                       capture_output=True, text=True)  # fmt: skip
+    p = run_cli(
+        [
+            EXE,
+            "analyze",
+            "--store",
+            str(tmp_path / "s"),
+            "--out",
+            str(tmp_path / "a"),
+            "--model",
+            str(tmp_path / "m"),
+            "--map-images",
+            "20",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 0, p.stderr
     metrics = json.loads((tmp_path / "a/metrics.json").read_text())
-    assert set(metrics["sparsity"]) == {"E1", "E2", "E2.in", "E3", "E3.in", "M", "M.in", "D3",
-                                        "D3.in", "D2", "D2.in", "D1.in"}  # fmt: skip
+    assert set(metrics["sparsity"]) == {
+        "E1",
+        "E2",
+        "E2.in",
+        "E3",
+        "E3.in",
+        "M",
+        "M.in",
+        "D3",
+        "D3.in",
+        "D2",
+        "D2.in",
+        "D1.in",
+    }
     cos = metrics["stability"]["cosine"]["M"]
     assert len(cos) == 3 and cos[2] == pytest.approx(1.0)  # sigma_2 = sigma_1
     assert metrics["selectivity"]["channels"] == 64
@@ -174,8 +235,20 @@ def test_analyze_a_store_writes_figures_and_metrics(model, tmp_path):
     assert all(("[holds] " + c in p.stdout) or ("[does not hold] " + c in p.stdout) for c in claims)
     for fig in figs:
         assert (tmp_path / "a" / f"{fig}.png").stat().st_size > 5000
-    p = run_cli([EXE, "analyze", "--store", str(tmp_path / "s"), "--out", str(tmp_path / "b"),
-                        "--query", "999"], capture_output=True, text=True)  # fmt: skip
+    p = run_cli(
+        [
+            EXE,
+            "analyze",
+            "--store",
+            str(tmp_path / "s"),
+            "--out",
+            str(tmp_path / "b"),
+            "--query",
+            "999",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 2 and "outside" in p.stderr and not (tmp_path / "b").exists()
 
 
@@ -183,12 +256,34 @@ def test_represent_under_torchrun_matches_one_process(model, tmp_path):
     import os
 
     save_model(model, tmp_path / "m")
-    args = ["represent", "--model", tmp_path / "m", "--data", "disks:40:32:2", "--sigmas", "20",
-            "--n-noise", "3", "--chunk-size", "6", "--blocks", "E3,M"]  # fmt: skip
+    args = [
+        "represent",
+        "--model",
+        tmp_path / "m",
+        "--data",
+        "disks:40:32:2",
+        "--sigmas",
+        "20",
+        "--n-noise",
+        "3",
+        "--chunk-size",
+        "6",
+        "--blocks",
+        "E3,M",
+    ]
     args = [str(a) for a in args]
     run_cli([EXE, *args, "--out", str(tmp_path / "one")], check=True, capture_output=True)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-           "--master_port=29533", EXE, *args, "--out", str(tmp_path / "two")]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_port=29533",
+        EXE,
+        *args,
+        "--out",
+        str(tmp_path / "two"),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]

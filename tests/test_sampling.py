@@ -34,8 +34,9 @@ def test_gaussian_prior_closed_forms(prior):
     sig = prior.ml_sigma(y)
     assert abs(sig.mean().item() - 0.05) < 0.002 and sig.std().item() < 0.01
     # Tweedie: x_hat = y + sigma^2 score
-    np.testing.assert_allclose(prior.denoise(y, 0.05), y + 0.05**2 * prior.score(y, 0.05),
-                               atol=1e-12)  # fmt: skip
+    np.testing.assert_allclose(
+        prior.denoise(y, 0.05), y + 0.05**2 * prior.score(y, 0.05), atol=1e-12
+    )
     # the MMSE denoiser beats the identity and the blind one is as good as the oracle
     mse = lambda a: ((a - x) ** 2).mean().item()  # noqa: E731
     assert mse(prior.denoise(y, 0.05)) < 0.1 * mse(y)
@@ -143,8 +144,24 @@ def test_sampler_config_is_validated(kw, message):
 def test_sample_command(tmp_path):
     torch.manual_seed(0)
     save_model(UNet(preset_config("tiny", bias=False, norm="batch")).eval(), tmp_path / "m")
-    args = [EXE, "sample", "--model", str(tmp_path / "m"), "--n", "4", "--size", "16",
-            "--mean", "0.5", "--out", str(tmp_path / "s"), "--seed", "1", "--max-steps", "30"]  # fmt: skip
+    args = [
+        EXE,
+        "sample",
+        "--model",
+        str(tmp_path / "m"),
+        "--n",
+        "4",
+        "--size",
+        "16",
+        "--mean",
+        "0.5",
+        "--out",
+        str(tmp_path / "s"),
+        "--seed",
+        "1",
+        "--max-steps",
+        "30",
+    ]
     no_mean = run_cli(args[:8] + args[10:], capture_output=True, text=True)
     assert_user_error(no_mean, "records no training data mean")  # save_model records none
     p = run_cli(args, capture_output=True, text=True)
@@ -175,7 +192,13 @@ def test_sampler_presets_and_the_recorded_data_mean(tmp_path):
 
     rep = SAMPLER_PRESETS["representation"]
     assert (rep.sigma_0, rep.sigma_L, rep.h0, rep.beta, rep.fixed_step, rep.max_steps) == (
-        3.0, 0.04, 0.01, 0.05, True, 20000)  # fmt: skip
+        3.0,
+        0.04,
+        0.01,
+        0.05,
+        True,
+        20000,
+    )
     images = disks(64, 16, seed=3)
     cfg = TrainConfig(steps=2, batch_size=8, eval_every=2, checkpoint_every=2, test_fraction=0.25)
     train(preset_config("tiny").to_dict(), images, cfg, tmp_path / "run", progress=False)
@@ -185,16 +208,31 @@ def test_sampler_presets_and_the_recorded_data_mean(tmp_path):
     train_rows, _ = split_indices(64, 0.25, 0)
     want = np.mean([images[int(i)].mean() for i in train_rows]) / 255
     assert recorded == pytest.approx([want], abs=1e-9)
-    base = [EXE, "sample", "--model", str(tmp_path / "run"), "--n", "2", "--size", "16",
-            "--max-steps", "2", "--preset", "representation"]  # fmt: skip
+    base = [
+        EXE,
+        "sample",
+        "--model",
+        str(tmp_path / "run"),
+        "--n",
+        "2",
+        "--size",
+        "16",
+        "--max-steps",
+        "2",
+        "--preset",
+        "representation",
+    ]
     p = run_cli(base + ["--out", str(tmp_path / "a")], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     info = json.loads((tmp_path / "a/sampling.json").read_text())
     assert info["mean"] == recorded and info["config"]["sigma_0"] == 3.0
     assert info["config"]["fixed_step"] is True and info["config"]["beta"] == 0.05
     np.save(tmp_path / "flat.npy", np.full((3, 16, 16), 51, dtype=np.uint8))
-    p = run_cli(base + ["--data", str(tmp_path / "flat.npy"), "--out", str(tmp_path / "b")],
-                       capture_output=True, text=True)  # fmt: skip
+    p = run_cli(
+        base + ["--data", str(tmp_path / "flat.npy"), "--out", str(tmp_path / "b")],
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 0, p.stderr
     assert json.loads((tmp_path / "b/sampling.json").read_text())["mean"] == pytest.approx([0.2])
 
@@ -222,8 +260,9 @@ def test_reconstruction_with_a_linear_phi_samples_the_conditional_gaussian(prior
         kw["adaptive"] = SamplerConfig(sigma_0=1.0, sigma_L=0.01, h0=0.02, fixed_step=True)
     else:
         kw.update(sigmas=torch.logspace(0, -2, 200), ancestral=variant == "ancestral")
-    r = reconstruct(lambda x: x.flatten(1) @ a.T, lambda y: prior.blind_denoise(y).float(), xc,
-                    n, **kw)  # fmt: skip
+    r = reconstruct(
+        lambda x: x.flatten(1) @ a.T, lambda y: prior.blind_denoise(y).float(), xc, n, **kw
+    )
     x = r.images.double().reshape(n, -1)
     assert r.cosine.min() > 0.999 and r.relative_error.max() < 0.05  # phi is matched
     lam, vec = torch.linalg.eigh(cov_c)
@@ -362,9 +401,17 @@ def test_bf16_guidance_reports_its_match_in_float32():
         return torch.cat([out.float(), middle(v)], 1)
 
     x = torch.rand(1, 1, 16, 16, generator=torch.Generator().manual_seed(0))
-    r = reconstruct(phi_fn, model.denoise, x, 2, torch.logspace(0, -1.5, 4),
-                    guidance=GuidanceConfig(max_iter=3, bf16=True), n_noise=2,
-                    seed=1, record_noise=False)  # fmt: skip
+    r = reconstruct(
+        phi_fn,
+        model.denoise,
+        x,
+        2,
+        torch.logspace(0, -1.5, 4),
+        guidance=GuidanceConfig(max_iter=3, bf16=True),
+        n_noise=2,
+        seed=1,
+        record_noise=False,
+    )
     # target phi at each level and the final match in float32, the matching passes in bf16
     assert dtypes[0] == dtypes[-1] == dtypes[-2] == torch.float32 and torch.bfloat16 in dtypes
     with torch.no_grad():
@@ -378,13 +425,21 @@ def test_guidance_halves_a_step_size_that_overshoots():
     from denoiserlens.sampling.reconstruct import GuidanceConfig, guidance_step
 
     x = torch.tensor([[1.0, -2.0], [0.5, 0.5]]).view(2, 1, 1, 2)
-    out, info = guidance_step(lambda v: 3 * v.flatten(1), x, torch.zeros(2, 2),
-                              GuidanceConfig(lr=1.0, max_iter=40, tol=1e-4, matcher="descent"))  # fmt: skip
+    out, info = guidance_step(
+        lambda v: 3 * v.flatten(1),
+        x,
+        torch.zeros(2, 2),
+        GuidanceConfig(lr=1.0, max_iter=40, tol=1e-4, matcher="descent"),
+    )
     assert torch.all(info["final_loss"] <= 1e-4 * info["initial_loss"])
     assert torch.all(info["iterations"] < 40) and out.abs().max() < 0.01
     # a step size that never overshoots is left as it is: the same path as plain descent
-    out2, info2 = guidance_step(lambda v: 3 * v.flatten(1), x, torch.zeros(2, 2),
-                                GuidanceConfig(lr=0.05, max_iter=3, tol=0.0, matcher="descent"))  # fmt: skip
+    out2, info2 = guidance_step(
+        lambda v: 3 * v.flatten(1),
+        x,
+        torch.zeros(2, 2),
+        GuidanceConfig(lr=0.05, max_iter=3, tol=0.0, matcher="descent"),
+    )
     assert torch.allclose(out2, x * (1 - 0.05 * 18) ** 3)
 
 
@@ -413,8 +468,17 @@ def test_a_fixed_schedule_denoises_at_every_level_down_to_the_last(prior):
     phi_fn = lambda x: x.flatten(1)[:, :2]  # noqa: E731
     targets = prior.draw(2, torch.Generator().manual_seed(0)).float()
     sigmas = torch.logspace(0, -2, 5)
-    r = reconstruct(phi_fn, denoise, targets, 3, sigmas, guidance=GuidanceConfig(max_iter=2),
-                    n_noise=2, seed=1, record_noise=False)  # fmt: skip
+    r = reconstruct(
+        phi_fn,
+        denoise,
+        targets,
+        3,
+        sigmas,
+        guidance=GuidanceConfig(max_iter=2),
+        n_noise=2,
+        seed=1,
+        record_noise=False,
+    )
     assert r.sigma_after.shape == (5, 6) and len(calls) == 5
     # the last estimate is taken at sigma_0 = 0.01: its effective noise is below sigma_1 = 0.03
     assert r.sigma_after[-1].max() < float(sigmas[-2])
@@ -426,10 +490,30 @@ def test_reconstruct_command(tmp_path):
     from denoiserlens.data import disks
 
     np.save(tmp_path / "d.npy", disks(6, 16, seed=1).images)
-    args = [EXE, "reconstruct", "--model", str(tmp_path / "m"), "--data", str(tmp_path / "d.npy"),
-            "--rows", "0,3", "--n-samples", "3", "--steps", "6", "--max-iter", "3",
-            "--matcher", "descent", "--patience", "2", "--n-noise", "2",
-            "--out", str(tmp_path / "r")]  # fmt: skip
+    args = [
+        EXE,
+        "reconstruct",
+        "--model",
+        str(tmp_path / "m"),
+        "--data",
+        str(tmp_path / "d.npy"),
+        "--rows",
+        "0,3",
+        "--n-samples",
+        "3",
+        "--steps",
+        "6",
+        "--max-iter",
+        "3",
+        "--matcher",
+        "descent",
+        "--patience",
+        "2",
+        "--n-noise",
+        "2",
+        "--out",
+        str(tmp_path / "r"),
+    ]
     p = run_cli(args, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     info = json.loads((tmp_path / "r/reconstruct.json").read_text())
@@ -439,16 +523,24 @@ def test_reconstruct_command(tmp_path):
     assert np.load(tmp_path / "r/samples.npy").shape == (6, 1, 16, 16)
     for fig in ("fig7_reconstructions", "fig20_noise_levels"):
         assert (tmp_path / "r" / f"{fig}.png").stat().st_size > 3000
-    p = run_cli(args[:7] + ["0,9"] + args[8:-2] + ["--out", str(tmp_path / "x")],
-                       capture_output=True, text=True)  # fmt: skip
+    p = run_cli(
+        args[:7] + ["0,9"] + args[8:-2] + ["--out", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 2 and "outside" in p.stderr and not (tmp_path / "x").exists()
     # targets the model cannot take: colour images for a gray model, sizes not divisible by 8
     np.save(tmp_path / "rgb.npy", np.zeros((2, 16, 16, 3), np.uint8))
     np.save(tmp_path / "odd.npy", np.zeros((2, 12, 12), np.uint8))
     for data, message in (("rgb.npy", "3-channel image"), ("odd.npy", "not divisible by 8")):
-        p = run_cli(args[:5] + [str(tmp_path / data)] + args[6:-2]
-                           + ["--rows", "0", "--out", str(tmp_path / "x")],
-                           capture_output=True, text=True)  # fmt: skip
+        p = run_cli(
+            args[:5]
+            + [str(tmp_path / data)]
+            + args[6:-2]
+            + ["--rows", "0", "--out", str(tmp_path / "x")],
+            capture_output=True,
+            text=True,
+        )
         assert p.returncode == 2 and message in p.stderr, p.stderr
         assert not (tmp_path / "x").exists()
 
@@ -461,8 +553,9 @@ def test_eq4_estimator_matches_the_closed_form_symmetrized_kl():
     p2.mean = p2.mean + 0.05 * torch.linspace(-1, 1, 16, dtype=torch.float64)
     g = torch.Generator().manual_seed(0)
     s1, s2 = p1.draw(4000, g), p2.draw(4000, g)
-    d2, integrand = symmetrized_distance(s1, s2, p1.denoise, p2.denoise,
-                                         torch.logspace(-3, 1.5, 60), g)  # fmt: skip
+    d2, integrand = symmetrized_distance(
+        s1, s2, p1.denoise, p2.denoise, torch.logspace(-3, 1.5, 60), g
+    )
     exact = gaussian_kl(p1.mean, p1.cov, p2.mean, p2.cov) + gaussian_kl(
         p2.mean, p2.cov, p1.mean, p1.cov
     )
@@ -561,23 +654,35 @@ def test_distance_command(tmp_path):
     expected["B_over_A_5_95"] = (mid + 0.9 * (hi - mid)) / (lo + 0.1 * (mid - lo))
     expected["pearson"] = dx @ dy / np.sqrt((dx @ dx) * (dy @ dy))
     assert {k: study["constants"][k] for k in expected} == pytest.approx(expected, rel=1e-9)
-    assert study["guidance"] == {"lr": 1.0, "max_iter": 2, "tol": 0.05, "patience": 1, "bf16": True,
-                                 "momentum": 0.0, "matcher": "descent"}  # fmt: skip
+    assert study["guidance"] == {
+        "lr": 1.0,
+        "max_iter": 2,
+        "tol": 0.05,
+        "patience": 1,
+        "bf16": True,
+        "momentum": 0.0,
+        "matcher": "descent",
+    }
     # the integral cut at the grid's first level is the whole integral
     (first,) = study["by_lower_limit"]  # a grid of 3 levels: one cut that keeps 2+ levels
     assert first["sigma_min"] == pytest.approx(min(study["sigmas"]))
     assert first["B_over_A"] == pytest.approx(study["constants"]["B_over_A"])
     assert "B/A with the integral from sigma_min up" in p.stdout
     assert (tmp_path / "r/fig8_distance.png").stat().st_size > 3000
-    p = run_cli(args[:-2] + ["--momentum", "1.5", "--out", str(tmp_path / "x")],
-                       capture_output=True, text=True)  # fmt: skip
+    p = run_cli(
+        args[:-2] + ["--momentum", "1.5", "--out", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+    )
     assert_user_error(p, "momentum")
     assert not (tmp_path / "x").exists()
-    p = run_cli(args[:-2] + ["--images", "50", "--out", str(tmp_path / "x")],
-                       capture_output=True, text=True)  # fmt: skip
+    p = run_cli(
+        args[:-2] + ["--images", "50", "--out", str(tmp_path / "x")], capture_output=True, text=True
+    )
     assert p.returncode == 2 and "exceeds" in p.stderr
-    p = run_cli(args[:-2] + ["--images", "2", "--out", str(tmp_path / "x")],
-                       capture_output=True, text=True)  # fmt: skip
+    p = run_cli(
+        args[:-2] + ["--images", "2", "--out", str(tmp_path / "x")], capture_output=True, text=True
+    )
     assert p.returncode == 2 and "--images >= 3" in p.stderr and not (tmp_path / "x").exists()
 
 
@@ -619,21 +724,58 @@ def test_reconstruct_from_unions_and_cluster_centroids(tmp_path):
     assert p.returncode == 0, p.stderr
     info = json.loads((tmp_path / "u/reconstruct.json").read_text())
     assert info["targets"] == "union" and info["groups"] == [[0, 1], [2, 3]]
-    assert run("represent", *common, "--sigmas", "25", "--n-noise", "1", "--out",
-               str(tmp_path / "s")).returncode == 0  # fmt: skip
-    assert run("cluster", "--store", str(tmp_path / "s"), "--k", "2", "--n-init", "1", "--out",
-               str(tmp_path / "c")).returncode == 0  # fmt: skip
-    p = run("reconstruct", *common, *fast, "--clusters-from", str(tmp_path / "c"), "--clusters",
-            "0,1", "--members", "3", "--out", str(tmp_path / "k"))  # fmt: skip
+    assert (
+        run(
+            "represent", *common, "--sigmas", "25", "--n-noise", "1", "--out", str(tmp_path / "s")
+        ).returncode
+        == 0
+    )
+    assert (
+        run(
+            "cluster",
+            "--store",
+            str(tmp_path / "s"),
+            "--k",
+            "2",
+            "--n-init",
+            "1",
+            "--out",
+            str(tmp_path / "c"),
+        ).returncode
+        == 0
+    )
+    p = run(
+        "reconstruct",
+        *common,
+        *fast,
+        "--clusters-from",
+        str(tmp_path / "c"),
+        "--clusters",
+        "0,1",
+        "--members",
+        "3",
+        "--out",
+        str(tmp_path / "k"),
+    )
     assert p.returncode == 0, p.stderr
     info = json.loads((tmp_path / "k/reconstruct.json").read_text())
     assignment = np.load(tmp_path / "c/assignments.npy")
     assert info["targets"] == "cluster" and len(info["groups"]) == 2
     assert all(assignment[r] == c for c, gr in enumerate(info["groups"]) for r in gr)
     np.save(tmp_path / "other.npy", disks(12, 16, seed=4).images)
-    p = run("reconstruct", "--model", str(tmp_path / "m"), "--data", str(tmp_path / "other.npy"),
-            "--clusters-from", str(tmp_path / "c"), "--clusters", "0",
-            "--out", str(tmp_path / "x"))  # fmt: skip
+    p = run(
+        "reconstruct",
+        "--model",
+        str(tmp_path / "m"),
+        "--data",
+        str(tmp_path / "other.npy"),
+        "--clusters-from",
+        str(tmp_path / "c"),
+        "--clusters",
+        "0",
+        "--out",
+        str(tmp_path / "x"),
+    )
     assert p.returncode == 2 and "not the images" in p.stderr and not (tmp_path / "x").exists()
 
 
@@ -654,9 +796,20 @@ def test_one_phi_in_the_store_the_reconstruction_targets_and_eq4(tmp_path):
     phi_fn = middle_means(model)
     target = ImageTargets(phi_fn, x, 4, 3, rows).phi(torch.full((3,), 0.1))
     np.testing.assert_allclose(target.numpy(), store.phi(0.1)[rows], rtol=1e-5, atol=1e-7)
-    study = distance_study(phi_fn, model.denoise, x, [(0, 1), (1, 2)], torch.tensor([0.1, 0.5]),
-                           x.repeat_interleave(1, 0), 1, GuidanceConfig(max_iter=1), 4, 0.1, 3,
-                           rows)  # fmt: skip
+    study = distance_study(
+        phi_fn,
+        model.denoise,
+        x,
+        [(0, 1), (1, 2)],
+        torch.tensor([0.1, 0.5]),
+        x.repeat_interleave(1, 0),
+        1,
+        GuidanceConfig(max_iter=1),
+        4,
+        0.1,
+        3,
+        rows,
+    )
     stored = store.phi(0.1)
     want = [float(((stored[a] - stored[b]) ** 2).sum()) for a, b in ((9, 2), (2, 5))]
     np.testing.assert_allclose(study["phi_sq"], want, rtol=1e-4)

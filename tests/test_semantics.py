@@ -107,8 +107,9 @@ def test_standardized_knn_finds_a_label_hidden_under_a_large_channel():
     """The label lives in a small channel; a large uninformative one dominates the cosine."""
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, 600)
-    x = np.stack([100 + 20 * rng.standard_normal(600), 1 + 0.1 * labels,
-                  np.zeros(600)], axis=1).astype(np.float32)  # fmt: skip
+    x = np.stack(
+        [100 + 20 * rng.standard_normal(600), 1 + 0.1 * labels, np.zeros(600)], axis=1
+    ).astype(np.float32)
     x[:, 1] += 0.01 * rng.standard_normal(600)
     zref, zq = standardize(x[:400], x[400:])
     np.testing.assert_allclose(zref.mean(0), 0, atol=1e-4)
@@ -138,11 +139,24 @@ def labelled_stores(tmp_path_factory):
     save_model(UNet(preset_config("tiny")).eval(), tmp / "m")
     ims = disks(120, 32, seed=5)
     np.savez(tmp / "disks.npz", images=ims.images, labels=(ims.params[:, 0] > 8).astype(np.int64))
-    common = ["--model", tmp / "m", "--data", tmp / "disks.npz", "--sigmas", "25,50",
-              "--n-noise", "2", "--blocks", "E1,M"]  # fmt: skip
+    common = [
+        "--model",
+        tmp / "m",
+        "--data",
+        tmp / "disks.npz",
+        "--sigmas",
+        "25,50",
+        "--n-noise",
+        "2",
+        "--blocks",
+        "E1,M",
+    ]
     for name, extra in (("s", []), ("r", ["--random-weights", "--seed", "3"])):
-        p = run_cli([EXE, "represent", *map(str, common), "--out", str(tmp / name), *extra],
-                           capture_output=True, text=True)  # fmt: skip
+        p = run_cli(
+            [EXE, "represent", *map(str, common), "--out", str(tmp / name), *extra],
+            capture_output=True,
+            text=True,
+        )
         assert p.returncode == 0, p.stderr
     return tmp
 
@@ -204,13 +218,26 @@ def test_cluster_neighbours_and_probe_commands(labelled_stores):
     for fig in ("fig6_separation", "fig6_members", "fig6_tsne"):
         assert (t / "c" / f"{fig}.png").stat().st_size > 5000
 
-    p = _run("probe", "--store", f"trained={t / 's'}", "--store", f"random={t / 'r'}",
-             "--out", t / "p", "--k", "5")  # fmt: skip
+    p = _run(
+        "probe",
+        "--store",
+        f"trained={t / 's'}",
+        "--store",
+        f"random={t / 'r'}",
+        "--out",
+        t / "p",
+        "--k",
+        "5",
+    )
     assert p.returncode == 0, p.stderr
     rows = json.loads((t / "p/probe.json").read_text())["rows"]
     assert [(r["representation"], r["sigma_255"]) for r in rows] == [
-        ("pixels", None), ("trained", 25.0), ("trained", 50.0), ("random", 25.0), ("random", 50.0)
-    ]  # fmt: skip
+        ("pixels", None),
+        ("trained", 25.0),
+        ("trained", 50.0),
+        ("random", 25.0),
+        ("random", 50.0),
+    ]
     # each accuracy recomputed with scikit-learn on the probe's split (k = 5 of two labels: no
     # tied votes), from the pixels and from each store's phi at each sigma
     ref, qry = split_indices(120, 0.2, 0)
@@ -247,24 +274,43 @@ def test_semantic_commands_refuse_bad_input(labelled_stores, tmp_path):
     t = labelled_stores
     ims = disks(20, 32, seed=6)
     np.save(tmp_path / "nolabels.npy", ims.images)
-    p = _run("represent", "--model", t / "m", "--data", tmp_path / "nolabels.npy", "--out",
-             tmp_path / "u", "--sigmas", "25", "--n-noise", "1")  # fmt: skip
+    p = _run(
+        "represent",
+        "--model",
+        t / "m",
+        "--data",
+        tmp_path / "nolabels.npy",
+        "--out",
+        tmp_path / "u",
+        "--sigmas",
+        "25",
+        "--n-noise",
+        "1",
+    )
     assert p.returncode == 0, p.stderr
     for args, message in (
         (["probe", "--store", tmp_path / "u", "--out", tmp_path / "p"], "needs labels"),
         (["cluster", "--store", t / "s", "--out", tmp_path / "c", "--k", "500"], "k = 500"),
-        (["neighbours", "--store", t / "s", "--out", tmp_path / "n", "--query", "999"],
-         "outside"),
+        (["neighbours", "--store", t / "s", "--out", tmp_path / "n", "--query", "999"], "outside"),
         (["neighbours", "--store", t / "s", "--out", tmp_path / "n", "--query", "a"], "--query"),
-        (["cluster", "--store", t / "s", "--out", tmp_path / "c", "--k", "3", "--sigma", "7"],
-         "no sigma 7"),
-        (["probe", "--store", t / "s", "--store", tmp_path / "u", "--out", tmp_path / "p"],
-         "other images"),
-        (["probe", "--store", t / "s", "--out", tmp_path / "p", "--k", "0"], "0 is not in the range x>=1"),
+        (
+            ["cluster", "--store", t / "s", "--out", tmp_path / "c", "--k", "3", "--sigma", "7"],
+            "no sigma 7",
+        ),
+        (
+            ["probe", "--store", t / "s", "--store", tmp_path / "u", "--out", tmp_path / "p"],
+            "other images",
+        ),
+        (
+            ["probe", "--store", t / "s", "--out", tmp_path / "p", "--k", "0"],
+            "0 is not in the range x>=1",
+        ),
         (["probe", "--store", t / "s", "--out", tmp_path / "p", "--key", "E9"], "no array 'E9'"),
-        (["cluster", "--store", t / "s", "--out", tmp_path / "c", "--k", "3", "--n-init", "0"],
-         "--n-init"),
-    ):  # fmt: skip
+        (
+            ["cluster", "--store", t / "s", "--out", tmp_path / "c", "--k", "3", "--n-init", "0"],
+            "--n-init",
+        ),
+    ):
         p = _run(*args)
         assert p.returncode == 2 and message in p.stderr, (args, p.stderr)
         assert len(p.stderr.strip().splitlines()) == 1

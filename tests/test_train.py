@@ -21,8 +21,15 @@ TINY = preset_config("tiny").to_dict()
 
 
 def _cfg(**kw):
-    base = dict(steps=30, batch_size=8, sigma_max=0.4, eval_every=1000, checkpoint_every=10,
-                eval_images=16, test_fraction=0.1)  # fmt: skip
+    base = dict(
+        steps=30,
+        batch_size=8,
+        sigma_max=0.4,
+        eval_every=1000,
+        checkpoint_every=10,
+        eval_images=16,
+        test_fraction=0.1,
+    )
     return TrainConfig(**{**base, **kw})
 
 
@@ -56,8 +63,13 @@ def test_random_dihedral_draws_the_eight_symmetries_of_the_square_reproducibly()
 
 def test_training_reduces_the_loss(tmp_path):
     data = disks(400, 32, seed=0)
-    r = train(TINY, data, _cfg(steps=300, batch_size=16, eval_every=300, checkpoint_every=300),
-              tmp_path / "run", progress=False)  # fmt: skip
+    r = train(
+        TINY,
+        data,
+        _cfg(steps=300, batch_size=16, eval_every=300, checkpoint_every=300),
+        tmp_path / "run",
+        progress=False,
+    )
     log = [json.loads(x) for x in (tmp_path / "run/log.jsonl").read_text().splitlines()]
     losses = [x["loss"] for x in log if "loss" in x]
     assert losses[-1] < 0.5 * losses[0]
@@ -74,8 +86,7 @@ def test_resume_equals_an_uninterrupted_run(tmp_path, augment):
     data = disks(200, 32, seed=1)  # 180 train images / 8 = 22 steps per epoch: 20 is mid-epoch
     train(TINY, data, _cfg(steps=40, augment=augment), tmp_path / "a", progress=False)
     train(TINY, data, _cfg(steps=20, augment=augment), tmp_path / "b", progress=False)
-    train(TINY, data, _cfg(steps=40, augment=augment), tmp_path / "b", resume=True,
-          progress=False)  # fmt: skip
+    train(TINY, data, _cfg(steps=40, augment=augment), tmp_path / "b", resume=True, progress=False)
     a = load_file(tmp_path / "a/weights.safetensors")
     b = load_file(tmp_path / "b/weights.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -102,25 +113,41 @@ def test_existing_run_is_not_overwritten_and_resume_checks_config(tmp_path):
     with pytest.raises(UserError, match="different train"):
         train(TINY, data, _cfg(steps=20, lr=0.1), tmp_path / "r", resume=True, progress=False)
     with pytest.raises(UserError, match="different data"):
-        train(TINY, disks(100, 32, seed=3), _cfg(steps=20), tmp_path / "r", resume=True,
-              progress=False)  # fmt: skip
+        train(
+            TINY,
+            disks(100, 32, seed=3),
+            _cfg(steps=20),
+            tmp_path / "r",
+            resume=True,
+            progress=False,
+        )
     assert (tmp_path / "r/weights.safetensors").read_bytes() == before
     with pytest.raises(UserError, match="different train"):  # augmentation changes the weights
-        train(TINY, data, _cfg(steps=20, augment=True), tmp_path / "r", resume=True,
-              progress=False)  # fmt: skip
+        train(TINY, data, _cfg(steps=20, augment=True), tmp_path / "r", resume=True, progress=False)
     # a run written before a setting existed (no "augment" in its config) still resumes, and the
     # bookkeeping (checkpoint and evaluation intervals) may change
     config = json.loads((tmp_path / "r/config.json").read_text())
     del config["train"]["augment"]
     (tmp_path / "r/config.json").write_text(json.dumps(config))
-    r = train(TINY, data, _cfg(steps=12, checkpoint_every=3, eval_every=4), tmp_path / "r",
-              resume=True, progress=False)  # fmt: skip
+    r = train(
+        TINY,
+        data,
+        _cfg(steps=12, checkpoint_every=3, eval_every=4),
+        tmp_path / "r",
+        resume=True,
+        progress=False,
+    )
     assert r["step"] == 12
 
 
 def test_bf16_channels_last_training_runs(tmp_path):
-    r = train(TINY, disks(100, 32, seed=4), _cfg(steps=10, bf16=True, channels_last=True),
-              tmp_path / "r", progress=False)  # fmt: skip
+    r = train(
+        TINY,
+        disks(100, 32, seed=4),
+        _cfg(steps=10, bf16=True, channels_last=True),
+        tmp_path / "r",
+        progress=False,
+    )
     assert r["finished"] and np.isfinite(r["eval_psnr"]["25"])
 
 
@@ -135,12 +162,32 @@ def _free_port() -> int:
 
 def test_ddp_two_gloo_processes_end_with_identical_weights(tmp_path):
     np.save(tmp_path / "disks.npy", disks(256, 32, seed=5).images)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-           f"--master_port={_free_port()}", str(Path(sys.executable).parent / "denoiserlens"),
-           "train",
-           "--data", str(tmp_path / "disks.npy"), "--run-dir", str(tmp_path / "ddp"),
-           "--preset", "tiny", "--no-bias", "--norm", "batch", "--epochs", "1",
-           "--global-batch", "16", "--checkpoint-every", "6", "--eval-every", "12"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        f"--master_port={_free_port()}",
+        str(Path(sys.executable).parent / "denoiserlens"),
+        "train",
+        "--data",
+        str(tmp_path / "disks.npy"),
+        "--run-dir",
+        str(tmp_path / "ddp"),
+        "--preset",
+        "tiny",
+        "--no-bias",
+        "--norm",
+        "batch",
+        "--epochs",
+        "1",
+        "--global-batch",
+        "16",
+        "--checkpoint-every",
+        "6",
+        "--eval-every",
+        "12",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     if proc.returncode != 0 and "Signal 6 (SIGABRT)" in proc.stderr:
@@ -212,15 +259,21 @@ def test_every_epoch_ends_with_a_checkpoint_and_resumes_exactly(tmp_path, monkey
     data = disks(100, 32, seed=8)  # 90 training images: 11 steps of 8 an epoch
     saved = []
     real = loop._checkpoint
-    monkeypatch.setattr(loop, "_checkpoint", lambda d, m, o, step, r: saved.append(step) or
-                        real(d, m, o, step, r))  # fmt: skip
+    monkeypatch.setattr(
+        loop, "_checkpoint", lambda d, m, o, step, r: saved.append(step) or real(d, m, o, step, r)
+    )
     cfg = _cfg(epochs=3, lr_halve_every_epochs=2, checkpoint_every=1000)
     r = train(TINY, data, cfg, tmp_path / "a", progress=False)
     assert saved == [11, 22, 33] and r["step"] == 33
     config = json.loads((tmp_path / "a/config.json").read_text())["train"]
     assert (config["steps"], config["lr_halve_every"], config["epochs"]) == (33, 22, 3)
-    train(TINY, data, _cfg(epochs=2, lr_halve_every_epochs=2, checkpoint_every=1000),
-          tmp_path / "b", progress=False)  # fmt: skip
+    train(
+        TINY,
+        data,
+        _cfg(epochs=2, lr_halve_every_epochs=2, checkpoint_every=1000),
+        tmp_path / "b",
+        progress=False,
+    )
     train(TINY, data, cfg, tmp_path / "b", resume=True, progress=False)  # one more epoch
     a, b = (load_file(tmp_path / d / "weights.safetensors") for d in "ab")
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -269,8 +322,13 @@ def test_init_from_starts_from_the_given_weights_and_checks_the_architecture(tmp
         start = build_model(TINY)
     save_model(start, tmp_path / "start")
     # zero steps of training: the saved model is the starting point itself
-    train(TINY, data, _cfg(steps=1, lr=1e-12, init_from=str(tmp_path / "start")),
-          tmp_path / "ft", progress=False)  # fmt: skip
+    train(
+        TINY,
+        data,
+        _cfg(steps=1, lr=1e-12, init_from=str(tmp_path / "start")),
+        tmp_path / "ft",
+        progress=False,
+    )
     a, b = load_model(tmp_path / "start").state_dict(), load_model(tmp_path / "ft").state_dict()
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
     fresh = build_model(TINY).state_dict()
@@ -308,8 +366,22 @@ def test_recalibration_averages_the_batch_statistics(tmp_path):
     run = lambda *a: subprocess.run([exe, *map(str, a)], capture_output=True, text=True)  # noqa: E731
     p = run("recalibrate", "--model", tmp_path / "run", "--out", tmp_path / "r0")
     assert p.returncode == 2 and "does not say how it was trained" in p.stderr  # no data spec
-    p = run("train", "--data", "disks:120:32:3", "--run-dir", tmp_path / "cli", "--preset", "tiny",
-            "--no-bias", "--norm", "batch", "--steps", "10", "--batch-size", "8")  # fmt: skip
+    p = run(
+        "train",
+        "--data",
+        "disks:120:32:3",
+        "--run-dir",
+        tmp_path / "cli",
+        "--preset",
+        "tiny",
+        "--no-bias",
+        "--norm",
+        "batch",
+        "--steps",
+        "10",
+        "--batch-size",
+        "8",
+    )
     assert p.returncode == 0, p.stderr
     p = run("recalibrate", "--model", tmp_path / "cli", "--out", tmp_path / "r1", "--batches", "5")
     assert p.returncode == 0, p.stderr
@@ -324,7 +396,10 @@ def test_recalibration_averages_the_batch_statistics(tmp_path):
     a, b = load_model(tmp_path / "cli"), load_model(tmp_path / "r1")
     ka = [k for k in a.state_dict() if k.endswith("running_sd")]
     assert ka and any(not torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in ka)
-    assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict()
-               if not k.endswith("running_sd"))  # fmt: skip
+    assert all(
+        torch.equal(a.state_dict()[k], b.state_dict()[k])
+        for k in a.state_dict()
+        if not k.endswith("running_sd")
+    )
     p = run("recalibrate", "--model", tmp_path / "cli", "--out", tmp_path / "r1")
     assert p.returncode == 2 and "exists" in p.stderr

@@ -126,31 +126,67 @@ def _sigmas(text: str) -> list[float]:
 def data_options(fn, required: bool = True):
     """The options that describe a data set (see denoiserlens.data.open)."""
     opts = [
-        click.option("--data", "sources", multiple=True, required=required,
-                     help="Folder, image, .npy/.npz, IDX file, fashion-mnist[:test], "
-                          "disks:N:SIZE, c-alpha:N:SIZE:ALPHA, or @LIST (a file naming "
-                          "sources, one per line). Repeat to concatenate."),
-        click.option("--channels", type=click.Choice(["1", "3"]), default=None,
-                     help="Convert to gray (1) or colour (3)."),
+        click.option(
+            "--data",
+            "sources",
+            multiple=True,
+            required=required,
+            help="Folder, image, .npy/.npz, IDX file, fashion-mnist[:test], "
+            "disks:N:SIZE, c-alpha:N:SIZE:ALPHA, or @LIST (a file naming "
+            "sources, one per line). Repeat to concatenate.",
+        ),
+        click.option(
+            "--channels",
+            type=click.Choice(["1", "3"]),
+            default=None,
+            help="Convert to gray (1) or colour (3).",
+        ),
         click.option("--size", type=int, default=None, help="Centre-crop and resize to SIZE."),
-        click.option("--max-side", type=int, default=None,
-                     help="Shrink images so the longer side is at most this."),
+        click.option(
+            "--max-side",
+            type=int,
+            default=None,
+            help="Shrink images so the longer side is at most this.",
+        ),
         click.option("--patch-size", type=int, default=None, help="Cut patches of this size."),
         click.option("--patch-mode", type=click.Choice(["grid", "random"]), default="grid"),
         click.option("--patches-per-image", type=int, default=None),
         click.option("--labels-from-dirs", is_flag=True, help="Label images by their folder."),
         click.option("--data-seed", type=int, default=0, help="Seed of random patches."),
-        click.option("--pad-to", type=int, default=None,
-                     help="Centre images on a black SIZE x SIZE canvas (Fashion-MNIST: 32)."),
-        click.option("--limit", type=COUNT, default=None,
-                     help="Keep only the first N images (after patches)."),
-        click.option("--resample", type=click.Choice(["lanczos", "bicubic"]), default="lanczos",
-                     show_default=True, help="Of --size (bicubic: the authors' 80x80 sets)."),
-        click.option("--gray-files", type=click.Choice(["convert", "skip"]), default="convert",
-                     show_default=True, help="Gray files of a folder read as colour."),
-        click.option("--decode-workers", type=int, default=0, show_default=True,
-                     help="Processes decoding a folder with --size (prepared once, cached)."),
-    ]  # fmt: skip
+        click.option(
+            "--pad-to",
+            type=int,
+            default=None,
+            help="Centre images on a black SIZE x SIZE canvas (Fashion-MNIST: 32).",
+        ),
+        click.option(
+            "--limit",
+            type=COUNT,
+            default=None,
+            help="Keep only the first N images (after patches).",
+        ),
+        click.option(
+            "--resample",
+            type=click.Choice(["lanczos", "bicubic"]),
+            default="lanczos",
+            show_default=True,
+            help="Of --size (bicubic: the authors' 80x80 sets).",
+        ),
+        click.option(
+            "--gray-files",
+            type=click.Choice(["convert", "skip"]),
+            default="convert",
+            show_default=True,
+            help="Gray files of a folder read as colour.",
+        ),
+        click.option(
+            "--decode-workers",
+            type=int,
+            default=0,
+            show_default=True,
+            help="Processes decoding a folder with --size (prepared once, cached).",
+        ),
+    ]
     for opt in reversed(opts):
         fn = opt(fn)
     return fn
@@ -162,28 +198,57 @@ def guidance_options(max_iter: int, tol: float):
 
     def wrap(fn):
         opts = [
-            click.option("--matcher", type=click.Choice(["adam", "descent"]),
-                         default="adam", show_default=True,
-                         help="adam: the authors' (Adam on the pixels, lr 0.01; on the small "
-                              "preset a third of descent's phi error at less CPU time: "
-                              "BENCHMARKS.md); descent: each sample stops on its own, "
-                              "overshooting steps undone (--patience, --momentum)."),
-            click.option("--lr", type=POSITIVE, default=None,
-                         help="Guidance step size [default: 1.0 for descent, 0.01 for adam]."),
-            click.option("--max-iter", type=COUNT, default=max_iter, show_default=True,
-                         help="Guidance steps cap."),
-            click.option("--tol", type=float, default=tol, show_default=True,
-                         help="Stop guiding a sample below this fraction of its initial loss."),
-            click.option("--patience", type=int, default=0, show_default=True,
-                         help="Also stop guiding a sample whose loss fell by less than 1% over "
-                              "this many iterations (0: never; on the small preset 10 made a "
-                              "whole run 1.7x faster, 6x with --bf16, at the same final phi "
-                              "cosine: BENCHMARKS.md)."),
-            click.option("--bf16", is_flag=True,
-                         help="bf16 autocast for the matching (guidance) passes."),
-            click.option("--momentum", type=float, default=0.0, show_default=True,
-                         help="Heavy-ball momentum of the guidance steps (the paper: 0)."),
-        ]  # fmt: skip
+            click.option(
+                "--matcher",
+                type=click.Choice(["adam", "descent"]),
+                default="adam",
+                show_default=True,
+                help="adam: the authors' (Adam on the pixels, lr 0.01; on the small "
+                "preset a third of descent's phi error at less CPU time: "
+                "BENCHMARKS.md); descent: each sample stops on its own, "
+                "overshooting steps undone (--patience, --momentum).",
+            ),
+            click.option(
+                "--lr",
+                type=POSITIVE,
+                default=None,
+                help="Guidance step size [default: 1.0 for descent, 0.01 for adam].",
+            ),
+            click.option(
+                "--max-iter",
+                type=COUNT,
+                default=max_iter,
+                show_default=True,
+                help="Guidance steps cap.",
+            ),
+            click.option(
+                "--tol",
+                type=float,
+                default=tol,
+                show_default=True,
+                help="Stop guiding a sample below this fraction of its initial loss.",
+            ),
+            click.option(
+                "--patience",
+                type=int,
+                default=0,
+                show_default=True,
+                help="Also stop guiding a sample whose loss fell by less than 1% over "
+                "this many iterations (0: never; on the small preset 10 made a "
+                "whole run 1.7x faster, 6x with --bf16, at the same final phi "
+                "cosine: BENCHMARKS.md).",
+            ),
+            click.option(
+                "--bf16", is_flag=True, help="bf16 autocast for the matching (guidance) passes."
+            ),
+            click.option(
+                "--momentum",
+                type=float,
+                default=0.0,
+                show_default=True,
+                help="Heavy-ball momentum of the guidance steps (the paper: 0).",
+            ),
+        ]
 
         @functools.wraps(fn)
         def run(*args, matcher, lr, max_iter, tol, patience, bf16, momentum, **kw):
@@ -204,9 +269,14 @@ def guidance_options(max_iter: int, tol: float):
 
 def classifier_option(what: str):
     """``--classifier DIR``: the classifier that judges generated images (issue 19)."""
-    return click.option("--classifier", "classifier_path", type=click.Path(path_type=Path),
-                        default=None, help=f"{what} `denoiserlens classifier` folder [default: the "
-                        "bundled Fashion-MNIST one, for 32x32 gray images].")  # fmt: skip
+    return click.option(
+        "--classifier",
+        "classifier_path",
+        type=click.Path(path_type=Path),
+        default=None,
+        help=f"{what} `denoiserlens classifier` folder [default: the "
+        "bundled Fashion-MNIST one, for 32x32 gray images].",
+    )
 
 
 def _data_spec(kw: dict):
@@ -344,10 +414,37 @@ def main() -> None:
 )
 @click.option("--device", default="auto", show_default=True)
 @user_errors
-def train(run_dir, preset, bias, norm, residual, steps, epochs, batch_size, global_batch, lr,
-          lr_halve_every, lr_halve_every_epochs, sigma_dist, sigma_min, sigma_max, bf16,
-          channels_last, compile_net, augment, seed, test_fraction, eval_every, checkpoint_every,
-          workers, max_minutes, resume, init_from, device, **data_kw):  # fmt: skip
+def train(
+    run_dir,
+    preset,
+    bias,
+    norm,
+    residual,
+    steps,
+    epochs,
+    batch_size,
+    global_batch,
+    lr,
+    lr_halve_every,
+    lr_halve_every_epochs,
+    sigma_dist,
+    sigma_min,
+    sigma_max,
+    bf16,
+    channels_last,
+    compile_net,
+    augment,
+    seed,
+    test_fraction,
+    eval_every,
+    checkpoint_every,
+    workers,
+    max_minutes,
+    resume,
+    init_from,
+    device,
+    **data_kw,
+):
     """Train a blind denoiser (no noise level input) on images: Eq. 1, Appendix A.3.
 
     Runs on one process, or on many under torchrun (DistributedDataParallel).
@@ -368,27 +465,54 @@ def train(run_dir, preset, bias, norm, residual, steps, epochs, batch_size, glob
 
     images = open_data(spec)
     try:
-        arch = preset_config(preset, image_channels=images.channels, bias=bias, norm=norm,
-                             residual=residual)  # fmt: skip
+        arch = preset_config(
+            preset, image_channels=images.channels, bias=bias, norm=norm, residual=residual
+        )
     except ValueError as e:
         raise UserError(str(e)) from None
     cfg = _train_config(
-        steps=steps, batch_size=batch_size, lr=lr, lr_halve_every=lr_halve_every,
-        sigma_dist=sigma_dist, sigma_min=sigma_min / 255, sigma_max=sigma_max / 255, bf16=bf16,
-        channels_last=channels_last, augment=augment, seed=seed, test_fraction=test_fraction,
-        eval_every=eval_every, checkpoint_every=checkpoint_every, num_workers=workers,
-        init_from=None if init_from is None else str(init_from), epochs=epochs,
-        lr_halve_every_epochs=lr_halve_every_epochs, global_batch=global_batch,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        lr_halve_every=lr_halve_every,
+        sigma_dist=sigma_dist,
+        sigma_min=sigma_min / 255,
+        sigma_max=sigma_max / 255,
+        bf16=bf16,
+        channels_last=channels_last,
+        augment=augment,
+        seed=seed,
+        test_fraction=test_fraction,
+        eval_every=eval_every,
+        checkpoint_every=checkpoint_every,
+        num_workers=workers,
+        init_from=None if init_from is None else str(init_from),
+        epochs=epochs,
+        lr_halve_every_epochs=lr_halve_every_epochs,
+        global_batch=global_batch,
         compile=compile_net,
-    )  # fmt: skip
-    result = run_training(arch.to_dict(), images, cfg, run_dir, resume=resume, device=dev,
-                          max_minutes=max_minutes, data_spec=spec)  # fmt: skip
+    )
+    result = run_training(
+        arch.to_dict(),
+        images,
+        cfg,
+        run_dir,
+        resume=resume,
+        device=dev,
+        max_minutes=max_minutes,
+        data_spec=spec,
+    )
     state = "finished" if result["finished"] else "stopped (resume with --resume)"
     click.echo(f"{run_dir}: {state} at step {result['step']}")
     if result["eval_psnr"]:
-        click.echo("test PSNR: " + ", ".join(f"sigma {k}: {v:.2f} dB"
-                                             for k, v in result["eval_psnr"].items()
-                                             if isinstance(v, float)))  # fmt: skip
+        click.echo(
+            "test PSNR: "
+            + ", ".join(
+                f"sigma {k}: {v:.2f} dB"
+                for k, v in result["eval_psnr"].items()
+                if isinstance(v, float)
+            )
+        )
 
 
 def _train_config(**kw):
@@ -431,8 +555,10 @@ def _start_mean(model_path: Path, channels: int, data: str | None, mean: float |
     config = Path(model_path) / "config.json"
     recorded = read_json(config).get("data", {}).get("channel_means") if config.is_file() else None
     if recorded is None:
-        raise UserError(f"{model_path} records no training data mean: give --data (images like "
-                        "the training set) or --mean")  # fmt: skip
+        raise UserError(
+            f"{model_path} records no training data mean: give --data (images like "
+            "the training set) or --mean"
+        )
     if len(recorded) != channels:
         raise UserError(f"{config}: {len(recorded)} channel means for a {channels}-channel model")
     return recorded
@@ -443,12 +569,13 @@ def _check_images(model, images, pad: bool) -> None:
     for i in range(len(images)):
         c, h, w = images[i].shape
         if c != model.image_channels:
-            raise UserError(f"{images.names[i]}: {c}-channel image, the model takes "
-                            f"{model.image_channels} (use --channels)")  # fmt: skip
+            raise UserError(
+                f"{images.names[i]}: {c}-channel image, the model takes "
+                f"{model.image_channels} (use --channels)"
+            )
         m = model.size_multiple
         if not pad and (h % m or w % m):
-            raise UserError(f"{images.names[i]}: size {h}x{w} is not divisible by {m} "
-                            f"(use --pad)")  # fmt: skip
+            raise UserError(f"{images.names[i]}: size {h}x{w} is not divisible by {m} (use --pad)")
 
 
 def _output_stems(names: list[str]) -> list[str]:
@@ -502,8 +629,9 @@ def denoise(model_path, input_path, out_dir, sigma, noisy, channels, pad, seed, 
         raise UserError("give either --sigma (noise is added to clean input) or --noisy")
     sig = 0.0 if noisy else _sigmas(str(sigma))[0]
     model = _load_model_cli(model_path, device)
-    images = open_data(DataSpec((str(input_path),), channels=None if channels is None
-                                else int(channels)))  # fmt: skip
+    images = open_data(
+        DataSpec((str(input_path),), channels=None if channels is None else int(channels))
+    )
     _check_images(model, images, pad)
     stems = _output_stems(images.names)
     run = model_method(model, pad=pad, device=_device(device))
@@ -518,16 +646,24 @@ def denoise(model_path, input_path, out_dir, sigma, noisy, channels, pad, seed, 
                 continue
             a = np.round(t[0].numpy().transpose(1, 2, 0) * 255).astype(np.uint8)
             pil = Image.fromarray(a[:, :, 0] if a.shape[2] == 1 else a)
-            write_atomic(Path(out_dir) / f"{stem}_{tag}.png",
-                         lambda tmp, pil=pil: pil.save(tmp, format="PNG"))  # fmt: skip
+            write_atomic(
+                Path(out_dir) / f"{stem}_{tag}.png",
+                lambda tmp, pil=pil: pil.save(tmp, format="PNG"),
+            )
         if not noisy:
-            scores[images.names[i]] = {"psnr_noisy": float(psnr(y, x)[0]),
-                                       "psnr_denoised": float(psnr(est, x)[0])}  # fmt: skip
-            click.echo(f"{images.names[i]}: PSNR {scores[images.names[i]]['psnr_noisy']:.2f} -> "
-                       f"{scores[images.names[i]]['psnr_denoised']:.2f} dB")  # fmt: skip
+            scores[images.names[i]] = {
+                "psnr_noisy": float(psnr(y, x)[0]),
+                "psnr_denoised": float(psnr(est, x)[0]),
+            }
+            click.echo(
+                f"{images.names[i]}: PSNR {scores[images.names[i]]['psnr_noisy']:.2f} -> "
+                f"{scores[images.names[i]]['psnr_denoised']:.2f} dB"
+            )
     if scores:
-        write_json(Path(out_dir) / "psnr.json", {"sigma_255": sigma, "seed": seed,
-                                                 "model": str(model_path), "images": scores})  # fmt: skip
+        write_json(
+            Path(out_dir) / "psnr.json",
+            {"sigma_255": sigma, "seed": seed, "model": str(model_path), "images": scores},
+        )
     click.echo(f"wrote {len(images)} result(s) to {out_dir}")
 
 
@@ -549,8 +685,9 @@ def denoise(model_path, input_path, out_dir, sigma, noisy, channels, pad, seed, 
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @user_errors
-def evaluate(model_paths, data_path, sigmas, with_bm3d, out_dir, channels, limit, pad, seed,
-             device):  # fmt: skip
+def evaluate(
+    model_paths, data_path, sigmas, with_bm3d, out_dir, channels, limit, pad, seed, device
+):
     """PSNR and SSIM over noise levels on a test set: a table, psnr.png and results.json."""
     from denoiserlens.data import DataSpec, open_data
     from denoiserlens.evaluation import bm3d_method, model_method, write_results
@@ -571,8 +708,16 @@ def evaluate(model_paths, data_path, sigmas, with_bm3d, out_dir, channels, limit
         methods["BM3D"] = bm3d_method
     res = run_eval(methods, images, sig, seed, progress=lambda s: click.echo(s, err=True))
     click.echo(res.format_table())
-    write_results(res, out_dir, {"data": data_path, "data_fingerprint": images.fingerprint,
-                                 "seed": seed, "models": [str(p) for p in model_paths]})  # fmt: skip
+    write_results(
+        res,
+        out_dir,
+        {
+            "data": data_path,
+            "data_fingerprint": images.fingerprint,
+            "seed": seed,
+            "models": [str(p) for p in model_paths],
+        },
+    )
     click.echo(f"wrote {out_dir}/results.json, table.txt, psnr.png")
 
 
@@ -612,16 +757,22 @@ def classifier(out_dir, epochs, batch_size, lr, test_fraction, half, seed, devic
 
     spec = _data_spec(data_kw)
     try:
-        cfg = ClassifierConfig(epochs=epochs, batch_size=batch_size, lr=lr,
-                               test_fraction=test_fraction, seed=seed)  # fmt: skip
+        cfg = ClassifierConfig(
+            epochs=epochs, batch_size=batch_size, lr=lr, test_fraction=test_fraction, seed=seed
+        )
     except ValueError as e:
         raise UserError(str(e)) from None
     if Path(out_dir, "weights.safetensors").exists():
         raise UserError(f"{out_dir} already holds a classifier; choose another --out")
     images = open_data(spec)
     transforms = {k: getattr(spec, k) for k in READ_TRANSFORMS}
-    clf = train_classifier(images, cfg, {k: v for k, v in transforms.items() if v is not None},
-                           _device(device), progress=click.echo)  # fmt: skip
+    clf = train_classifier(
+        images,
+        cfg,
+        {k: v for k, v in transforms.items() if v is not None},
+        _device(device),
+        progress=click.echo,
+    )
     save_classifier(clf, out_dir, half=half)
     acc = "no held-out images" if clf.accuracy is None else f"held-out accuracy {clf.accuracy:.3f}"
     click.echo(f"{len(clf.class_names)} classes, {acc}; weights.safetensors in {out_dir}")
@@ -643,8 +794,10 @@ def demo(out_dir):
 
     result = run_demo(out_dir, progress=lambda s: click.echo(s, err=True))
     click.echo(result["table"])
-    click.echo("gain over BM3D (dB): " + ", ".join(
-        f"sigma {k}: {v:+.2f}" for k, v in result["gain_over_bm3d_db"].items()))  # fmt: skip
+    click.echo(
+        "gain over BM3D (dB): "
+        + ", ".join(f"sigma {k}: {v:+.2f}" for k, v in result["gain_over_bm3d_db"].items())
+    )
     click.echo(f"results in {out_dir}/: table.txt, results.json, psnr.png, examples.png")
 
 
@@ -684,8 +837,23 @@ def demo(out_dir):
 )
 @click.option("--device", default="auto", show_default=True)
 @user_errors
-def represent(model_path, out_dir, sigmas, n_noise, blocks, inputs, batch_size, chunk_size, bf16,
-              channels_last, seed, resume, random_weights, device, **data_kw):  # fmt: skip
+def represent(
+    model_path,
+    out_dir,
+    sigmas,
+    n_noise,
+    blocks,
+    inputs,
+    batch_size,
+    chunk_size,
+    bf16,
+    channels_last,
+    seed,
+    resume,
+    random_weights,
+    device,
+    **data_kw,
+):
     """phi (section 2.3) and block summaries a_bar_j of a data set, streamed to a store.
 
     phi(x, sigma) is the mean over --n-noise draws of the spatial means of the middle block's
@@ -709,21 +877,38 @@ def represent(model_path, out_dir, sigmas, n_noise, blocks, inputs, batch_size, 
         model_path = f"{model_path} (random weights, seed {seed})"
     spec = _data_spec(data_kw)
     images = open_data(spec)
-    cfg = RepresentConfig(sigmas=tuple(_sigmas(sigmas)), n_noise=n_noise,
-                          blocks=parse_blocks(blocks, model), inputs=inputs, seed=seed,
-                          batch_size=batch_size, chunk_size=chunk_size, bf16=bf16,
-                          channels_last=channels_last)  # fmt: skip
+    cfg = RepresentConfig(
+        sigmas=tuple(_sigmas(sigmas)),
+        n_noise=n_noise,
+        blocks=parse_blocks(blocks, model),
+        inputs=inputs,
+        seed=seed,
+        batch_size=batch_size,
+        chunk_size=chunk_size,
+        bf16=bf16,
+        channels_last=channels_last,
+    )
     bar = tqdm(total=None, unit="chunk", dynamic_ncols=True)
 
     def progress(i: int, n: int) -> None:
         bar.total = n
         bar.update(1)
 
-    store = run_represent(model, images, out_dir, cfg, resume=resume, model_path=str(model_path),
-                          progress=progress, data_spec=spec.to_dict())  # fmt: skip
+    store = run_represent(
+        model,
+        images,
+        out_dir,
+        cfg,
+        resume=resume,
+        model_path=str(model_path),
+        progress=progress,
+        data_spec=spec.to_dict(),
+    )
     bar.close()
-    click.echo(f"{out_dir}: {len(store.names)} images x {len(cfg.sigmas)} sigma(s); arrays "
-               + ", ".join(f"{k} {tuple(v)}" for k, v in store.meta["arrays"].items()))  # fmt: skip
+    click.echo(
+        f"{out_dir}: {len(store.names)} images x {len(cfg.sigmas)} sigma(s); arrays "
+        + ", ".join(f"{k} {tuple(v)}" for k, v in store.meta["arrays"].items())
+    )
 
 
 @main.command()
@@ -790,10 +975,14 @@ def analyze(store_path, out_dir, sigma, reference, query, model_path, map_images
         pair = None if groups is None else tuple(int(g) for g in groups.split(","))
     except ValueError:
         raise UserError(f"--groups takes two integer labels A,B, got {groups!r}") from None
-    metrics = analyze_store(store_path, out_dir, sig, _sigmas(str(reference))[0], query, model,
-                            map_images, pair)  # fmt: skip
-    click.echo(json.dumps({k: v for k, v in metrics.items()
-                           if k not in ("stability", "findings")}, indent=1))  # fmt: skip
+    metrics = analyze_store(
+        store_path, out_dir, sig, _sigmas(str(reference))[0], query, model, map_images, pair
+    )
+    click.echo(
+        json.dumps(
+            {k: v for k, v in metrics.items() if k not in ("stability", "findings")}, indent=1
+        )
+    )
     for f in metrics["findings"]:
         click.echo(f"[{'holds' if f['holds'] else 'does not hold'}] {f['claim']}: {f['measured']}")
     click.echo(f"figures and metrics.json in {out_dir}")
@@ -824,8 +1013,9 @@ def neighbours(store_path, out_dir, queries, k, sigma):
     for q in result["queries"]:
         line = f"row {q['row']} ({q['name']}): phi {q['phi']}, pixels {q['pixels']}"
         if "label" in q:
-            line += (f"; same label: phi {q['same_label_phi']:.0%}, "
-                     f"pixels {q['same_label_pixels']:.0%}")  # fmt: skip
+            line += (
+                f"; same label: phi {q['same_label_phi']:.0%}, pixels {q['same_label_pixels']:.0%}"
+            )
         click.echo(line)
     click.echo(f"fig14_neighbours.png and neighbours.json in {out_dir}")
 
@@ -853,13 +1043,17 @@ def cluster(store_path, out_dir, k, sigma, seed, n_init, pairs):
     except ValueError as e:  # k out of range, a single label class: the data cannot answer
         raise UserError(str(e)) from None
     cs = r["cluster_separation"]
-    click.echo(f"{k} clusters ({r['method']}), sizes {min(r['sizes'])}-{max(r['sizes'])}; "
-               f"{cs['fraction_separated']:.0%} of {cs['pairs']} cluster pairs > 2 sd apart")  # fmt: skip
+    click.echo(
+        f"{k} clusters ({r['method']}), sizes {min(r['sizes'])}-{max(r['sizes'])}; "
+        f"{cs['fraction_separated']:.0%} of {cs['pairs']} cluster pairs > 2 sd apart"
+    )
     if "labels" in r:
         lab, cl = r["labels"], r["class_separation"]
-        click.echo(f"against labels: NMI {lab['nmi']:.3f}, ARI {lab['ari']:.3f}, purity "
-                   f"{lab['purity']:.3f}; {cl['fraction_separated']:.0%} of {cl['pairs']} "
-                   f"class pairs > 2 sd apart")  # fmt: skip
+        click.echo(
+            f"against labels: NMI {lab['nmi']:.3f}, ARI {lab['ari']:.3f}, purity "
+            f"{lab['purity']:.3f}; {cl['fraction_separated']:.0%} of {cl['pairs']} "
+            f"class pairs > 2 sd apart"
+        )
     click.echo(f"clusters.json, assignments.npy, centroids.npy and figures in {out_dir}")
 
 
@@ -876,8 +1070,11 @@ def cluster(store_path, out_dir, k, sigma, seed, n_init, pairs):
 @click.option("--k", type=COUNT, default=10, show_default=True, help="Neighbours of the kNN vote.")
 @click.option("--query-fraction", type=float, default=0.2, show_default=True)
 @click.option("--linear/--no-linear", default=True, show_default=True, help="Add a linear probe.")
-@click.option("--key", default=None,
-              help="Stored array to probe, e.g. E1 or in:E2 (default: phi, the middle block).")  # fmt: skip
+@click.option(
+    "--key",
+    default=None,
+    help="Stored array to probe, e.g. E1 or in:E2 (default: phi, the middle block).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @user_errors
 def probe(stores, out_dir, pixels, k, query_fraction, linear, key, seed):
@@ -897,8 +1094,10 @@ def probe(stores, out_dir, pixels, k, query_fraction, linear, key, seed):
         result = probe_stores(named, out_dir, pixels, k, query_fraction, seed, linear, key)
     except ValueError as e:  # more neighbours than references, one class only
         raise UserError(str(e)) from None
-    click.echo(f"{result['references']} references, {result['queries']} queries, "
-               f"{result['classes']} classes")  # fmt: skip
+    click.echo(
+        f"{result['references']} references, {result['queries']} queries, "
+        f"{result['classes']} classes"
+    )
     click.echo(format_probe_table(result))
     click.echo(f"probe.json in {out_dir}")
 
@@ -908,25 +1107,38 @@ def probe(stores, out_dir, pixels, k, query_fraction, linear, key, seed):
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
 @click.option("--n", "count", type=COUNT, default=16, show_default=True, help="Number of samples.")
 @click.option("--size", type=int, default=32, show_default=True, help="Height and width.")
-@click.option("--preset", type=click.Choice(["representation", "ks2021"]),
-              default="representation", show_default=True,
-              help="representation: the authors' samples of this paper, sigma_0 765, fixed h "
-              "0.01, beta 0.05, sigma_L 10.2, 20000 steps at most (samples with the data's mean "
-              "and std on the bundled Fashion-MNIST model, ~80x the steps); ks2021: sigma_0 255, "
-              "adaptive h, beta 0.5, sigma_L 2.55 (Kadkhodaie & Simoncelli 2021: quick, dim "
-              "and flat there). The options below override it.")  # fmt: skip
+@click.option(
+    "--preset",
+    type=click.Choice(["representation", "ks2021"]),
+    default="representation",
+    show_default=True,
+    help="representation: the authors' samples of this paper, sigma_0 765, fixed h "
+    "0.01, beta 0.05, sigma_L 10.2, 20000 steps at most (samples with the data's mean "
+    "and std on the bundled Fashion-MNIST model, ~80x the steps); ks2021: sigma_0 255, "
+    "adaptive h, beta 0.5, sigma_L 2.55 (Kadkhodaie & Simoncelli 2021: quick, dim "
+    "and flat there). The options below override it.",
+)
 @click.option(
     "--data",
     "mean_data",
     default=None,
     help="Start at the per-channel mean of these images (a --data source of train).",
 )
-@click.option("--mean", type=float, default=None,
-              help="Start at this mean, in [0, 1] [default: the training data's, from the run "
-              "directory, or that of --data].")  # fmt: skip
+@click.option(
+    "--mean",
+    type=float,
+    default=None,
+    help="Start at this mean, in [0, 1] [default: the training data's, from the run "
+    "directory, or that of --data].",
+)
 @click.option("--sigma-0", type=SIGMA, default=None, help=SIGMA_HELP)
-@click.option("--sigma-L", "sigma_L", type=SIGMA, default=None,
-              help=f"Stop below this effective noise level, {SIGMA_HELP}.")  # fmt: skip
+@click.option(
+    "--sigma-L",
+    "sigma_L",
+    type=SIGMA,
+    default=None,
+    help=f"Stop below this effective noise level, {SIGMA_HELP}.",
+)
 @click.option("--h0", type=float, default=None, help="Initial step size.")
 @click.option("--beta", type=float, default=None, help="1 - injected noise.")
 @click.option(
@@ -948,9 +1160,27 @@ def probe(stores, out_dir, pixels, k, query_fraction, linear, key, seed):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @user_errors
-def sample(model_path, out_dir, count, size, preset, mean_data, mean, sigma_0, sigma_L, h0, beta,
-           fixed_step, max_steps, batch_size, bf16, reference, classifier_path, seed,
-           device):  # fmt: skip
+def sample(
+    model_path,
+    out_dir,
+    count,
+    size,
+    preset,
+    mean_data,
+    mean,
+    sigma_0,
+    sigma_L,
+    h0,
+    beta,
+    fixed_step,
+    max_steps,
+    batch_size,
+    bf16,
+    reference,
+    classifier_path,
+    seed,
+    device,
+):
     """Unconditional samples (Figure 19): the blind sampler of Kadkhodaie & Simoncelli (2021),
     the noise level read off the residual. Writes samples.png, samples.npy and sampling.json."""
     from dataclasses import replace
@@ -965,8 +1195,14 @@ def sample(model_path, out_dir, count, size, preset, mean_data, mean, sigma_0, s
     from denoiserlens.sampling import SAMPLER_PRESETS
     from denoiserlens.sampling import sample as run_sampler
 
-    given = dict(sigma_0=sigma_0 and sigma_0 / 255, sigma_L=sigma_L and sigma_L / 255, h0=h0,
-                 beta=beta, fixed_step=fixed_step, max_steps=max_steps)  # fmt: skip
+    given = dict(
+        sigma_0=sigma_0 and sigma_0 / 255,
+        sigma_L=sigma_L and sigma_L / 255,
+        h0=h0,
+        beta=beta,
+        fixed_step=fixed_step,
+        max_steps=max_steps,
+    )
     try:
         cfg = replace(SAMPLER_PRESETS[preset], **{k: v for k, v in given.items() if v is not None})
     except ValueError as e:
@@ -996,8 +1232,16 @@ def sample(model_path, out_dir, count, size, preset, mean_data, mean, sigma_0, s
             bar.update(k - done[0])
             done[0] = k
 
-        out = run_sampler(denoise, (n, model.image_channels, size, size), cfg, mean=start,
-                          seed=seed, ids=range(b0, b0 + n), device=dev, progress=progress)  # fmt: skip
+        out = run_sampler(
+            denoise,
+            (n, model.image_channels, size, size),
+            cfg,
+            mean=start,
+            seed=seed,
+            ids=range(b0, b0 + n),
+            device=dev,
+            progress=progress,
+        )
         images.append(out.images.cpu().numpy().astype(np.float32))
         steps += out.steps.tolist()
         finished += out.finished.tolist()
@@ -1008,19 +1252,43 @@ def sample(model_path, out_dir, count, size, preset, mean_data, mean, sigma_0, s
     with atomic_path(Path(out_dir) / "samples.npy") as tmp, open(tmp, "wb") as f:
         np.save(f, x)
     save_image_grid(Path(out_dir) / "samples.png", x)
-    write_json(Path(out_dir) / "sampling.json", {
-        "model": str(model_path), "seed": seed, "mean": means, "size": size, "preset": preset,
-        "config": {"sigma_0": cfg.sigma_0, "sigma_L": cfg.sigma_L, "h0": cfg.h0,
-                   "beta": cfg.beta, "fixed_step": cfg.fixed_step, "max_steps": cfg.max_steps},
-        "steps": steps, "finished": finished, "final_sigma": last})  # fmt: skip
+    write_json(
+        Path(out_dir) / "sampling.json",
+        {
+            "model": str(model_path),
+            "seed": seed,
+            "mean": means,
+            "size": size,
+            "preset": preset,
+            "config": {
+                "sigma_0": cfg.sigma_0,
+                "sigma_L": cfg.sigma_L,
+                "h0": cfg.h0,
+                "beta": cfg.beta,
+                "fixed_step": cfg.fixed_step,
+                "max_steps": cfg.max_steps,
+            },
+            "steps": steps,
+            "finished": finished,
+            "final_sigma": last,
+        },
+    )
     n_done = sum(finished)
-    click.echo(f"{count} samples ({n_done} reached sigma_L), median {int(np.median(steps))} "
-               f"steps; samples.png, samples.npy, sampling.json in {out_dir}")  # fmt: skip
+    click.echo(
+        f"{count} samples ({n_done} reached sigma_L), median {int(np.median(steps))} "
+        f"steps; samples.png, samples.npy, sampling.json in {out_dir}"
+    )
     if judge is not None:
         clf, ref = judge
         q = sample_quality(x, ref, clf, seed)
-        write_json(Path(out_dir) / "quality.json", {"reference": reference, "classifier": (
-            str(classifier_path or "bundled") if clf else None), **q.to_dict()})  # fmt: skip
+        write_json(
+            Path(out_dir) / "quality.json",
+            {
+                "reference": reference,
+                "classifier": (str(classifier_path or "bundled") if clf else None),
+                **q.to_dict(),
+            },
+        )
         for line in q.lines():
             click.echo(line)
 
@@ -1032,8 +1300,10 @@ def _sample_judge(reference: str, classifier_path, shape: tuple, count: int):
 
     clf = fitting_classifier(classifier_path, shape)
     if clf is None:
-        _warn("no classifier takes these images: pixel statistics only (train one with "
-              "`denoiserlens classifier`)")  # fmt: skip
+        _warn(
+            "no classifier takes these images: pixel statistics only (train one with "
+            "`denoiserlens classifier`)"
+        )
     ref = open_reference(reference, clf)
     try:
         check_reference(count, shape, ref, clf is not None)
@@ -1047,23 +1317,45 @@ def _sample_judge(reference: str, classifier_path, shape: tuple, count: int):
 @data_options
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
 @click.option("--rows", default="0", show_default=True, help="Comma list of target rows.")
-@click.option("--union", "unions", default=None,
-              help="Comma list of A+B row pairs: condition on the union of the active channels "
-                   "of images A and B (elementwise max of their phi), instead of --rows.")  # fmt: skip
-@click.option("--clusters-from", type=click.Path(path_type=Path), default=None,
-              help="A `cluster` output folder: condition on the centroids (mean phi of members) "
-                   "of --clusters, instead of --rows; --data must be the store's images.")  # fmt: skip
+@click.option(
+    "--union",
+    "unions",
+    default=None,
+    help="Comma list of A+B row pairs: condition on the union of the active channels "
+    "of images A and B (elementwise max of their phi), instead of --rows.",
+)
+@click.option(
+    "--clusters-from",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A `cluster` output folder: condition on the centroids (mean phi of members) "
+    "of --clusters, instead of --rows; --data must be the store's images.",
+)
 @click.option("--clusters", default=None, help="Comma list of cluster ids (--clusters-from).")
-@click.option("--members", type=COUNT, default=16, show_default=True,
-              help="Random members per cluster whose phi are averaged.")  # fmt: skip
+@click.option(
+    "--members",
+    type=COUNT,
+    default=16,
+    show_default=True,
+    help="Random members per cluster whose phi are averaged.",
+)
 @click.option("--n-samples", type=COUNT, default=8, show_default=True, help="Samples per target.")
 @click.option("--sigma-max", type=SIGMA, default=255.0, show_default=True, help=SIGMA_HELP)
 @click.option("--sigma-min", type=SIGMA, default=2.55, show_default=True, help=SIGMA_HELP)
-@click.option("--steps", type=COUNT, default=100, show_default=True,
-              help="Geometric schedule length (fixed schedule).")  # fmt: skip
-@click.option("--ancestral/--paper-step", default=True, show_default=True,
-              help="Score step: exact Gaussian posterior step, or Algorithm 1 as printed "
-                   "(which halves the variance of well-resolved directions).")  # fmt: skip
+@click.option(
+    "--steps",
+    type=COUNT,
+    default=100,
+    show_default=True,
+    help="Geometric schedule length (fixed schedule).",
+)
+@click.option(
+    "--ancestral/--paper-step",
+    default=True,
+    show_default=True,
+    help="Score step: exact Gaussian posterior step, or Algorithm 1 as printed "
+    "(which halves the variance of well-resolved directions).",
+)
 @click.option("--adaptive", is_flag=True, help="Adaptive steps of the unconditional sampler.")
 @click.option("--h0", type=float, default=0.02, show_default=True, help="Adaptive: step size.")
 @click.option("--beta", type=float, default=0.5, show_default=True, help="Adaptive: noise.")
@@ -1073,9 +1365,29 @@ def _sample_judge(reference: str, classifier_path, shape: tuple, count: int):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @user_errors
-def reconstruct(model_path, out_dir, rows, unions, clusters_from, clusters, members, n_samples,
-                sigma_max, sigma_min, steps, ancestral, adaptive, h0, beta, guidance, n_noise,
-                classifier_path, seed, device, **data_kw):  # fmt: skip
+def reconstruct(
+    model_path,
+    out_dir,
+    rows,
+    unions,
+    clusters_from,
+    clusters,
+    members,
+    n_samples,
+    sigma_max,
+    sigma_min,
+    steps,
+    ancestral,
+    adaptive,
+    h0,
+    beta,
+    guidance,
+    n_noise,
+    classifier_path,
+    seed,
+    device,
+    **data_kw,
+):
     """Self-guided stochastic reconstruction from phi (Algorithms 1, 2; Figures 7, 20): samples
     whose phi matches each target's. Targets are images (--rows), unions of two images' active
     channels (--union) or cluster centroids (--clusters-from). Writes fig7_reconstructions.png,
@@ -1094,14 +1406,16 @@ def reconstruct(model_path, out_dir, rows, unions, clusters_from, clusters, memb
     dev = _device(device)
     model = _load_model_cli(model_path, device)
     images = open_data(_data_spec(data_kw))
-    groups, combine, kind = _reconstruction_targets(images, rows, unions, clusters_from, clusters,
-                                                    members, seed)  # fmt: skip
+    groups, combine, kind = _reconstruction_targets(
+        images, rows, unions, clusters_from, clusters, members, seed
+    )
     picked = [gr[0] for gr in groups]  # the image shown at the centre of each panel
     try:
         ada = None
         if adaptive:
-            ada = SamplerConfig(sigma_0=sigma_max / 255, sigma_L=sigma_min / 255, h0=h0,
-                                beta=beta, fixed_step=False)  # fmt: skip
+            ada = SamplerConfig(
+                sigma_0=sigma_max / 255, sigma_L=sigma_min / 255, h0=h0, beta=beta, fixed_step=False
+            )
     except ValueError as e:
         raise UserError(str(e)) from None
     if n_samples < 1 or n_noise < 1 or (not adaptive and steps < 1):
@@ -1117,10 +1431,27 @@ def reconstruct(model_path, out_dir, rows, unions, clusters_from, clusters, memb
     phi_fn = middle_means(model)
     target = ImageTargets(phi_fn, targets, n_noise, seed, picked)  # noise seeded by row
     if kind != "rows":
-        target = GroupTargets(phi_fn, [to_float(images.subset(gr).as_array()).to(dev)
-                                       for gr in groups], combine, n_noise, seed, groups)  # fmt: skip
-    r = run_reconstruct(phi_fn, model.denoise, target, n_samples, sigmas, ada, guidance, n_noise,
-                        mean, seed, ancestral=ancestral)  # fmt: skip
+        target = GroupTargets(
+            phi_fn,
+            [to_float(images.subset(gr).as_array()).to(dev) for gr in groups],
+            combine,
+            n_noise,
+            seed,
+            groups,
+        )
+    r = run_reconstruct(
+        phi_fn,
+        model.denoise,
+        target,
+        n_samples,
+        sigmas,
+        ada,
+        guidance,
+        n_noise,
+        mean,
+        seed,
+        ancestral=ancestral,
+    )
     out = Path(out_dir)
     x = r.images.cpu().numpy().astype(np.float32)
     with atomic_path(out / "samples.npy") as tmp, open(tmp, "wb") as f:
@@ -1130,8 +1461,9 @@ def reconstruct(model_path, out_dir, rows, unions, clusters_from, clusters, memb
         centre = [list(to_float(images.subset(gr).as_array()).numpy()) for gr in groups]
     title = {"rows": "target", "union": "union of A | B", "cluster": "a member"}[kind]
     plot_reconstructions(out / "fig7_reconstructions.png", centre, x, n_samples, title)
-    plot_noise_levels(out / "fig20_noise_levels.png", r.sigma_before.cpu().numpy(),
-                      r.sigma_after.cpu().numpy())  # fmt: skip
+    plot_noise_levels(
+        out / "fig20_noise_levels.png", r.sigma_before.cpu().numpy(), r.sigma_after.cpu().numpy()
+    )
     cos = r.cosine.view(len(picked), n_samples).tolist()
     rel = r.relative_error.view(len(picked), n_samples).tolist()
     quality = None
@@ -1139,21 +1471,39 @@ def reconstruct(model_path, out_dir, rows, unions, clusters_from, clusters, memb
     if clf is not None:
         labels = None if images.labels is None else images.labels[picked]
         quality = reconstruction_quality(x, targets.cpu().numpy(), clf, labels)
-    write_json(out / "reconstruct.json", {
-        "quality": quality and quality.to_dict(),
-        "model": str(model_path), "targets": kind, "groups": groups, "rows": picked,
-        "names": [images.names[i] for i in picked],
-        "n_samples": n_samples, "seed": seed, "adaptive": adaptive, "ancestral": ancestral,
-        "sigma_max_255": sigma_max, "sigma_min_255": sigma_min, "levels": len(r.sigma_after),
-        "guidance": dataclasses.asdict(guidance), "n_noise": n_noise,
-        "phi_cosine": cos, "phi_relative_error": rel})  # fmt: skip
+    write_json(
+        out / "reconstruct.json",
+        {
+            "quality": quality and quality.to_dict(),
+            "model": str(model_path),
+            "targets": kind,
+            "groups": groups,
+            "rows": picked,
+            "names": [images.names[i] for i in picked],
+            "n_samples": n_samples,
+            "seed": seed,
+            "adaptive": adaptive,
+            "ancestral": ancestral,
+            "sigma_max_255": sigma_max,
+            "sigma_min_255": sigma_min,
+            "levels": len(r.sigma_after),
+            "guidance": dataclasses.asdict(guidance),
+            "n_noise": n_noise,
+            "phi_cosine": cos,
+            "phi_relative_error": rel,
+        },
+    )
     for i, row in enumerate(picked):
-        click.echo(f"{kind} target {i} (row {row}): phi cosine {np.median(cos[i]):.3f}, relative error "
-                   f"{np.median(rel[i]):.3f} (median of {n_samples} samples)")  # fmt: skip
+        click.echo(
+            f"{kind} target {i} (row {row}): phi cosine {np.median(cos[i]):.3f}, relative error "
+            f"{np.median(rel[i]):.3f} (median of {n_samples} samples)"
+        )
     for line in quality.lines() if quality else []:
         click.echo(line)
-    click.echo(f"fig7_reconstructions.png, fig20_noise_levels.png, samples.npy, "
-               f"reconstruct.json in {out_dir}")  # fmt: skip
+    click.echo(
+        f"fig7_reconstructions.png, fig20_noise_levels.png, samples.npy, "
+        f"reconstruct.json in {out_dir}"
+    )
 
 
 def _reconstruction_targets(images, rows, unions, clusters_from, clusters, members, seed):
@@ -1218,10 +1568,21 @@ def _cluster_groups(images, folder: Path, clusters, members: int, seed: int):
 @click.option("--model", "model_path", type=click.Path(path_type=Path), required=True)
 @data_options
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
-@click.option("--images", "n_images", type=COUNT, default=10, show_default=True,
-              help="Random images of the data; every pair of them is measured.")  # fmt: skip
-@click.option("--n-samples", type=COUNT, default=2, show_default=True,
-              help="Samples of each conditional density (Monte Carlo).")  # fmt: skip
+@click.option(
+    "--images",
+    "n_images",
+    type=COUNT,
+    default=10,
+    show_default=True,
+    help="Random images of the data; every pair of them is measured.",
+)
+@click.option(
+    "--n-samples",
+    type=COUNT,
+    default=2,
+    show_default=True,
+    help="Samples of each conditional density (Monte Carlo).",
+)
 @click.option("--steps", type=COUNT, default=60, show_default=True, help="Reconstruction steps.")
 @click.option("--grid", type=COUNT, default=10, show_default=True, help="Sigmas of the integral.")
 @click.option("--sigma-min", type=SIGMA, default=0.255, show_default=True, help=SIGMA_HELP)
@@ -1246,8 +1607,24 @@ def _cluster_groups(images, folder: Path, clusters, members: int, seed: int):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @user_errors
-def distance(model_path, out_dir, n_images, n_samples, steps, grid, sigma_min, sigma_max,
-             phi_sigma, guidance, n_noise, estimator, tau, seed, device, **data_kw):  # fmt: skip
+def distance(
+    model_path,
+    out_dir,
+    n_images,
+    n_samples,
+    steps,
+    grid,
+    sigma_min,
+    sigma_max,
+    phi_sigma,
+    guidance,
+    n_noise,
+    estimator,
+    tau,
+    seed,
+    device,
+    **data_kw,
+):
     """Distances between conditional densities (Eq. 4; Figure 8 right): for every pair of random
     images, d^2(p(x|phi_1), p(x|phi_2)) against ||phi_1 - phi_2||^2, and the constants A, B of
     inequality (3). Above --sigma-max the tilted estimator goes on with the Gaussian posterior
@@ -1286,12 +1663,27 @@ def distance(model_path, out_dir, n_images, n_samples, steps, grid, sigma_min, s
         pick = np.random.default_rng(seed).permutation(len(images))[:PRIOR_IMAGES]
         prior = gaussian_prior(to_float(images.subset(sorted(pick.tolist())).as_array()))
     lo, hi = math.log10(sigma_min / 255), math.log10(sigma_max / 255)
-    click.echo(f"{n_samples} reconstructions of each of {n_images} images, then Eq. 4 for "
-               f"{n_images * (n_images - 1) // 2} pairs on {grid} noise levels", err=True)  # fmt: skip
-    study = distance_experiment(model, x, torch.logspace(hi, lo, steps + 1),
-                                torch.logspace(lo, hi, grid), n_samples, guidance, n_noise,
-                                phi_sigma / 255, _channel_means(images, dev), seed, rows,
-                                estimator, tau, prior)  # fmt: skip
+    click.echo(
+        f"{n_samples} reconstructions of each of {n_images} images, then Eq. 4 for "
+        f"{n_images * (n_images - 1) // 2} pairs on {grid} noise levels",
+        err=True,
+    )
+    study = distance_experiment(
+        model,
+        x,
+        torch.logspace(hi, lo, steps + 1),
+        torch.logspace(lo, hi, grid),
+        n_samples,
+        guidance,
+        n_noise,
+        phi_sigma / 255,
+        _channel_means(images, dev),
+        seed,
+        rows,
+        estimator,
+        tau,
+        prior,
+    )
     study.update(
         model=str(model_path),
         rows=rows,
@@ -1303,8 +1695,9 @@ def distance(model_path, out_dir, n_images, n_samples, steps, grid, sigma_min, s
     study["pairs"] = [[rows[i], rows[j]] for i, j in study["pairs"]]
     pairs = study["pairs"]
     out = Path(out_dir)
-    save_figure(out / "fig8_distance.png", lambda ax: plot_distance_study(ax, study),
-                figsize=(4.5, 4))  # fmt: skip
+    save_figure(
+        out / "fig8_distance.png", lambda ax: plot_distance_study(ax, study), figsize=(4.5, 4)
+    )
     write_json(out / "distance.json", study)
     c = study["constants"]
     click.echo(
@@ -1312,8 +1705,12 @@ def distance(model_path, out_dir, n_images, n_samples, steps, grid, sigma_min, s
         f"(5-95%: {c['B_over_A_5_95']:.2f}; the paper: 2.9), Pearson r = {c['pearson']:.2f}"
     )
     if estimator == "matching":
-        click.echo("B/A with the integral from sigma_min up: " + ", ".join(
-            f"{r['sigma_min'] * 255:.3g}: {r['B_over_A']:.2f}" for r in study["by_lower_limit"]))  # fmt: skip
+        click.echo(
+            "B/A with the integral from sigma_min up: "
+            + ", ".join(
+                f"{r['sigma_min'] * 255:.3g}: {r['B_over_A']:.2f}" for r in study["by_lower_limit"]
+            )
+        )
     else:
         s = c["spread"]
         click.echo(
@@ -1370,8 +1767,10 @@ def jacobian(model_path, out_dir, rows, sigmas, k, full, probes, seed, device, *
     from denoiserlens.geometry.jacobian import MAX_FULL_PIXELS
 
     if full and any(images[r].size > MAX_FULL_PIXELS for r in picked):
-        raise UserError(f"images of more than {MAX_FULL_PIXELS} values are too large for the full "
-                        "Jacobian; drop --full (the eigen-solver is matrix-free)")  # fmt: skip
+        raise UserError(
+            f"images of more than {MAX_FULL_PIXELS} values are too large for the full "
+            "Jacobian; drop --full (the eigen-solver is matrix-free)"
+        )
     out = Path(out_dir)
     results, curves = [], {}
     for r in picked:
@@ -1381,10 +1780,16 @@ def jacobian(model_path, out_dir, rows, sigmas, k, full, probes, seed, device, *
             op = JacobianOperator(model, y)
             vals, vecs = top_eigenpairs(op, k, seed=seed)
             tr, se = hutchinson_trace(op, probes, seed)
-            entry = {"row": r, "name": images.names[r], "sigma_255": round(sig * 255, 3),
-                     "eigenvalues": vals.tolist(), "trace_hutchinson": tr, "trace_se": se,
-                     "asymmetry": asymmetry(op, seed=seed),
-                     "homogeneity_error": op.homogeneity_error()}  # fmt: skip
+            entry = {
+                "row": r,
+                "name": images.names[r],
+                "sigma_255": round(sig * 255, 3),
+                "eigenvalues": vals.tolist(),
+                "trace_hutchinson": tr,
+                "trace_se": se,
+                "asymmetry": asymmetry(op, seed=seed),
+                "homogeneity_error": op.homogeneity_error(),
+            }
             if full:
                 jac = full_jacobian(model, y)
                 entry["trace_exact"] = float(jac.trace())
@@ -1393,28 +1798,45 @@ def jacobian(model_path, out_dir, rows, sigmas, k, full, probes, seed, device, *
             label = f"row {r}, sigma {sig * 255:g}"
             curves[label] = vals
             cols = min(8, k)
-            save_figure(out / f"eigenvectors_row{r}_sigma{sig * 255:g}.png",
-                        lambda axes, v=vecs, e=vals, s=x.shape[1:]: plot_eigenvectors(axes, v, s, e),
-                        figsize=(1.1 * cols, 1.2 * -(-k // cols)), nrows=-(-k // cols),
-                        ncols=cols)  # fmt: skip
-            click.echo(f"{label}: top eigenvalue {vals[0]:.3f}, trace {tr:.1f} +- {se:.1f}, "
-                       f"asymmetry {entry['asymmetry']:.3f}, |Jy - f(y)|/|f(y)| "
-                       f"{entry['homogeneity_error']:.2e}")  # fmt: skip
+            save_figure(
+                out / f"eigenvectors_row{r}_sigma{sig * 255:g}.png",
+                lambda axes, v=vecs, e=vals, s=x.shape[1:]: plot_eigenvectors(axes, v, s, e),
+                figsize=(1.1 * cols, 1.2 * -(-k // cols)),
+                nrows=-(-k // cols),
+                ncols=cols,
+            )
+            click.echo(
+                f"{label}: top eigenvalue {vals[0]:.3f}, trace {tr:.1f} +- {se:.1f}, "
+                f"asymmetry {entry['asymmetry']:.3f}, |Jy - f(y)|/|f(y)| "
+                f"{entry['homogeneity_error']:.2e}"
+            )
     save_figure(out / "eigenvalues.png", lambda ax: plot_eigenvalues(ax, curves))
-    write_json(out / "jacobian.json", {"model": str(model_path), "k": k, "seed": seed,
-                                       "results": results})  # fmt: skip
+    write_json(
+        out / "jacobian.json", {"model": str(model_path), "k": k, "seed": seed, "results": results}
+    )
     click.echo(f"eigenvalues.png, eigenvectors_*.png and jacobian.json in {out_dir}")
 
 
 @main.command()
-@click.option("--model", "model_paths", type=click.Path(path_type=Path), multiple=True,
-              required=True, help="Run directory (repeat to compare).")  # fmt: skip
+@click.option(
+    "--model",
+    "model_paths",
+    type=click.Path(path_type=Path),
+    multiple=True,
+    required=True,
+    help="Run directory (repeat to compare).",
+)
 @data_options
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
-@click.option("--sigmas", default="5,10,20,40,80", show_default=True,
-              help=f"Comma list, {SIGMA_HELP}.")  # fmt: skip
-@click.option("--alpha", type=float, default=None,
-              help="Regularity of the images (C-alpha): draw the optimal slope alpha/(alpha+1).")  # fmt: skip
+@click.option(
+    "--sigmas", default="5,10,20,40,80", show_default=True, help=f"Comma list, {SIGMA_HELP}."
+)
+@click.option(
+    "--alpha",
+    type=float,
+    default=None,
+    help="Regularity of the images (C-alpha): draw the optimal slope alpha/(alpha+1).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @user_errors
@@ -1448,22 +1870,34 @@ def slope(model_paths, out_dir, sigmas, alpha, seed, device, **data_kw):
             "" if alpha is None else f" (optimal for alpha {alpha:g}: {optimal_slope(alpha):.3f})"
         )
         click.echo(f"{p}: slope {s:.3f}{best}")
-    save_figure(Path(out_dir) / "psnr_slope.png", lambda ax: plot_psnr_curves(ax, curves),
-                figsize=(5, 4))  # fmt: skip
-    write_json(Path(out_dir) / "slope.json", {"sigmas_255": [x * 255 for x in sig], "alpha": alpha,
-                                              "seed": seed, "curves": curves})  # fmt: skip
+    save_figure(
+        Path(out_dir) / "psnr_slope.png", lambda ax: plot_psnr_curves(ax, curves), figsize=(5, 4)
+    )
+    write_json(
+        Path(out_dir) / "slope.json",
+        {"sigmas_255": [x * 255 for x in sig], "alpha": alpha, "seed": seed, "curves": curves},
+    )
     click.echo(f"psnr_slope.png and slope.json in {out_dir}")
 
 
 @main.command()
 @data_options
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
-@click.option("--sizes", default="1,10,100,1000", show_default=True,
-              help="Training set sizes N (two disjoint sets of each).")  # fmt: skip
+@click.option(
+    "--sizes",
+    default="1,10,100,1000",
+    show_default=True,
+    help="Training set sizes N (two disjoint sets of each).",
+)
 @click.option("--preset", default="tiny", show_default=True)
 @click.option("--residual", is_flag=True, help="x_hat = y + net(y) (trains faster on a budget).")
-@click.option("--norm", type=click.Choice(["batch", "none"]), default="batch", show_default=True,
-              help="Normalization of the bias-free models.")  # fmt: skip
+@click.option(
+    "--norm",
+    type=click.Choice(["batch", "none"]),
+    default="batch",
+    show_default=True,
+    help="Normalization of the bias-free models.",
+)
 @click.option("--steps", type=COUNT, default=2000, show_default=True, help="Per model.")
 @click.option("--batch-size", type=COUNT, default=32, show_default=True)
 @click.option("--lr", type=POSITIVE, default=1e-3, show_default=True)
@@ -1473,8 +1907,22 @@ def slope(model_paths, out_dir, sigmas, alpha, seed, device, **data_kw):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @user_errors
-def generalization(out_dir, sizes, preset, residual, norm, steps, batch_size, lr, n_samples,
-                   sigma_L, bf16, seed, device, **data_kw):  # fmt: skip
+def generalization(
+    out_dir,
+    sizes,
+    preset,
+    residual,
+    norm,
+    steps,
+    batch_size,
+    lr,
+    n_samples,
+    sigma_L,
+    bf16,
+    seed,
+    device,
+    **data_kw,
+):
     """Memorization vs generalization: for each N, two bias-free models trained on disjoint sets
     of N images, sampled with the same seeds; cosine similarity of paired samples and of samples
     to their nearest training image, against N. Resumable (rerun the same command). Writes
@@ -1493,30 +1941,55 @@ def generalization(out_dir, sizes, preset, residual, norm, steps, batch_size, lr
         raise UserError("training set sizes must be >= 1")
     images = open_data(_data_spec(data_kw))
     try:
-        arch = preset_config(preset, image_channels=images.channels, bias=False,
-                             norm=norm, residual=residual).to_dict()  # fmt: skip
-        cfg = _train_config(steps=steps, batch_size=batch_size, lr=lr, test_fraction=0.0,
-                            sigma_dist="uniform", sigma_min=0.0, sigma_max=1.0, bf16=bf16,
-                            seed=seed, checkpoint_every=max(1, steps // 4), eval_every=steps)  # fmt: skip
+        arch = preset_config(
+            preset, image_channels=images.channels, bias=False, norm=norm, residual=residual
+        ).to_dict()
+        cfg = _train_config(
+            steps=steps,
+            batch_size=batch_size,
+            lr=lr,
+            test_fraction=0.0,
+            sigma_dist="uniform",
+            sigma_min=0.0,
+            sigma_max=1.0,
+            bf16=bf16,
+            seed=seed,
+            checkpoint_every=max(1, steps // 4),
+            eval_every=steps,
+        )
         sampler = SamplerConfig(sigma_0=1.0, sigma_L=sigma_L / 255)
     except ValueError as e:
         raise UserError(str(e)) from None
     if 2 * ns[-1] > len(images):
-        raise UserError(f"two disjoint sets of {ns[-1]} images need {2 * ns[-1]}; the data has "
-                        f"{len(images)}")  # fmt: skip
+        raise UserError(
+            f"two disjoint sets of {ns[-1]} images need {2 * ns[-1]}; the data has {len(images)}"
+        )
     try:
-        res = run_sweep(images, ns, out_dir, arch, cfg, sampler, n_samples, seed, _device(device),
-                        log=lambda m: click.echo(m, err=True))  # fmt: skip
+        res = run_sweep(
+            images,
+            ns,
+            out_dir,
+            arch,
+            cfg,
+            sampler,
+            n_samples,
+            seed,
+            _device(device),
+            log=lambda m: click.echo(m, err=True),
+        )
     except ValueError as e:
         raise UserError(str(e)) from None
-    save_figure(Path(out_dir) / "generalization.png", lambda ax: plot_sweep(ax, res),
-                figsize=(5, 3.5))  # fmt: skip
+    save_figure(
+        Path(out_dir) / "generalization.png", lambda ax: plot_sweep(ax, res), figsize=(5, 3.5)
+    )
     fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
     for n in ns:
         r = res["per_size"][str(n)]
-        click.echo(f"N = {n}: paired samples {fmt(r['paired_median'])}, nearest training image "
-                   f"{fmt(r['nearest_training_median'])} (median cosine; samples that reached "
-                   f"sigma_L: {r['finished'][0]} and {r['finished'][1]} of {n_samples})")  # fmt: skip
+        click.echo(
+            f"N = {n}: paired samples {fmt(r['paired_median'])}, nearest training image "
+            f"{fmt(r['nearest_training_median'])} (median cosine; samples that reached "
+            f"sigma_L: {r['finished'][0]} and {r['finished'][1]} of {n_samples})"
+        )
     at = res["generalizes_at"]
     click.echo(
         "paired samples first nearly identical (median cosine > 0.95) at N = "
@@ -1526,13 +1999,24 @@ def generalization(out_dir, sizes, preset, residual, norm, steps, batch_size, lr
 
 
 @main.command()
-@click.option("--model", "model_path", type=click.Path(path_type=Path), default=None,
-              help="Run directory (default: the bundled Fashion-MNIST model).")  # fmt: skip
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Run directory (default: the bundled Fashion-MNIST model).",
+)
 @functools.partial(data_options, required=False)
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("report"),
-              show_default=True)  # fmt: skip
-@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
-              help="TOML file of report settings (see denoiserlens.report.config).")  # fmt: skip
+@click.option(
+    "--out", "out_dir", type=click.Path(path_type=Path), default=Path("report"), show_default=True
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="TOML file of report settings (see denoiserlens.report.config).",
+)
 @click.option("--images", "n_images", type=COUNT, default=None, help="Rows of the data used.")
 @click.option("--skip", default=None, help="Comma list of sections not to compute.")
 @click.option("--device", default="auto", show_default=True)
@@ -1555,8 +2039,11 @@ def report(model_path, out_dir, config_path, n_images, skip, device, **data_kw):
         spec = _data_spec(data_kw)
     if not Path(model_path).exists():
         raise UserError(f"{model_path}: no such model")
-    cfg = load_config(config_path, images=n_images,
-                      skip=None if skip is None else tuple(s for s in skip.split(",") if s))  # fmt: skip
+    cfg = load_config(
+        config_path,
+        images=n_images,
+        skip=None if skip is None else tuple(s for s in skip.split(",") if s),
+    )
     if cfg.bf16:
         _warn_if_bf16_emulated("bf16 (report setting)")
     bar = tqdm(
@@ -1570,15 +2057,27 @@ def report(model_path, out_dir, config_path, n_images, skip, device, **data_kw):
     metrics = run_report(model_path, spec, out_dir, cfg, _device(device), progress)
     bar.close()
     n_skipped = sum(1 for s in metrics["sections"].values() if s["skipped"])
-    click.echo(f"report: {out_dir}/index.html ({len(metrics['sections']) - n_skipped} sections, "
-               f"{n_skipped} omitted; explorer.html, metrics.json)")  # fmt: skip
+    click.echo(
+        f"report: {out_dir}/index.html ({len(metrics['sections']) - n_skipped} sections, "
+        f"{n_skipped} omitted; explorer.html, metrics.json)"
+    )
 
 
 @main.command()
-@click.option("--model", "model_path", type=click.Path(path_type=Path), required=True,
-              help="A run directory written by train.")  # fmt: skip
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
-              help="The new run directory (refused if it exists).")  # fmt: skip
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="A run directory written by train.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="The new run directory (refused if it exists).",
+)
 @click.option("--batches", type=COUNT, default=100, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
@@ -1609,8 +2108,13 @@ def recalibrate(model_path, out_dir, batches, seed, device):
     train_kw["eval_sigmas"] = tuple(train_kw.get("eval_sigmas", ()))
     cfg = TrainConfig(**train_kw)
     spec_keys = {f.name for f in fields(DataSpec)}
-    spec = DataSpec(**{k: (tuple(v) if k == "sources" else v)
-                       for k, v in config["data"].items() if k in spec_keys})  # fmt: skip
+    spec = DataSpec(
+        **{
+            k: (tuple(v) if k == "sources" else v)
+            for k, v in config["data"].items()
+            if k in spec_keys
+        }
+    )
     images = open_data(spec)
     if images.fingerprint != config["data"].get("fingerprint", images.fingerprint):
         raise UserError(f"{spec.sources}: the training images changed since the run")
@@ -1627,13 +2131,26 @@ def recalibrate(model_path, out_dir, batches, seed, device):
 
 
 @main.command()
-@click.option("--checkpoint", type=click.Path(path_type=Path), required=True,
-              help="A lab .pt file: BF-CNN or the authors' UNet_flex.")  # fmt: skip
-@click.option("--norm", type=click.Choice(["layer", "instance", "batch"]), default=None,
-              help="The authors' normalization, where the file cannot tell (layer and instance "
-              "norms hold the same tensors).")  # fmt: skip
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
-              help="The new run directory (refused if it exists).")  # fmt: skip
+@click.option(
+    "--checkpoint",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="A lab .pt file: BF-CNN or the authors' UNet_flex.",
+)
+@click.option(
+    "--norm",
+    type=click.Choice(["layer", "instance", "batch"]),
+    default=None,
+    help="The authors' normalization, where the file cannot tell (layer and instance "
+    "norms hold the same tensors).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="The new run directory (refused if it exists).",
+)
 @user_errors
 def convert(checkpoint, norm, out_dir):
     """Import a lab checkpoint once into a run directory (safetensors + config.json) that every
@@ -1692,8 +2209,10 @@ def _warn_if_bf16_emulated(what: str) -> None:
     from denoiserlens.hardware import native_bf16
 
     if not native_bf16():
-        _warn(f"this CPU has no native bf16 (AVX512-BF16 or AMX): {what} is emulated and "
-              "slower than float32 here")  # fmt: skip
+        _warn(
+            f"this CPU has no native bf16 (AVX512-BF16 or AMX): {what} is emulated and "
+            "slower than float32 here"
+        )
 
 
 def _fill_option_help() -> None:

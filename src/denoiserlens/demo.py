@@ -47,9 +47,12 @@ def example_figure(model: Denoiser, images: ImageSet, sigma: float, path: Path, 
     for i in range(n):
         x = to_float(images[i])[None]
         y = noisy_image(x, sigma, seed, i)
-        panels = [("clean", x), ("noisy", y.clamp(0, 1)),
-                  ("denoiserlens", ours(y, sigma).clamp(0, 1)),
-                  ("BM3D", bm3d_method(y, sigma).clamp(0, 1))]  # fmt: skip
+        panels = [
+            ("clean", x),
+            ("noisy", y.clamp(0, 1)),
+            ("denoiserlens", ours(y, sigma).clamp(0, 1)),
+            ("BM3D", bm3d_method(y, sigma).clamp(0, 1)),
+        ]
         for ax, (title, t) in zip(axes[i], panels, strict=True):
             ax.imshow(t[0, 0].numpy(), cmap="gray", vmin=0, vmax=1)
             label = title if title == "clean" else f"{title} {float(psnr(t, x)[0]):.2f} dB"
@@ -72,12 +75,27 @@ def run_demo(
     torch.manual_seed(0)
     model = model or bundled_model()
     images = images if images is not None else demo_images()
-    res = evaluate({"denoiserlens": model_method(model), "BM3D": bm3d_method}, images,
-                   list(sigmas), seed=0, progress=progress)  # fmt: skip
+    res = evaluate(
+        {"denoiserlens": model_method(model), "BM3D": bm3d_method},
+        images,
+        list(sigmas),
+        seed=0,
+        progress=progress,
+    )
     out = Path(out_dir)
-    write_results(res, out, {"data": images.source, "data_fingerprint": images.fingerprint,
-                             "seed": 0, "models": ["bundled:gray-photos"]})  # fmt: skip
+    write_results(
+        res,
+        out,
+        {
+            "data": images.source,
+            "data_fingerprint": images.fingerprint,
+            "seed": 0,
+            "models": ["bundled:gray-photos"],
+        },
+    )
     example_figure(model, images, sigmas[len(sigmas) // 2], out / "examples.png")
-    gain = {f"{s * 255:g}": float(np.mean(res.psnr["denoiserlens"][k] - res.psnr["BM3D"][k]))
-            for k, s in enumerate(sigmas)}  # fmt: skip
+    gain = {
+        f"{s * 255:g}": float(np.mean(res.psnr["denoiserlens"][k] - res.psnr["BM3D"][k]))
+        for k, s in enumerate(sigmas)
+    }
     return {"table": res.format_table(), "gain_over_bm3d_db": gain}

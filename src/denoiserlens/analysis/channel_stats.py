@@ -57,8 +57,12 @@ def channel_statistics(phi: np.ndarray, maps: np.ndarray, fraction: float = 0.9)
     (N', d, h, w), on the same or a subset of images, the spatial sparsity and PCA dimension.
     """
     pr = channel_participation(phi)
-    out = {"channel_pr": pr, "kurtosis": marginal_kurtosis(phi),
-           "spatial_pr": spatial_sparsity(maps), "pca_dim": pca_dimension(maps, fraction)}  # fmt: skip
+    out = {
+        "channel_pr": pr,
+        "kurtosis": marginal_kurtosis(phi),
+        "spatial_pr": spatial_sparsity(maps),
+        "pca_dim": pca_dimension(maps, fraction),
+    }
     corr = {}
     for key in ("kurtosis", "spatial_pr", "pca_dim"):
         ok = np.isfinite(pr) & np.isfinite(out[key].astype(np.float64))
@@ -74,15 +78,19 @@ def plot_channel_statistics(axes, st: dict, phi: np.ndarray, n_show: int = 4) ->
     pr = st["channel_pr"]
     live = np.flatnonzero(np.isfinite(pr))
     order = live[np.argsort(pr[live])]
-    for ax, channels, title in ((axes[0], order[:n_show], "selective"),
-                                (axes[1], order[-n_show:], "common")):  # fmt: skip
+    for ax, channels, title in (
+        (axes[0], order[:n_show], "selective"),
+        (axes[1], order[-n_show:], "common"),
+    ):
         for ch in channels:
             ax.hist(phi[:, ch], bins=40, histtype="step", density=True, label=f"ch {ch}")
         ax.set_yscale("log")
         ax.set_title(f"phi[i], {title} channels", fontsize=8)
         ax.legend(fontsize=6)
-    for ax, key, label in ((axes[2], "spatial_pr", "spatial PR of the maps"),
-                           (axes[3], "pca_dim", "PCs for 90% of map variance")):  # fmt: skip
+    for ax, key, label in (
+        (axes[2], "spatial_pr", "spatial PR of the maps"),
+        (axes[3], "pca_dim", "PCs for 90% of map variance"),
+    ):
         ax.scatter(pr, st[key], s=6, alpha=0.6)
         rho = st["spearman_with_channel_pr"][key]
         ax.set_xlabel("channel PR across images")

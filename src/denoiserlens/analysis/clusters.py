@@ -45,17 +45,29 @@ def kmeans(
         from sklearn.cluster import KMeans
 
         km = KMeans(k, n_init=n_init, max_iter=max_iter, random_state=seed).fit(x)
-        return Clustering(km.labels_.astype(np.int64), km.cluster_centers_.astype(np.float32),
-                          float(km.inertia_), "sklearn")  # fmt: skip
+        return Clustering(
+            km.labels_.astype(np.int64),
+            km.cluster_centers_.astype(np.float32),
+            float(km.inertia_),
+            "sklearn",
+        )
     if method == "faiss":
         import faiss
 
-        km = faiss.Kmeans(x.shape[1], k, niter=min(max_iter, 25), nredo=n_init, seed=seed,
-                          max_points_per_centroid=256, verbose=False)  # fmt: skip
+        km = faiss.Kmeans(
+            x.shape[1],
+            k,
+            niter=min(max_iter, 25),
+            nredo=n_init,
+            seed=seed,
+            max_points_per_centroid=256,
+            verbose=False,
+        )
         km.train(x)
         dist, assignment = km.index.search(x, 1)
-        return Clustering(assignment[:, 0].astype(np.int64), km.centroids.copy(),
-                          float(dist.sum()), "faiss")  # fmt: skip
+        return Clustering(
+            assignment[:, 0].astype(np.int64), km.centroids.copy(), float(dist.sum()), "faiss"
+        )
     raise ValueError(f"unknown method {method!r}; use auto, sklearn or faiss")
 
 
@@ -92,9 +104,14 @@ def separation(
     dist, spread = np.array([pair_separation(x, groups, a, b) for a, b in all_pairs]).T
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = dist / spread
-    return {"pairs": all_pairs, "distance": dist, "spread": spread, "ratio": ratio,
-            "fraction_separated": float(np.mean(ratio > 2)),
-            "median_ratio": float(np.nanmedian(ratio))}  # fmt: skip
+    return {
+        "pairs": all_pairs,
+        "distance": dist,
+        "spread": spread,
+        "ratio": ratio,
+        "fraction_separated": float(np.mean(ratio > 2)),
+        "median_ratio": float(np.nanmedian(ratio)),
+    }
 
 
 def tsne_embedding(x: np.ndarray, seed: int = 0, pca_dims: int = 50) -> np.ndarray:
@@ -114,8 +131,14 @@ def plot_separation(ax, clusters: dict, classes: dict | None = None) -> None:
     for tag, s, colour in (("clusters", clusters, "tab:blue"), ("classes", classes, "tab:red")):
         if s is None:
             continue
-        ax.scatter(s["spread"], s["distance"], s=8, alpha=0.6, color=colour,
-                   label=f"{tag}: {s['fraction_separated']:.0%} > 2 sd")  # fmt: skip
+        ax.scatter(
+            s["spread"],
+            s["distance"],
+            s=8,
+            alpha=0.6,
+            color=colour,
+            label=f"{tag}: {s['fraction_separated']:.0%} > 2 sd",
+        )
     top = max(np.nanmax(clusters["spread"]), np.nanmax(classes["spread"]) if classes else 0)
     ax.plot([0, top], [0, 2 * top], color="gray", ls=":", lw=1, label="distance = 2 sd")
     ax.set_xlabel("sqrt of mean variance along the centroid line")

@@ -76,7 +76,8 @@ def linear_probe_accuracy(
     from sklearn.preprocessing import StandardScaler
 
     flat = lambda a: np.asarray(a, np.float32).reshape(len(a), -1)  # noqa: E731
-    probe = make_pipeline(StandardScaler(),
-                          LogisticRegression(C=C, max_iter=max_iter, random_state=seed))  # fmt: skip
+    probe = make_pipeline(
+        StandardScaler(), LogisticRegression(C=C, max_iter=max_iter, random_state=seed)
+    )
     probe.fit(flat(reference), reference_labels)
     return float(probe.score(flat(query), query_labels))

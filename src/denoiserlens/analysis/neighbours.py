@@ -108,8 +108,9 @@ def _faiss_ivf(q, r, k, metric, nprobe: int = 16, seed: int = 0):
     else:
         quantizer, faiss_metric = faiss.IndexFlatL2(d), faiss.METRIC_L2
     # 8-bit scalar quantization: the scan is memory-bound, and a quarter of the bytes is ~4x faster
-    index = faiss.IndexIVFScalarQuantizer(quantizer, d, nlist, faiss.ScalarQuantizer.QT_8bit,
-                                          faiss_metric)  # fmt: skip
+    index = faiss.IndexIVFScalarQuantizer(
+        quantizer, d, nlist, faiss.ScalarQuantizer.QT_8bit, faiss_metric
+    )
     index.cp.seed = seed
     sample = np.random.default_rng(seed).choice(n, size=min(n, 64 * nlist), replace=False)
     index.train(np.ascontiguousarray(r[np.sort(sample)]))

@@ -50,8 +50,12 @@ def analyze_store(
     if model is not None:
         store.check_model(model)  # every check before the first figure is written
     sig = store.sigmas[k]
-    metrics: dict = {"store": str(store_path), "sigma": sig, "sigma_255": round(sig * 255, 3),
-                     "skipped": {}}  # fmt: skip
+    metrics: dict = {
+        "store": str(store_path),
+        "sigma": sig,
+        "sigma_255": round(sig * 255, 3),
+        "skipped": {},
+    }
     group_rows = _group_rows(store, groups, metrics["skipped"])
     order = [b for b in store.meta["blocks"]]
     at_sigma = {key: np.asarray(store.array(key)[k]) for key in store.keys}
@@ -60,9 +64,11 @@ def analyze_store(
     images_keys = (f"{every[0]}.in", every[-1]) if every else ()
     if len(order) > 1 and store.meta["inputs"]:
         metrics["sparsity"] = block_sparsity(at_sigma, images_keys)
-        save_figure(out / "fig1_sparsity.png",
-                lambda ax: plot_block_sparsity(ax, at_sigma, order, images_keys),
-                figsize=(7, 3.5))  # fmt: skip
+        save_figure(
+            out / "fig1_sparsity.png",
+            lambda ax: plot_block_sparsity(ax, at_sigma, order, images_keys),
+            figsize=(7, 3.5),
+        )
     else:
         metrics["skipped"]["sparsity"] = "needs several blocks with inputs (--blocks all --inputs)"
 
@@ -74,8 +80,11 @@ def analyze_store(
             if b not in images_keys and store.meta["arrays"][b][2] > 1
         }  # the image: cos = 1
         curves = stability_curves(arrays, sigmas, reference)
-        metrics["stability"] = {"reference": reference, "sigmas": sigmas,
-                                "cosine": {b: c.tolist() for b, c in curves.items()}}  # fmt: skip
+        metrics["stability"] = {
+            "reference": reference,
+            "sigmas": sigmas,
+            "cosine": {b: c.tolist() for b, c in curves.items()},
+        }
         save_figure(
             out / "fig2_stability.png", lambda ax: plot_stability(ax, curves, sigmas, reference)
         )
@@ -85,9 +94,13 @@ def analyze_store(
     phi = at_sigma[store.phi_key]
     metrics["selectivity"] = selectivity_summary(phi)
     dims = active_dimension(phi)
-    metrics["active_dimension"] = {"fraction": 0.99, "median": float(np.median(dims)),
-                                   "q1": float(np.percentile(dims, 25)),
-                                   "q3": float(np.percentile(dims, 75)), "d": int(phi.shape[1])}  # fmt: skip
+    metrics["active_dimension"] = {
+        "fraction": 0.99,
+        "median": float(np.median(dims)),
+        "q1": float(np.percentile(dims, 25)),
+        "q3": float(np.percentile(dims, 75)),
+        "d": int(phi.shape[1]),
+    }
     metrics["subspaces"] = _subspaces(phi, group_rows, out, metrics["skipped"])
     save_figure(out / "fig3_channel_pr.png", lambda ax: plot_channel_pr(ax, phi))
     try:
@@ -97,16 +110,27 @@ def analyze_store(
     else:
         channels = most_selective_channels(phi, 6)
         metrics["selectivity"]["most_selective"] = channels.tolist()
-        save_figure(out / "fig3_top_images.png",
-                lambda axes: plot_top_images(axes, images, phi, channels, 8),
-                figsize=(8, 1.1 * len(channels) + 0.3), nrows=len(channels), ncols=8)  # fmt: skip
+        save_figure(
+            out / "fig3_top_images.png",
+            lambda axes: plot_top_images(axes, images, phi, channels, 8),
+            figsize=(8, 1.1 * len(channels) + 0.3),
+            nrows=len(channels),
+            ncols=8,
+        )
         special = specialized_channels(phi, query, n=4)
-        metrics["selectivity"]["query"] = {"row": query, "name": store.names[query],
-                                           "specialized_channels": special.tolist()}  # fmt: skip
+        metrics["selectivity"]["query"] = {
+            "row": query,
+            "name": store.names[query],
+            "specialized_channels": special.tolist(),
+        }
         if len(special):
-            save_figure(out / "fig4_specialized.png",
-                    lambda axes: plot_specialized(axes, images, phi, query, special, 6),
-                    figsize=(7, 1.1 * len(special) + 0.4), nrows=len(special), ncols=7)  # fmt: skip
+            save_figure(
+                out / "fig4_specialized.png",
+                lambda axes: plot_specialized(axes, images, phi, query, special, 6),
+                figsize=(7, 1.1 * len(special) + 0.4),
+                nrows=len(special),
+                ncols=7,
+            )
         if model is None:
             metrics["skipped"]["channel_statistics"] = "needs the model (--model) for the maps"
         else:
@@ -171,11 +195,22 @@ def _channel_statistics(store, model, images, phi, sigma, n_images, out: Path) -
         rows = list(range(b0, min(b0 + 16, n)))
         x = to_float(np.stack([images[r] for r in rows])).to(device)
         with torch.no_grad():
-            maps.append(noise_averaged_maps(model, x, sigma, store.phi_key,
-                                            store.meta["n_noise"], store.meta["seed"],
-                                            rows).cpu().numpy())  # fmt: skip
+            maps.append(
+                noise_averaged_maps(
+                    model, x, sigma, store.phi_key, store.meta["n_noise"], store.meta["seed"], rows
+                )
+                .cpu()
+                .numpy()
+            )
     st = channel_statistics(phi, np.concatenate(maps))
-    save_figure(out / "fig13_channel_stats.png",
-            lambda axes: plot_channel_statistics(axes[0], st, phi), figsize=(12, 3), ncols=4)  # fmt: skip
-    return {"map_images": n, "spearman_with_channel_pr": st["spearman_with_channel_pr"],
-            "median_kurtosis": float(np.nanmedian(st["kurtosis"]))}  # fmt: skip
+    save_figure(
+        out / "fig13_channel_stats.png",
+        lambda axes: plot_channel_statistics(axes[0], st, phi),
+        figsize=(12, 3),
+        ncols=4,
+    )
+    return {
+        "map_images": n,
+        "spearman_with_channel_pr": st["spearman_with_channel_pr"],
+        "median_kurtosis": float(np.nanmedian(st["kurtosis"])),
+    }

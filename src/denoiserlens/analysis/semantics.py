@@ -73,16 +73,24 @@ def neighbours_figure(
     phi_nn, phi_sim = nearest_neighbours(phi[queries], phi, k, exclude=exclude)
     pix_nn, pix_sim = nearest_neighbours(x[queries], x, k, exclude=exclude)
     out = Path(out_dir)
-    save_figure(out / "fig14_neighbours.png",
-                lambda axes: plot_neighbours(axes, images, queries, phi_nn, pix_nn),
-                figsize=(1.0 * (k + 1), 2.1 * len(queries)), nrows=2 * len(queries),
-                ncols=k + 1)  # fmt: skip
+    save_figure(
+        out / "fig14_neighbours.png",
+        lambda axes: plot_neighbours(axes, images, queries, phi_nn, pix_nn),
+        figsize=(1.0 * (k + 1), 2.1 * len(queries)),
+        nrows=2 * len(queries),
+        ncols=k + 1,
+    )
     names, labels = store.names, store.labels
     result = {"store": str(store_path), "sigma": sig, "k": k, "queries": []}
     for i, q in enumerate(queries):
-        entry = {"row": q, "name": names[q], "phi": phi_nn[i].tolist(),
-                 "phi_cosine": phi_sim[i].tolist(), "pixels": pix_nn[i].tolist(),
-                 "pixel_cosine": pix_sim[i].tolist()}  # fmt: skip
+        entry = {
+            "row": q,
+            "name": names[q],
+            "phi": phi_nn[i].tolist(),
+            "phi_cosine": phi_sim[i].tolist(),
+            "pixels": pix_nn[i].tolist(),
+            "pixel_cosine": pix_sim[i].tolist(),
+        }
         if labels is not None:
             entry["label"] = int(labels[q])
             entry["same_label_phi"] = float(np.mean(labels[phi_nn[i]] == labels[q]))
@@ -112,8 +120,13 @@ def cluster_store(
     if not 2 <= k <= len(phi):
         raise UserError(f"k = {k} clusters needs 2 <= k <= {len(phi)} (the store's rows)")
     out = Path(out_dir)
-    result: dict[str, Any] = {"store": str(store_path), "sigma": sig, "k": k, "seed": seed,
-                              "n_init": n_init}  # fmt: skip
+    result: dict[str, Any] = {
+        "store": str(store_path),
+        "sigma": sig,
+        "k": k,
+        "seed": seed,
+        "n_init": n_init,
+    }
     km = kmeans(phi, k, seed=seed, n_init=n_init)
     for name, arr in (("assignments.npy", km.assignment), ("centroids.npy", km.centroids)):
         with atomic_path(out / name) as tmp, open(tmp, "wb") as f:
@@ -128,8 +141,11 @@ def cluster_store(
         result["labels"] = cluster_label_scores(km.assignment, labels)
         sep_classes = separation(phi, labels, n_pairs, seed)
         result["class_separation"] = _brief(sep_classes)
-    save_figure(out / "fig6_separation.png",
-                lambda ax: plot_separation(ax, sep_clusters, sep_classes), figsize=(5, 4))  # fmt: skip
+    save_figure(
+        out / "fig6_separation.png",
+        lambda ax: plot_separation(ax, sep_clusters, sep_classes),
+        figsize=(5, 4),
+    )
     rng = np.random.default_rng(seed)
     big = np.flatnonzero(sizes >= 2)
     shown = np.sort(rng.choice(big, size=min(show, len(big)), replace=False))
@@ -138,24 +154,33 @@ def cluster_store(
     except UserError as e:
         result["skipped"] = {"members": str(e)}
     else:
-        save_figure(out / "fig6_members.png",
-                    lambda axes: plot_members(axes, images, km.assignment, shown, members, seed),
-                    figsize=(0.9 * members, 1.0 * len(shown) + 0.3), nrows=len(shown),
-                    ncols=members)  # fmt: skip
+        save_figure(
+            out / "fig6_members.png",
+            lambda axes: plot_members(axes, images, km.assignment, shown, members, seed),
+            figsize=(0.9 * members, 1.0 * len(shown) + 0.3),
+            nrows=len(shown),
+            ncols=members,
+        )
     few = shown[:tsne_clusters]
     rows = np.flatnonzero(np.isin(km.assignment, few))
     if len(rows) > 5:
         emb = tsne_embedding(phi[rows], seed)
-        save_figure(out / "fig6_tsne.png",
-                    lambda ax: plot_tsne(ax, emb, km.assignment[rows]), figsize=(5, 4))  # fmt: skip
+        save_figure(
+            out / "fig6_tsne.png",
+            lambda ax: plot_tsne(ax, emb, km.assignment[rows]),
+            figsize=(5, 4),
+        )
     result["shown_clusters"] = shown.tolist()
     write_json(out / "clusters.json", result)
     return result
 
 
 def _brief(sep: dict) -> dict[str, Any]:
-    return {"pairs": len(sep["pairs"]), "fraction_separated": sep["fraction_separated"],
-            "median_ratio": sep["median_ratio"]}  # fmt: skip
+    return {
+        "pairs": len(sep["pairs"]),
+        "fraction_separated": sep["fraction_separated"],
+        "median_ratio": sep["median_ratio"],
+    }
 
 
 def probe_stores(
@@ -189,9 +214,12 @@ def probe_stores(
     rows: list[dict[str, Any]] = []
 
     def score(name: str, sigma: float | None, x: np.ndarray) -> None:
-        row = {"representation": name, "sigma_255": None if sigma is None else
-               round(sigma * 255, 3), "dim": int(x.shape[1]),
-               "knn": knn_accuracy(x[ref], labels[ref], x[qry], labels[qry], k)}  # fmt: skip
+        row = {
+            "representation": name,
+            "sigma_255": None if sigma is None else round(sigma * 255, 3),
+            "dim": int(x.shape[1]),
+            "knn": knn_accuracy(x[ref], labels[ref], x[qry], labels[qry], k),
+        }
         zref, zqry = standardize(x[ref], x[qry])
         row["knn_standardized"] = knn_accuracy(zref, labels[ref], zqry, labels[qry], k)
         if linear:
@@ -203,10 +231,17 @@ def probe_stores(
     for name, s in opened.items():
         for i, sig in enumerate(s.sigmas):
             score(name, sig, np.asarray(s.array(key)[i], np.float32))
-    result = {"k": k, "query_fraction": query_fraction, "seed": seed, "references": len(ref),
-              "queries": len(qry), "classes": int(len(np.unique(labels))), "rows": rows,
-              "key": key or first.phi_key,
-              "stores": {n: str(p) for n, p in stores.items()}}  # fmt: skip
+    result = {
+        "k": k,
+        "query_fraction": query_fraction,
+        "seed": seed,
+        "references": len(ref),
+        "queries": len(qry),
+        "classes": int(len(np.unique(labels))),
+        "rows": rows,
+        "key": key or first.phi_key,
+        "stores": {n: str(p) for n, p in stores.items()},
+    }
     write_json(Path(out_dir) / "probe.json", result)
     return result
 
@@ -217,6 +252,8 @@ def format_probe_table(result: dict[str, Any]) -> str:
     for r in result["rows"]:
         sigma = "-" if r["sigma_255"] is None else f"{r['sigma_255']:g}"
         linear = f"{r['linear']:.3f}" if "linear" in r else "-"
-        lines.append(f"{r['representation']:<24}{sigma:>8}{r['dim']:>7}{r['knn']:>8.3f}"
-                     f"{r['knn_standardized']:>8.3f}{linear:>8}")  # fmt: skip
+        lines.append(
+            f"{r['representation']:<24}{sigma:>8}{r['dim']:>7}{r['knn']:>8.3f}"
+            f"{r['knn_standardized']:>8.3f}{linear:>8}"
+        )
     return "\n".join(lines)

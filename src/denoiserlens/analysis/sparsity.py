@@ -49,8 +49,7 @@ def plot_block_sparsity(
             if a is None or key in exclude or a.shape[-1] < 2:
                 continue
             pr = participation_ratio(a)
-            parts = ax.violinplot(pr[np.isfinite(pr)], [i + offset], widths=0.32,
-                                  showmedians=True)  # fmt: skip
+            parts = ax.violinplot(pr[np.isfinite(pr)], [i + offset], widths=0.32, showmedians=True)
             for body in parts["bodies"]:
                 body.set_facecolor(colour)
                 body.set_alpha(0.6)

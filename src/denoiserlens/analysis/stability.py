@@ -26,9 +26,10 @@ def stability_curves(
     k_ref = int(np.argmin(np.abs(np.asarray(sigmas) - reference)))
     if abs(sigmas[k_ref] - reference) > 1e-6:
         raise ValueError(f"the reference sigma {reference} is not among {sigmas}")
-    return {key: np.array([np.nanmean(cosine_similarity(a[k_ref], a[k]))
-                           for k in range(len(sigmas))])
-            for key, a in arrays.items()}  # fmt: skip
+    return {
+        key: np.array([np.nanmean(cosine_similarity(a[k_ref], a[k])) for k in range(len(sigmas))])
+        for key, a in arrays.items()
+    }
 
 
 def plot_stability(ax, curves: dict[str, np.ndarray], sigmas: list[float], reference: float):

@@ -37,8 +37,11 @@ def subspace_channels(
     spec_b = np.where(selective, (b + eps) / (a + eps), -np.inf)
     if not np.isfinite(common).any() or not selective.any():
         raise ValueError("need at least one common and one selective channel")
-    return {"common": int(np.argmax(common)), "selective_a": int(np.argmax(spec_a)),
-            "selective_b": int(np.argmax(spec_b))}  # fmt: skip
+    return {
+        "common": int(np.argmax(common)),
+        "selective_a": int(np.argmax(spec_a)),
+        "selective_b": int(np.argmax(spec_b)),
+    }
 
 
 def plot_subspaces(ax, phi: np.ndarray, group_a, group_b, channels: dict[str, int]) -> None:

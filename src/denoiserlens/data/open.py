@@ -126,8 +126,18 @@ def _natural_key(name: str) -> list:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
-SKIMAGE_DEMO = ("camera", "astronaut", "coffee", "chelsea", "brick", "grass", "gravel", "moon",
-                "coins", "clock")  # fmt: skip
+SKIMAGE_DEMO = (
+    "camera",
+    "astronaut",
+    "coffee",
+    "chelsea",
+    "brick",
+    "grass",
+    "gravel",
+    "moon",
+    "coins",
+    "clock",
+)
 
 
 def skimage_images(names: list[str], channels: int | None = None) -> ImageSet:
@@ -149,8 +159,11 @@ def skimage_images(names: list[str], channels: int | None = None) -> ImageSet:
     if channels is None and len({im.shape[0] for im in images}) > 1:
         images = [convert_channels(im, 3) for im in images]
     same = len({im.shape for im in images}) == 1
-    return ImageSet(np.stack(images) if same else images, [f"skimage:{n}" for n in names],
-                    source="skimage:" + ",".join(names))  # fmt: skip
+    return ImageSet(
+        np.stack(images) if same else images,
+        [f"skimage:{n}" for n in names],
+        source="skimage:" + ",".join(names),
+    )
 
 
 def concat(sets: list[ImageSet]) -> ImageSet:
@@ -196,8 +209,12 @@ def open_data(spec: DataSpec) -> ImageSet:
     A folder with ``size`` (and no ``max_side``) is decoded, cropped and resized once into a cache
     and read from there (:func:`~denoiserlens.data.prepared.prepared_folder`)."""
     if spec.size and not spec.max_side and any(Path(s).is_dir() for s in spec.sources):
-        sets = [_prepared(s, spec) if Path(s).is_dir() else read_source(s, spec.channels,
-                spec.labels_from_dirs) for s in spec.sources]  # fmt: skip
+        sets = [
+            _prepared(s, spec)
+            if Path(s).is_dir()
+            else read_source(s, spec.channels, spec.labels_from_dirs)
+            for s in spec.sources
+        ]
         spec = replace(spec, size=None) if all(Path(s).is_dir() for s in spec.sources) else spec
     else:
         sets = [read_source(s, spec.channels, spec.labels_from_dirs) for s in spec.sources]
@@ -214,15 +231,21 @@ def open_data(spec: DataSpec) -> ImageSet:
         out = _map(out, lambda im: center_crop_resize(im, spec.size, spec.resample))
     if spec.patch_size:
         try:
-            out = extract_patches(out, spec.patch_size, spec.patch_mode, spec.patches_per_image,
-                                  spec.seed)  # fmt: skip
+            out = extract_patches(
+                out, spec.patch_size, spec.patch_mode, spec.patches_per_image, spec.seed
+            )
         except ValueError as e:
             raise UserError(str(e)) from None
     if spec.pad_to:
         try:
             if isinstance(out.images, np.ndarray):  # one vectorized pad (e.g. 60k Fashion-MNIST)
-                out = ImageSet(pad_center(out.images, spec.pad_to), out.names, out.labels,
-                               out.label_names, source=out.source)  # fmt: skip
+                out = ImageSet(
+                    pad_center(out.images, spec.pad_to),
+                    out.names,
+                    out.labels,
+                    out.label_names,
+                    source=out.source,
+                )
             else:
                 out = _map(out, lambda im: pad_center(im, spec.pad_to))
         except ValueError as e:
@@ -245,8 +268,13 @@ def _prepared(folder: str, spec: DataSpec) -> ImageSet:
 def _map(ims: ImageSet, fn) -> ImageSet:
     images = [fn(ims[i]) for i in range(len(ims))]
     same = len({im.shape for im in images}) == 1
-    return ImageSet(np.stack(images) if same else images, ims.names, ims.labels, ims.label_names,
-                    source=ims.source)  # fmt: skip
+    return ImageSet(
+        np.stack(images) if same else images,
+        ims.names,
+        ims.labels,
+        ims.label_names,
+        source=ims.source,
+    )
 
 
 def split_indices(n: int, test_fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

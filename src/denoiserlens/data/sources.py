@@ -17,9 +17,17 @@ from denoiserlens.errors import UserError
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".pgm", ".ppm", ".pnm", ".bmp", ".tif", ".tiff"}
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = [
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-]  # fmt: skip
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 
 
 def to_chw(pil: Image.Image, channels: int | None) -> np.ndarray:

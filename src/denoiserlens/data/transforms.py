@@ -86,10 +86,12 @@ def extract_patches(
     if not patches:
         raise ValueError(f"no image is at least {size}x{size}")
     return ImageSet(
-        np.stack(patches), names, np.array(labels, np.int64),
+        np.stack(patches),
+        names,
+        np.array(labels, np.int64),
         label_names=ims.label_names if ims.labels is not None else list(ims.names),
         source=f"{ims.source} [{mode} patches {size}]",
-    )  # fmt: skip
+    )
 
 
 def pad_to_multiple(y: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:

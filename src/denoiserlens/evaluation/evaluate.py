@@ -71,17 +71,24 @@ class EvalResult:
     def table(self) -> list[dict]:
         """One row per (method, sigma): mean PSNR (dB) and SSIM."""
         return [
-            {"method": m, "sigma_255": round(s * 255, 4), "psnr": float(self.psnr[m][k].mean()),
-             "ssim": float(self.ssim[m][k].mean())}
-            for m in self.psnr for k, s in enumerate(self.sigmas)
-        ]  # fmt: skip
+            {
+                "method": m,
+                "sigma_255": round(s * 255, 4),
+                "psnr": float(self.psnr[m][k].mean()),
+                "ssim": float(self.ssim[m][k].mean()),
+            }
+            for m in self.psnr
+            for k, s in enumerate(self.sigmas)
+        ]
 
     def format_table(self) -> str:
         head = f"{'method':<28}" + "".join(f"  sigma {s * 255:>5g}   " for s in self.sigmas)
         lines = [head, f"{'':<28}" + "  PSNR   SSIM    " * len(self.sigmas)]
         for m in self.psnr:
-            cells = "".join(f"{self.psnr[m][k].mean():7.2f} {self.ssim[m][k].mean():.4f}  "
-                            for k in range(len(self.sigmas)))  # fmt: skip
+            cells = "".join(
+                f"{self.psnr[m][k].mean():7.2f} {self.ssim[m][k].mean():.4f}  "
+                for k in range(len(self.sigmas))
+            )
             lines.append(f"{m:<28}{cells}")
         return "\n".join(lines)
 
@@ -124,10 +131,16 @@ def write_results(res: EvalResult, out_dir: str | Path, meta: dict) -> None:
     import matplotlib.pyplot as plt
 
     out = Path(out_dir)
-    write_json(out / "results.json", {
-        **meta, "table": res.table(), "seconds": res.seconds, "images": res.names,
-        "per_image_psnr": {m: [v.tolist() for v in vals] for m, vals in res.psnr.items()},
-    })  # fmt: skip
+    write_json(
+        out / "results.json",
+        {
+            **meta,
+            "table": res.table(),
+            "seconds": res.seconds,
+            "images": res.names,
+            "per_image_psnr": {m: [v.tolist() for v in vals] for m, vals in res.psnr.items()},
+        },
+    )
     write_atomic(out / "table.txt", lambda tmp: tmp.write_text(res.format_table() + "\n"))
     fig, ax = plt.subplots(figsize=(5, 3.5))
     xs = [s * 255 for s in res.sigmas]

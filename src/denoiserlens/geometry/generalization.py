@@ -38,8 +38,9 @@ def disjoint_subsets(n_total: int, sizes: list[int], seed: int = 0) -> dict[int,
     those of larger ones (nested), drawn from one seeded permutation split in two halves."""
     biggest = max(sizes)
     if 2 * biggest > n_total:
-        raise ValueError(f"two disjoint sets of {biggest} images need {2 * biggest}; the data "
-                         f"has {n_total}")  # fmt: skip
+        raise ValueError(
+            f"two disjoint sets of {biggest} images need {2 * biggest}; the data has {n_total}"
+        )
     perm = np.random.default_rng(seed).permutation(n_total)
     first, second = perm[:biggest], perm[biggest : 2 * biggest]
     return {n: (np.sort(first[:n]), np.sort(second[:n])) for n in sizes}
@@ -85,8 +86,14 @@ def run_sweep(
     x_all = np.asarray(images.as_array())  # the sizes of a sweep: in memory
     mean = float(x_all.mean() / 255)
     arch_json = json.loads(json.dumps(arch))  # as config.json holds it (lists, not tuples)
-    results = {"sizes": sizes, "seed": seed, "n_samples": n_samples, "data": images.source,
-               "train": {"steps": cfg.steps, "batch_size": cfg.batch_size}, "per_size": {}}  # fmt: skip
+    results = {
+        "sizes": sizes,
+        "seed": seed,
+        "n_samples": n_samples,
+        "data": images.source,
+        "train": {"steps": cfg.steps, "batch_size": cfg.batch_size},
+        "per_size": {},
+    }
     for n in sorted(sizes):
         runs = []
         for tag, rows in zip("ab", subsets[n], strict=True):
@@ -105,17 +112,28 @@ def run_sweep(
             train(arch, data, cfg, run, resume=checkpointed, device=device, progress=False)
         path, key_path = out / f"N{n}" / "samples.npz", out / f"N{n}" / "samples.json"
         models = [load_model(run, device) for run in runs]
-        key = {"models": [weights_hash(m) for m in models], "sampler": asdict(sampler),
-               "n_samples": n_samples, "seed": seed, "mean": mean}  # fmt: skip
+        key = {
+            "models": [weights_hash(m) for m in models],
+            "sampler": asdict(sampler),
+            "n_samples": n_samples,
+            "seed": seed,
+            "mean": mean,
+        }
         if not _samples_current(path, key_path, key):
             log(f"N = {n}: sampling {n_samples} images from each model, same seeds")
             shape = (n_samples, *x_all.shape[1:])
-            drawn = [sample(m.denoise, shape, sampler, mean=mean, seed=seed, device=device)
-                     for m in models]  # fmt: skip
+            drawn = [
+                sample(m.denoise, shape, sampler, mean=mean, seed=seed, device=device)
+                for m in models
+            ]
             with atomic_path(path) as tmp, open(tmp, "wb") as f:
-                np.savez(f, a=drawn[0].images.cpu().numpy(), b=drawn[1].images.cpu().numpy(),
-                         finished_a=drawn[0].finished.cpu().numpy(),
-                         finished_b=drawn[1].finished.cpu().numpy())  # fmt: skip
+                np.savez(
+                    f,
+                    a=drawn[0].images.cpu().numpy(),
+                    b=drawn[1].images.cpu().numpy(),
+                    finished_a=drawn[0].finished.cpu().numpy(),
+                    finished_b=drawn[1].finished.cpu().numpy(),
+                )
             write_json(key_path, key)
         with np.load(path) as pair:
             results["per_size"][str(n)] = _measure(pair, x_all, subsets[n], mean)
@@ -142,25 +160,39 @@ def _measure(pair: Any, x_all: np.ndarray, rows: tuple, mean: float) -> dict[str
     a, b, fa, fb = pair["a"], pair["b"], pair["finished_a"], pair["finished_b"]
     both = fa & fb
     sims = paired_similarity(a[both], b[both], mean)
-    near = np.concatenate([nearest_training_similarity(a[fa], x_all[rows[0]] / 255.0, mean),
-                           nearest_training_similarity(b[fb], x_all[rows[1]] / 255.0, mean)])  # fmt: skip
+    near = np.concatenate(
+        [
+            nearest_training_similarity(a[fa], x_all[rows[0]] / 255.0, mean),
+            nearest_training_similarity(b[fb], x_all[rows[1]] / 255.0, mean),
+        ]
+    )
     median = lambda v: float(np.median(v)) if len(v) else None  # noqa: E731
-    return {"finished": [int(fa.sum()), int(fb.sum())],
-            "paired_median": median(sims), "paired": sims.tolist(),
-            "nearest_training_median": median(near), "nearest_training": near.tolist()}  # fmt: skip
+    return {
+        "finished": [int(fa.sum()), int(fb.sum())],
+        "paired_median": median(sims),
+        "paired": sims.tolist(),
+        "nearest_training_median": median(near),
+        "nearest_training": near.tolist(),
+    }
 
 
 def plot_sweep(ax, results: dict[str, Any]) -> None:
     """Cosine similarity vs N: between the two models' samples, and of samples to their
     nearest training image (medians, with quartile bands)."""
-    for key, label, colour in (("paired", "model A vs model B samples", "tab:blue"),
-                               ("nearest_training", "sample vs nearest training image",
-                                "tab:orange")):  # fmt: skip
+    for key, label, colour in (
+        ("paired", "model A vs model B samples", "tab:blue"),
+        ("nearest_training", "sample vs nearest training image", "tab:orange"),
+    ):
         sizes = sorted(int(n) for n, r in results["per_size"].items() if r[key])
         vals = [np.asarray(results["per_size"][str(n)][key]) for n in sizes]
         ax.plot(sizes, [np.median(v) for v in vals], marker="o", color=colour, label=label)
-        ax.fill_between(sizes, [np.percentile(v, 25) for v in vals],
-                        [np.percentile(v, 75) for v in vals], color=colour, alpha=0.2)  # fmt: skip
+        ax.fill_between(
+            sizes,
+            [np.percentile(v, 25) for v in vals],
+            [np.percentile(v, 75) for v in vals],
+            color=colour,
+            alpha=0.2,
+        )
     ax.axhline(0.95, color="gray", ls=":", lw=0.8)
     ax.set_xscale("log")
     ax.set_xlabel("training images per model (N)")

@@ -43,8 +43,10 @@ def full_jacobian(model: torch.nn.Module, y: torch.Tensor, chunk: int = 256) -> 
     if y.shape[0] != 1:
         raise UserError(f"the Jacobian is of one image, got a batch of {y.shape[0]}")
     if n > MAX_FULL_PIXELS:
-        raise UserError(f"image of {n} values is too large for the full Jacobian (at most "
-                        f"{MAX_FULL_PIXELS}); use the matrix-free eigen-solver")  # fmt: skip
+        raise UserError(
+            f"image of {n} values is too large for the full Jacobian (at most "
+            f"{MAX_FULL_PIXELS}); use the matrix-free eigen-solver"
+        )
     f = _flat_fn(model, y)
     return jacrev(f, chunk_size=chunk)(y.reshape(-1).detach()).detach()
 
@@ -147,6 +149,7 @@ def plot_eigenvectors(axes, vecs: np.ndarray, shape: tuple[int, ...], vals: np.n
             continue
         v = vecs[:, i].reshape(shape)
         v = v / (np.abs(v).max() + 1e-12)
-        ax.imshow(v[0] if c == 1 else (0.5 + 0.5 * v).transpose(1, 2, 0), cmap="gray",
-                  vmin=-1, vmax=1)  # fmt: skip
+        ax.imshow(
+            v[0] if c == 1 else (0.5 + 0.5 * v).transpose(1, 2, 0), cmap="gray", vmin=-1, vmax=1
+        )
         ax.set_title(f"{vals[i]:.3f}", fontsize=6)

@@ -8,20 +8,24 @@ from denoiserlens.models.unet import UNetConfig
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Appendix A: 64-128-256-512, convolutions 2 / 3 / 6 per encoder / middle / decoder block.
-    "paper": dict(channels=(64, 128, 256, 512), enc_convs=(2, 2, 2), mid_convs=3,
-                  dec_convs=(6, 6, 6)),
+    "paper": dict(
+        channels=(64, 128, 256, 512), enc_convs=(2, 2, 2), mid_convs=3, dec_convs=(6, 6, 6)
+    ),
     # The authors' variant with 5, 6, 7 decoder convolutions (D1, D2, D3).
-    "paper-567": dict(channels=(64, 128, 256, 512), enc_convs=(2, 2, 2), mid_convs=3,
-                      dec_convs=(5, 6, 7)),
+    "paper-567": dict(
+        channels=(64, 128, 256, 512), enc_convs=(2, 2, 2), mid_convs=3, dec_convs=(5, 6, 7)
+    ),
     # Half width, the same depth: the CPU workhorse.
-    "small": dict(channels=(32, 64, 128, 256), enc_convs=(2, 2, 2), mid_convs=3,
-                  dec_convs=(6, 6, 6)),
+    "small": dict(
+        channels=(32, 64, 128, 256), enc_convs=(2, 2, 2), mid_convs=3, dec_convs=(6, 6, 6)
+    ),
     # Half width with shallow decoders: about 4x cheaper than "small" to train.
-    "compact": dict(channels=(32, 64, 128, 256), enc_convs=(2, 2, 2), mid_convs=2,
-                    dec_convs=(3, 3, 3)),
+    "compact": dict(
+        channels=(32, 64, 128, 256), enc_convs=(2, 2, 2), mid_convs=2, dec_convs=(3, 3, 3)
+    ),
     # For tests and smoke runs: seconds on a CPU.
     "tiny": dict(channels=(8, 16, 32, 64), enc_convs=(1, 1, 1), mid_convs=2, dec_convs=(2, 2, 2)),
-}  # fmt: skip
+}
 
 
 def preset_config(name: str, image_channels: int = 1, **overrides: Any) -> UNetConfig:

@@ -93,9 +93,19 @@ class ReportConfig:
         unknown = [s for s in self.skip if s not in SECTIONS]
         if unknown:
             raise UserError(f"unknown report section(s) {unknown}; they are {list(SECTIONS)}")
-        for name in ("images", "eval_images", "n_noise", "clusters", "samples",
-                     "reconstruction_steps", "jacobian_k", "explorer_images", "distance_samples",
-                     "distance_steps", "distance_max_iter"):  # fmt: skip
+        for name in (
+            "images",
+            "eval_images",
+            "n_noise",
+            "clusters",
+            "samples",
+            "reconstruction_steps",
+            "jacobian_k",
+            "explorer_images",
+            "distance_samples",
+            "distance_steps",
+            "distance_max_iter",
+        ):
             if getattr(self, name) < 1:
                 raise UserError(f"report setting {name} must be >= 1")
         if self.bm3d_images < 0:

@@ -41,18 +41,25 @@ def _numbers_table(numbers: dict[str, Any]) -> str:
     keys = list(rows[0])
     head = "".join(f"<th>{_e(k)}</th>" for k in keys)
     body = "".join(
-        "<tr>" + "".join(f"<td>{_e(round(r[k], 3) if isinstance(r[k], float) else r[k])}</td>"
-                         for k in keys) + "</tr>" for r in rows)  # fmt: skip
+        "<tr>"
+        + "".join(
+            f"<td>{_e(round(r[k], 3) if isinstance(r[k], float) else r[k])}</td>" for k in keys
+        )
+        + "</tr>"
+        for r in rows
+    )
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
 def write_index(out: Path, title: str, provenance: dict[str, Any], sections: list[dict]) -> None:
     """index.html: one <section> per report section, figures and one paragraph each."""
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{_e(title)}</title>"
-             f"<style>{STYLE}</style></head><body><h1>{_e(title)}</h1>",
-             "<p>" + "<br>".join(f"{_e(k)}: {_e(v)}" for k, v in provenance.items()) + "</p>",
-             "<p><a id='explorer-link' href='explorer.html'>Open the explorer</a>: click any "
-             "image to see its neighbours, channels and cluster.</p>"]  # fmt: skip
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{_e(title)}</title>"
+        f"<style>{STYLE}</style></head><body><h1>{_e(title)}</h1>",
+        "<p>" + "<br>".join(f"{_e(k)}: {_e(v)}" for k, v in provenance.items()) + "</p>",
+        "<p><a id='explorer-link' href='explorer.html'>Open the explorer</a>: click any "
+        "image to see its neighbours, channels and cluster.</p>",
+    ]
     for s in sections:
         parts.append(f"<section id='{_e(s['name'])}'><h2>{_e(s['title'])}</h2>")
         if s.get("skipped"):
@@ -61,8 +68,10 @@ def write_index(out: Path, title: str, provenance: dict[str, Any], sections: lis
         parts.append(f"<p>{_e(s['text'])}</p>")
         parts.append(_numbers_table(s.get("numbers", {})))
         for fig in s.get("figures", []):
-            parts.append(f"<figure><img src='{_e(fig)}' alt='{_e(Path(fig).stem)}'>"
-                         f"<figcaption>{_e(Path(fig).stem)}</figcaption></figure>")  # fmt: skip
+            parts.append(
+                f"<figure><img src='{_e(fig)}' alt='{_e(Path(fig).stem)}'>"
+                f"<figcaption>{_e(Path(fig).stem)}</figcaption></figure>"
+            )
         parts.append("</section>")
     parts.append("</body></html>")
     write_atomic(out / "index.html", lambda tmp: tmp.write_text("\n".join(parts)))
@@ -135,12 +144,23 @@ def explorer_data(
     items = []
     for i in range(n):
         chans = specialized_channels(phi, i, n=n_channels)
-        items.append({
-            "name": names[i], "label": None if labels is None else int(labels[i]),
-            "cluster": None if assignment is None else int(assignment[i]),
-            "phi": phi_nn[i].tolist(), "pixels": pix_nn[i].tolist(),
-            "channels": [{"channel": int(c), "pr": float(pr[c]),
-                          "top": top_images(phi, int(c), 6).tolist()} for c in chans]})  # fmt: skip
+        items.append(
+            {
+                "name": names[i],
+                "label": None if labels is None else int(labels[i]),
+                "cluster": None if assignment is None else int(assignment[i]),
+                "phi": phi_nn[i].tolist(),
+                "pixels": pix_nn[i].tolist(),
+                "channels": [
+                    {
+                        "channel": int(c),
+                        "pr": float(pr[c]),
+                        "top": top_images(phi, int(c), 6).tolist(),
+                    }
+                    for c in chans
+                ],
+            }
+        )
     clusters = {}
     if assignment is not None:
         for c in np.unique(assignment[:n]):
@@ -160,9 +180,11 @@ def write_explorer(out: Path, images, data: dict[str, Any]) -> None:
     # JSON inside a script: escape '<' so that no name can close the <script> element
     blob = json.dumps(data).replace("<", "\\u003c")
     write_atomic(out / "explorer-data.js", lambda tmp: tmp.write_text(f"window.EXPLORER = {blob};"))
-    page = ("<!doctype html><html><head><meta charset='utf-8'><title>denoiserlens explorer</title>"
-            f"<style>{STYLE}</style></head><body><h1>Explorer</h1><p><a href='index.html'>back "
-            "to the report</a>. Click an image.</p><div id='panel'></div><h2>Images</h2>"
-            "<div id='grid' class='grid'></div><script src='explorer-data.js'></script>"
-            f"<script>{EXPLORER_JS}</script></body></html>")  # fmt: skip
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>denoiserlens explorer</title>"
+        f"<style>{STYLE}</style></head><body><h1>Explorer</h1><p><a href='index.html'>back "
+        "to the report</a>. Click an image.</p><div id='panel'></div><h2>Images</h2>"
+        "<div id='grid' class='grid'></div><script src='explorer-data.js'></script>"
+        f"<script>{EXPLORER_JS}</script></body></html>"
+    )
     write_atomic(out / "explorer.html", lambda tmp: tmp.write_text(page))

@@ -30,15 +30,26 @@ from denoiserlens.report.sections import NEEDS_STORE, SECTION_FUNCTIONS, Context
 from denoiserlens.represent.store import weights_hash
 
 # rough relative costs, for the time-left estimate
-WEIGHTS = {"denoising": 2, "representation": 10, "neighbours": 1, "clusters": 2, "probe": 3,
-           "samples": 2, "reconstructions": 4, "distance": 6, "jacobian": 3, "explorer": 1}  # fmt: skip
+WEIGHTS = {
+    "denoising": 2,
+    "representation": 10,
+    "neighbours": 1,
+    "clusters": 2,
+    "probe": 3,
+    "samples": 2,
+    "reconstructions": 4,
+    "distance": 6,
+    "jacobian": 3,
+    "explorer": 1,
+}
 
 
 def section_key(name: str, model_hash: str, fingerprint: str, cfg: ReportConfig) -> str:
     """What section ``name``'s results depend on, hashed: the model's weights, the data, and
     the settings the section reads."""
-    blob = json.dumps([name, model_hash, fingerprint, cfg.settings_of(name)], sort_keys=True,
-                      default=str)  # fmt: skip
+    blob = json.dumps(
+        [name, model_hash, fingerprint, cfg.settings_of(name)], sort_keys=True, default=str
+    )
     return hashlib.blake2b(blob.encode(), digest_size=8).hexdigest()
 
 
@@ -60,16 +71,20 @@ def run_report(
     spec = DataSpec(**{**spec.to_dict(), "limit": cfg.images})
     images = open_data(spec)
     if images.fixed_size is None:
-        raise UserError(f"{images.source}: the report needs images of one size (use --size or "
-                        "--patch-size)")  # fmt: skip
+        raise UserError(
+            f"{images.source}: the report needs images of one size (use --size or --patch-size)"
+        )
     if images.channels != model.image_channels:
-        raise UserError(f"the data has {images.channels} channels, the model takes "
-                        f"{model.image_channels}; set --channels")  # fmt: skip
+        raise UserError(
+            f"the data has {images.channels} channels, the model takes "
+            f"{model.image_channels}; set --channels"
+        )
     cfg.check_rows(len(images))
     h, w = images.fixed_size
     if h % model.size_multiple or w % model.size_multiple:
-        raise UserError(f"images of {h}x{w} are not divisible by {model.size_multiple} (use "
-                        "--pad-to or --size)")  # fmt: skip
+        raise UserError(
+            f"images of {h}x{w} are not divisible by {model.size_multiple} (use --pad-to or --size)"
+        )
     model_hash = weights_hash(model)
     store_key = section_key("representation", model_hash, images.fingerprint, cfg)
     ctx = Context(model, str(model_path), images, spec, cfg, out, device, store_key)
@@ -90,14 +105,23 @@ def run_report(
         results.append(Section(name, name, skipped="skipped by the settings").to_dict())
     order = {s: i for i, s in enumerate(SECTIONS)}
     results.sort(key=lambda s: order[s["name"]])
-    provenance = {"model": str(model_path), "data": images.source, "images": len(images),
-                  "data fingerprint": images.fingerprint, "model weights": model_hash,
-                  "denoiserlens": denoiserlens.__version__}  # fmt: skip
+    provenance = {
+        "model": str(model_path),
+        "data": images.source,
+        "images": len(images),
+        "data fingerprint": images.fingerprint,
+        "model weights": model_hash,
+        "denoiserlens": denoiserlens.__version__,
+    }
     page_sections = [s for s in results if s["name"] != "explorer"]
     write_index(out, "denoiserlens report", provenance, page_sections)
     sections = {s["name"]: {"skipped": s["skipped"], **s["numbers"]} for s in results}
-    metrics = {"provenance": provenance, "config": cfg.to_dict(), "seconds": time.time() - t0,
-               "sections": sections}  # fmt: skip
+    metrics = {
+        "provenance": provenance,
+        "config": cfg.to_dict(),
+        "seconds": time.time() - t0,
+        "sections": sections,
+    }
     write_json(out / "metrics.json", metrics)
     if progress is not None:
         progress("done", 1.0)

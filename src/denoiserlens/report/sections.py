@@ -93,15 +93,17 @@ def denoising(ctx: Context) -> Section:
     if cfg.bm3d_images > 0:  # same images and noise for both methods, in their own figure
         few = images.subset(np.arange(min(cfg.bm3d_images, n)))
         both = evaluate({"model": methods["model"], "BM3D": bm3d_method}, few, sigmas, cfg.seed)
-        table += [dict(r, method=f"{r['method']} (first {len(few)} images)")
-                  for r in both.table()]  # fmt: skip
+        table += [dict(r, method=f"{r['method']} (first {len(few)} images)") for r in both.table()]
         write_results(both, out / "vs-bm3d", {"model": ctx.model_path})
         sec.figures.append(_rel(ctx, out / "vs-bm3d" / "psnr.png"))
     sec.numbers = {"table": table}
-    cells = ", ".join(f"{r['psnr']:.2f} dB at sigma {r['sigma_255']:g}" for r in table
-                      if r["method"] == "model")  # fmt: skip
-    sec.text = (f"Mean PSNR of the blind denoiser on the first {n} images, one seeded noise draw "
-                f"per image and level: {cells}.")  # fmt: skip
+    cells = ", ".join(
+        f"{r['psnr']:.2f} dB at sigma {r['sigma_255']:g}" for r in table if r["method"] == "model"
+    )
+    sec.text = (
+        f"Mean PSNR of the blind denoiser on the first {n} images, one seeded noise draw "
+        f"per image and level: {cells}."
+    )
     if cfg.bm3d_images > 0:
         sec.text += (
             " BM3D (given the true sigma) on the first images is in the table and the "
@@ -116,29 +118,56 @@ def representation(ctx: Context) -> Section:
 
     cfg = ctx.cfg
     sec = Section("representation", "Sparsity, stability and selectivity of phi (Figures 1-5, 13)")
-    rc = RepresentConfig(sigmas=tuple(_s(v) for v in cfg.representation_sigmas),
-                         n_noise=cfg.n_noise, blocks=tuple(ctx.model.block_names), inputs=True,
-                         seed=cfg.seed, batch_size=32, bf16=cfg.bf16,
-                         channels_last=cfg.bf16)  # fmt: skip
+    rc = RepresentConfig(
+        sigmas=tuple(_s(v) for v in cfg.representation_sigmas),
+        n_noise=cfg.n_noise,
+        blocks=tuple(ctx.model.block_names),
+        inputs=True,
+        seed=cfg.seed,
+        batch_size=32,
+        bf16=cfg.bf16,
+        channels_last=cfg.bf16,
+    )
     _drop_other_stores(ctx.store)
     resume = (ctx.store / "meta.json").exists()
-    represent(ctx.model, ctx.images, ctx.store, rc, resume=resume, model_path=ctx.model_path,
-              data_spec=ctx.spec.to_dict())  # fmt: skip
+    represent(
+        ctx.model,
+        ctx.images,
+        ctx.store,
+        rc,
+        resume=resume,
+        model_path=ctx.model_path,
+        data_spec=ctx.spec.to_dict(),
+    )
     out = ctx.out / "representation"
-    m = analyze_store(ctx.store, out, _s(cfg.sigma), _s(cfg.reference), cfg.queries[0],
-                      ctx.model, min(256, len(ctx.images)))  # fmt: skip
+    m = analyze_store(
+        ctx.store,
+        out,
+        _s(cfg.sigma),
+        _s(cfg.reference),
+        cfg.queries[0],
+        ctx.model,
+        min(256, len(ctx.images)),
+    )
     sec.figures = [_rel(ctx, p) for p in sorted(out.glob("fig*.png"))]
     sel = m["selectivity"]
-    sec.numbers = {k: m[k] for k in ("sparsity", "selectivity", "active_dimension", "findings",
-                                     "skipped") if k in m}  # fmt: skip
+    sec.numbers = {
+        k: m[k]
+        for k in ("sparsity", "selectivity", "active_dimension", "findings", "skipped")
+        if k in m
+    }
     holds = [f for f in m["findings"] if f["holds"]]
     sec.text = (
         f"phi has {sel['channels']} channels; {sel['fraction_below']:.0%} are selective "
         f"(participation ratio across images < 0.3) and {sel['fraction_above']:.0%} common "
         f"(> 0.6). Of the paper's section-2 findings, {len(holds)} of {len(m['findings'])} hold "
-        "for this model: " + "; ".join(
+        "for this model: "
+        + "; ".join(
             f"{f['claim']}: {'holds' if f['holds'] else 'does not hold'} ({f['measured']})"
-            for f in m["findings"]) + ".")  # fmt: skip
+            for f in m["findings"]
+        )
+        + "."
+    )
     return sec
 
 
@@ -150,9 +179,12 @@ def neighbours(ctx: Context) -> Section:
     r = neighbours_figure(ctx.store, ctx.out / "neighbours", queries, 8, _s(ctx.cfg.sigma))
     sec.figures = [_rel(ctx, ctx.out / "neighbours" / "fig14_neighbours.png")]
     sec.numbers = {"queries": r["queries"]}
-    sec.text = ("For each query (first column), its 8 nearest images by cosine similarity in phi "
-                "(top row) and in pixels (bottom row). Queries: "
-                + ", ".join(q["name"] for q in r["queries"]) + ".")  # fmt: skip
+    sec.text = (
+        "For each query (first column), its 8 nearest images by cosine similarity in phi "
+        "(top row) and in pixels (bottom row). Queries: "
+        + ", ".join(q["name"] for q in r["queries"])
+        + "."
+    )
     if "same_label_phi" in r["queries"][0]:
         a = np.mean([q["same_label_phi"] for q in r["queries"]])
         b = np.mean([q["same_label_pixels"] for q in r["queries"]])
@@ -167,17 +199,24 @@ def clusters(ctx: Context) -> Section:
     k = min(ctx.cfg.clusters, len(ctx.images) // 2)
     r = cluster_store(ctx.store, ctx.out / "clusters", k, _s(ctx.cfg.sigma), ctx.cfg.seed)
     sec.figures = [_rel(ctx, p) for p in sorted((ctx.out / "clusters").glob("fig6_*.png"))]
-    sec.numbers = {key: r[key] for key in ("k", "sizes", "cluster_separation", "class_separation",
-                                           "labels") if key in r}  # fmt: skip
+    sec.numbers = {
+        key: r[key]
+        for key in ("k", "sizes", "cluster_separation", "class_separation", "labels")
+        if key in r
+    }
     cs = r["cluster_separation"]
-    sec.text = (f"K-means with {k} clusters on phi. {cs['fraction_separated']:.0%} of "
-                f"{cs['pairs']} cluster pairs have centroids more than 2 standard deviations "
-                "apart (the paper: all of 100 pairs, on ImageNet).")  # fmt: skip
+    sec.text = (
+        f"K-means with {k} clusters on phi. {cs['fraction_separated']:.0%} of "
+        f"{cs['pairs']} cluster pairs have centroids more than 2 standard deviations "
+        "apart (the paper: all of 100 pairs, on ImageNet)."
+    )
     if "class_separation" in r:
         cl, lab = r["class_separation"], r["labels"]
-        sec.text += (f" For labelled classes, {cl['fraction_separated']:.0%} of pairs (the paper: "
-                     f"classes overlap more than clusters). Clusters against labels: NMI "
-                     f"{lab['nmi']:.2f}, ARI {lab['ari']:.2f}, purity {lab['purity']:.2f}.")  # fmt: skip
+        sec.text += (
+            f" For labelled classes, {cl['fraction_separated']:.0%} of pairs (the paper: "
+            f"classes overlap more than clusters). Clusters against labels: NMI "
+            f"{lab['nmi']:.2f}, ARI {lab['ari']:.2f}, purity {lab['purity']:.2f}."
+        )
     return sec
 
 
@@ -193,16 +232,29 @@ def probe(ctx: Context) -> Section:
     control = ctx.out / "probe" / f"store-random-weights-{ctx.store_key}"
     _drop_other_stores(control)
     random_model = build_model(ctx.model.arch_config(), seed=ctx.cfg.seed + 1).to(ctx.device)
-    rc = RepresentConfig(sigmas=(_s(ctx.cfg.sigma),), n_noise=ctx.cfg.n_noise, seed=ctx.cfg.seed,
-                         bf16=ctx.cfg.bf16)  # fmt: skip
-    represent(random_model, ctx.images, control, rc, resume=(control / "meta.json").exists(),
-              model_path=f"{ctx.model_path} (random weights)", data_spec=ctx.spec.to_dict())  # fmt: skip
+    rc = RepresentConfig(
+        sigmas=(_s(ctx.cfg.sigma),), n_noise=ctx.cfg.n_noise, seed=ctx.cfg.seed, bf16=ctx.cfg.bf16
+    )
+    represent(
+        random_model,
+        ctx.images,
+        control,
+        rc,
+        resume=(control / "meta.json").exists(),
+        model_path=f"{ctx.model_path} (random weights)",
+        data_spec=ctx.spec.to_dict(),
+    )
     r = probe_stores({"trained": ctx.store, "random weights": control}, ctx.out / "probe")
     rows = [row for row in r["rows"] if row["sigma_255"] in (None, round(ctx.cfg.sigma, 3))]
     sec.numbers = {"rows": rows, "k": r["k"], "queries": r["queries"]}
-    sec.text = "Label accuracy on held-out rows (kNN with k = 10, cosine; linear probe): " + "; ".join(
-        f"{row['representation']}: kNN {row['knn']:.3f}, linear {row['linear']:.3f}" for row in rows
-    ) + ". The random-weights control shows what training adds."  # fmt: skip
+    sec.text = (
+        "Label accuracy on held-out rows (kNN with k = 10, cosine; linear probe): "
+        + "; ".join(
+            f"{row['representation']}: kNN {row['knn']:.3f}, linear {row['linear']:.3f}"
+            for row in rows
+        )
+        + ". The random-weights control shows what training adds."
+    )
     return sec
 
 
@@ -213,23 +265,34 @@ def samples(ctx: Context) -> Section:
     sec = Section("samples", "Unconditional samples (Figure 19)")
     shape = (ctx.cfg.samples, ctx.model.image_channels, *ctx.images.fixed_size)
     mean = ctx.data_mean
-    s = sample(ctx.model.denoise, shape, SAMPLER_PRESETS["ks2021"], mean=mean,
-               seed=ctx.cfg.seed, device=ctx.device)  # fmt: skip
+    s = sample(
+        ctx.model.denoise,
+        shape,
+        SAMPLER_PRESETS["ks2021"],
+        mean=mean,
+        seed=ctx.cfg.seed,
+        device=ctx.device,
+    )
     path = ctx.out / "samples" / "fig19_samples.png"
     x = s.images.cpu().numpy()
     save_image_grid(path, x)
     sec.figures = [_rel(ctx, path)]
     q = _sample_quality(ctx, x)
-    sec.numbers = {"median_steps": int(s.steps.median()), "finished": int(s.finished.sum()),
-                   "quality": q.to_dict()}  # fmt: skip
-    sec.text = (f"{ctx.cfg.samples} samples drawn by the blind stochastic sampler (the noise level "
-                f"read off the residual), median {sec.numbers['median_steps']} steps, with the quick "
-                "ks2021 preset; the authors' slower `sample --preset representation` matches "
-                "the data's brightness better (BENCHMARKS.md, Sampler presets). The paper "
-                "(Figure 19): samples look like images of the training set. Here, against "
-                f"{q.n} of the report's images: " + "; ".join(q.lines()) + ". At so few samples "
-                "the Frechet distance is mostly its bias, which the floor shows; `benchmarks/"
-                "quality.sh` measures it at n = 200 and more.")  # fmt: skip
+    sec.numbers = {
+        "median_steps": int(s.steps.median()),
+        "finished": int(s.finished.sum()),
+        "quality": q.to_dict(),
+    }
+    sec.text = (
+        f"{ctx.cfg.samples} samples drawn by the blind stochastic sampler (the noise level "
+        f"read off the residual), median {sec.numbers['median_steps']} steps, with the quick "
+        "ks2021 preset; the authors' slower `sample --preset representation` matches "
+        "the data's brightness better (BENCHMARKS.md, Sampler presets). The paper "
+        "(Figure 19): samples look like images of the training set. Here, against "
+        f"{q.n} of the report's images: " + "; ".join(q.lines()) + ". At so few samples "
+        "the Frechet distance is mostly its bias, which the floor shows; `benchmarks/"
+        "quality.sh` measures it at n = 200 and more."
+    )
     return sec
 
 
@@ -258,33 +321,52 @@ def reconstructions(ctx: Context) -> Section:
     sig = torch.logspace(0, -2, ctx.cfg.reconstruction_steps + 1)
     phi_fn = middle_means(ctx.model)
     targets = ImageTargets(phi_fn, x, ctx.cfg.n_noise, ctx.cfg.seed, rows)
-    r = reconstruct(phi_fn, ctx.model.denoise, targets, 8, sig, n_noise=ctx.cfg.n_noise,
-                    mean=ctx.data_mean, seed=ctx.cfg.seed, ancestral=True)  # fmt: skip
+    r = reconstruct(
+        phi_fn,
+        ctx.model.denoise,
+        targets,
+        8,
+        sig,
+        n_noise=ctx.cfg.n_noise,
+        mean=ctx.data_mean,
+        seed=ctx.cfg.seed,
+        ancestral=True,
+    )
     out = ctx.out / "reconstructions"
-    plot_reconstructions(out / "fig7_reconstructions.png", x.cpu().numpy(),
-                         r.images.cpu().numpy(), 8)  # fmt: skip
-    plot_noise_levels(out / "fig20_noise_levels.png", r.sigma_before.cpu().numpy(),
-                      r.sigma_after.cpu().numpy())  # fmt: skip
-    sec.figures = [_rel(ctx, out / "fig7_reconstructions.png"),
-                   _rel(ctx, out / "fig20_noise_levels.png")]  # fmt: skip
+    plot_reconstructions(
+        out / "fig7_reconstructions.png", x.cpu().numpy(), r.images.cpu().numpy(), 8
+    )
+    plot_noise_levels(
+        out / "fig20_noise_levels.png", r.sigma_before.cpu().numpy(), r.sigma_after.cpu().numpy()
+    )
+    sec.figures = [
+        _rel(ctx, out / "fig7_reconstructions.png"),
+        _rel(ctx, out / "fig20_noise_levels.png"),
+    ]
     before, after = r.sigma_before.flatten(), r.sigma_after.flatten()
     ok = torch.isfinite(before)
     change = float(((after[ok] - before[ok]).abs() / before[ok]).median())
-    sec.numbers = {"phi_cosine_median": float(r.cosine.median()),
-                   "phi_relative_error_median": float(r.relative_error.median()),
-                   "noise_level_change_median": change}  # fmt: skip
-    sec.text = (f"Each panel: a target (centre) and 8 samples whose phi was matched to it at every "
-                f"noise level. Final phi match: median cosine {sec.numbers['phi_cosine_median']:.3f},"
-                f" relative error {sec.numbers['phi_relative_error_median']:.3f}. The matching "
-                f"step changes the effective noise level by a median {change:.1%} (the paper: it "
-                "does not change it).")  # fmt: skip
+    sec.numbers = {
+        "phi_cosine_median": float(r.cosine.median()),
+        "phi_relative_error_median": float(r.relative_error.median()),
+        "noise_level_change_median": change,
+    }
+    sec.text = (
+        f"Each panel: a target (centre) and 8 samples whose phi was matched to it at every "
+        f"noise level. Final phi match: median cosine {sec.numbers['phi_cosine_median']:.3f},"
+        f" relative error {sec.numbers['phi_relative_error_median']:.3f}. The matching "
+        f"step changes the effective noise level by a median {change:.1%} (the paper: it "
+        "does not change it)."
+    )
     clf = fitting_classifier(None, x.shape[1:])
     if clf is not None:
         labels = None if ctx.images.labels is None else ctx.images.labels[rows]
         q = reconstruction_quality(r.images.cpu().numpy(), x.cpu().numpy(), clf, labels)
         sec.numbers["quality"] = q.to_dict()
-        sec.text += (" The paper (Figure 7): the samples are images of the target's kind, "
-                     "though no pixel is shared. Here: " + "; ".join(q.lines()) + ".")  # fmt: skip
+        sec.text += (
+            " The paper (Figure 7): the samples are images of the target's kind, "
+            "though no pixel is shared. Here: " + "; ".join(q.lines()) + "."
+        )
     return sec
 
 
@@ -371,24 +453,39 @@ def jacobian(ctx: Context) -> Section:
     out = ctx.out / "jacobian"
     save_figure(out / "eigenvalues.png", lambda ax: plot_eigenvalues(ax, curves))
     cols = min(8, k)
-    save_figure(out / "eigenvectors.png",
-                lambda axes: plot_eigenvectors(axes, vecs0, tuple(x.shape[1:]), vals0),
-                figsize=(1.1 * cols, 1.2 * -(-k // cols)), nrows=-(-k // cols), ncols=cols)  # fmt: skip
+    save_figure(
+        out / "eigenvectors.png",
+        lambda axes: plot_eigenvectors(axes, vecs0, tuple(x.shape[1:]), vals0),
+        figsize=(1.1 * cols, 1.2 * -(-k // cols)),
+        nrows=-(-k // cols),
+        ncols=cols,
+    )
     sec.figures = [_rel(ctx, out / "eigenvalues.png"), _rel(ctx, out / "eigenvectors.png")]
-    sec.numbers = {"eigenvalues": {s: v.tolist() for s, v in curves.items()}, "trace": traces,
-                   "homogeneity_error": homogeneity}  # fmt: skip
+    sec.numbers = {
+        "eigenvalues": {s: v.tolist() for s, v in curves.items()},
+        "trace": traces,
+        "homogeneity_error": homogeneity,
+    }
     worst = max(homogeneity.values())
     if worst < 1e-2:
-        basis = (f"f(y) = J y holds (relative error at most {worst:.1e}: the network is bias-free), "
-                 "so these are the adaptive basis in which the denoiser shrinks.")  # fmt: skip
+        basis = (
+            f"f(y) = J y holds (relative error at most {worst:.1e}: the network is bias-free), "
+            "so these are the adaptive basis in which the denoiser shrinks."
+        )
     else:
-        basis = (f"This network has biases: f(y) differs from J y by up to {worst:.0%}, so J is "
-                 "the local linearization of an affine map, not the map itself, and the "
-                 "eigenvectors are not exactly a basis in which the denoiser shrinks.")  # fmt: skip
-    sec.text = ("Top eigenvalues of the symmetric part of the denoiser's Jacobian at the first "
-                f"image, at three noise levels, and the eigenvectors at sigma {ctx.cfg.sigma:g}. "
-                + basis + " Effective dimension (trace of the Jacobian): " + ", ".join(
-                    f"{v:.1f} at sigma {s}" for s, v in traces.items()) + ".")  # fmt: skip
+        basis = (
+            f"This network has biases: f(y) differs from J y by up to {worst:.0%}, so J is "
+            "the local linearization of an affine map, not the map itself, and the "
+            "eigenvectors are not exactly a basis in which the denoiser shrinks."
+        )
+    sec.text = (
+        "Top eigenvalues of the symmetric part of the denoiser's Jacobian at the first "
+        f"image, at three noise levels, and the eigenvectors at sigma {ctx.cfg.sigma:g}. "
+        + basis
+        + " Effective dimension (trace of the Jacobian): "
+        + ", ".join(f"{v:.1f} at sigma {s}" for s, v in traces.items())
+        + "."
+    )
     return sec
 
 

@@ -133,8 +133,10 @@ class Store:
         for k, s in enumerate(self.sigmas):
             if abs(s - sigma) < 1e-9:
                 return k
-        raise UserError(f"{self.path}: no sigma {sigma * 255:g}/255; it has "
-                        f"{[round(s * 255, 3) for s in self.sigmas]}")  # fmt: skip
+        raise UserError(
+            f"{self.path}: no sigma {sigma * 255:g}/255; it has "
+            f"{[round(s * 255, 3) for s in self.sigmas]}"
+        )
 
     def images(self) -> ImageSet:
         """Reopen the images the store was computed from (their fingerprint is checked)."""
@@ -151,8 +153,10 @@ class Store:
     def check_model(self, model: Denoiser) -> None:
         """Refuse a model other than the one the store was computed with."""
         if weights_hash(model) != self.meta["model"]["weights_hash"]:
-            raise UserError(f"{self.path}: the store was computed with another model "
-                            f"({self.meta['model']['path']})")  # fmt: skip
+            raise UserError(
+                f"{self.path}: the store was computed with another model "
+                f"({self.meta['model']['path']})"
+            )
 
 
 def _load_npy(file: Path, kind: str, mmap_mode: str | None) -> np.ndarray:
@@ -179,21 +183,31 @@ def _plan(
     if unknown:
         raise UserError(f"unknown block(s) {unknown}; this model has {model.block_names}")
     if images.channels != model.image_channels:
-        raise UserError(f"the data has {images.channels} channels, the model takes "
-                        f"{model.image_channels}")  # fmt: skip
+        raise UserError(
+            f"the data has {images.channels} channels, the model takes {model.image_channels}"
+        )
     if cfg.n_noise < 1 or cfg.batch_size < 1 or cfg.chunk_size < 1:
         raise UserError("n_noise, batch size and chunk size must be >= 1")
     x = to_float(images[0])[None].to(next(model.parameters()).device)
-    dims = {k: v.shape[1] for k, v in noise_averaged_means(
-        model, x, 0.0, cfg.blocks, 1, inputs=cfg.inputs).items()}  # fmt: skip
+    dims = {
+        k: v.shape[1]
+        for k, v in noise_averaged_means(model, x, 0.0, cfg.blocks, 1, inputs=cfg.inputs).items()
+    }
     n = len(images)
     return {
         "format": "denoiserlens-represent",
         "version": denoiserlens.__version__,
-        "model": {"path": model_path, "arch": model.arch_config(),
-                  "weights_hash": weights_hash(model)},
-        "data": {"source": images.source, "fingerprint": images.fingerprint, "count": n,
-                 "spec": data_spec},
+        "model": {
+            "path": model_path,
+            "arch": model.arch_config(),
+            "weights_hash": weights_hash(model),
+        },
+        "data": {
+            "source": images.source,
+            "fingerprint": images.fingerprint,
+            "count": n,
+            "spec": data_spec,
+        },
         "sigmas": list(cfg.sigmas),
         "sigmas_255": [round(s * 255, 4) for s in cfg.sigmas],
         "n_noise": cfg.n_noise,
@@ -209,7 +223,7 @@ def _plan(
         "chunk_size": cfg.chunk_size,
         "n_chunks": -(-n // cfg.chunk_size),
         "complete": False,
-    }  # fmt: skip
+    }
 
 
 def _same_job(old: dict, new: dict) -> str | None:
@@ -276,9 +290,17 @@ def represent(
         return _represent_in(model, images, out, cfg, resume, plan, progress, rank, world)
 
 
-def _represent_in(model: Denoiser, images: ImageSet, out: Path, cfg: RepresentConfig, resume: bool,
-                  plan: dict, progress: Callable[[int, int], None] | None, rank: int,
-                  world: int) -> Store:  # fmt: skip
+def _represent_in(
+    model: Denoiser,
+    images: ImageSet,
+    out: Path,
+    cfg: RepresentConfig,
+    resume: bool,
+    plan: dict,
+    progress: Callable[[int, int], None] | None,
+    rank: int,
+    world: int,
+) -> Store:
     """The body of :func:`represent`, in a store this process has locked."""
     create = not (out / META).exists()  # every rank decides before rank 0 writes anything
     if not create:
@@ -301,17 +323,30 @@ def _represent_in(model: Denoiser, images: ImageSet, out: Path, cfg: RepresentCo
 
     arrays = {k: np.load(out / f"{k}.npy", mmap_mode="r+") for k in plan["arrays"]}
     done = np.load(out / PROGRESS, mmap_mode="r+")
-    todo = [(s, c) for s in range(len(cfg.sigmas)) for c in range(plan["n_chunks"])
-            if not done[s, c] and c % world == rank]  # fmt: skip
+    todo = [
+        (s, c)
+        for s in range(len(cfg.sigmas))
+        for c in range(plan["n_chunks"])
+        if not done[s, c] and c % world == rank
+    ]
     device = next(model.parameters()).device
     for i, (s, c) in enumerate(todo):
         lo, hi = c * cfg.chunk_size, min((c + 1) * cfg.chunk_size, len(images))
         for b0 in range(lo, hi, cfg.batch_size):
             rows = list(range(b0, min(b0 + cfg.batch_size, hi)))
             x = to_float(np.stack([images[r] for r in rows])).to(device)
-            means = noise_averaged_means(model, x, cfg.sigmas[s], cfg.blocks, cfg.n_noise,
-                                         cfg.seed, rows, inputs=cfg.inputs, bf16=cfg.bf16,
-                                         channels_last=cfg.channels_last)  # fmt: skip
+            means = noise_averaged_means(
+                model,
+                x,
+                cfg.sigmas[s],
+                cfg.blocks,
+                cfg.n_noise,
+                cfg.seed,
+                rows,
+                inputs=cfg.inputs,
+                bf16=cfg.bf16,
+                channels_last=cfg.channels_last,
+            )
             for k, v in means.items():
                 arrays[k][s, rows[0] : rows[-1] + 1] = v.cpu().numpy()
         for a in arrays.values():
@@ -335,5 +370,8 @@ def _represent_in(model: Denoiser, images: ImageSet, out: Path, cfg: RepresentCo
 def parse_blocks(text: str, model: Denoiser) -> tuple[str, ...]:
     """'M' / 'E3,M' / 'all' -> block names, in the model's order."""
     names: Sequence[str] = model.block_names if text == "all" else text.split(",")
-    return tuple(sorted(set(names), key=lambda b: model.block_names.index(b)
-                        if b in model.block_names else -1))  # fmt: skip
+    return tuple(
+        sorted(
+            set(names), key=lambda b: model.block_names.index(b) if b in model.block_names else -1
+        )
+    )

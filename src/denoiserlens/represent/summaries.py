@@ -109,8 +109,9 @@ def noise_averaged_means(
     outputs are keyed "j"). ``rows`` are the images' global row numbers (default 0..N-1): they
     seed the noise. Draws ``first_draw .. first_draw + n_noise - 1`` are used.
     """
-    out, draws = _noisy_blocks(model, x, sigma, blocks, n_noise, seed, rows, first_draw, bf16,
-                               channels_last)  # fmt: skip
+    out, draws = _noisy_blocks(
+        model, x, sigma, blocks, n_noise, seed, rows, first_draw, bf16, channels_last
+    )
     n = len(x)
     result = {}
     for b in blocks:
@@ -153,6 +154,16 @@ def phi(
     M is ``model.middle_block`` (the UNet's middle block; the middle layer of a BF-CNN).
     """
     block = model.middle_block
-    means = noise_averaged_means(model, x, sigma, (block,), n_noise, seed, rows, first_draw,
-                                 bf16=bf16, channels_last=channels_last)  # fmt: skip
+    means = noise_averaged_means(
+        model,
+        x,
+        sigma,
+        (block,),
+        n_noise,
+        seed,
+        rows,
+        first_draw,
+        bf16=bf16,
+        channels_last=channels_last,
+    )
     return means[block]

@@ -74,8 +74,9 @@ def symmetrized_distance(
     for k, s in enumerate(sig.tolist()):
         total = 0.0
         for samples in (samples1, samples2):  # E_p1 + E_p2
-            y = samples + s * torch.randn(samples.shape, generator=generator,
-                                          dtype=samples.dtype, device=samples.device)  # fmt: skip
+            y = samples + s * torch.randn(
+                samples.shape, generator=generator, dtype=samples.dtype, device=samples.device
+            )
             diff = (denoise1(y, s) - denoise2(y, s)).double().flatten(1)
             total += float(diff.pow(2).sum(1).mean())
         integrand[k] = total / s**2  # ||dx_hat||^2 / sigma^4 * sigma^2 (d sigma = sigma dlog sigma)
@@ -150,8 +151,10 @@ def distance_study(
     rows = list(range(k)) if rows is None else list(rows)
     sig = torch.full((k,), phi_sigma, device=images.device)
     phis = target_phi(phi_fn, images, sig, n_noise, seed, rows)
-    cond = [guided_denoiser(phi_fn, denoise, images[i : i + 1], guidance, n_noise, seed, rows[i])
-            for i in range(k)]  # fmt: skip
+    cond = [
+        guided_denoiser(phi_fn, denoise, images[i : i + 1], guidance, n_noise, seed, rows[i])
+        for i in range(k)
+    ]
     g = torch.Generator(device=images.device).manual_seed(seed)  # Eq. 4's Monte Carlo noise
     per = samples.view(k, n_samples, *samples.shape[1:])
     phi_sq, d_sq, curves = [], [], []
@@ -160,9 +163,14 @@ def distance_study(
         phi_sq.append(float((phis[i] - phis[j]).pow(2).sum()))
         d_sq.append(d2)
         curves.append(integrand.tolist())
-    out = {"pairs": [list(p) for p in pairs], "phi_sq": phi_sq, "d_sq": d_sq,
-           "sigmas": sorted(torch.as_tensor(sigmas).tolist()), "integrands": curves,
-           "phi_sigma": phi_sigma}  # fmt: skip
+    out = {
+        "pairs": [list(p) for p in pairs],
+        "phi_sq": phi_sq,
+        "d_sq": d_sq,
+        "sigmas": sorted(torch.as_tensor(sigmas).tolist()),
+        "integrands": curves,
+        "phi_sigma": phi_sigma,
+    }
     if len(pairs) >= 2:
         out["constants"] = embedding_constants(np.array(phi_sq), np.array(d_sq))
         out["by_lower_limit"] = constants_by_lower_limit(out)
@@ -176,10 +184,12 @@ def constants_by_lower_limit(study: dict) -> list[dict[str, float]]:
     integrands = np.asarray(study["integrands"], float)
     phi_sq = np.asarray(study["phi_sq"], float)
     return [
-        {"sigma_min": float(np.exp(sig[lo])),
-         **embedding_constants(phi_sq, np.trapezoid(integrands[:, lo:], sig[lo:], axis=1))}
+        {
+            "sigma_min": float(np.exp(sig[lo])),
+            **embedding_constants(phi_sq, np.trapezoid(integrands[:, lo:], sig[lo:], axis=1)),
+        }
         for lo in range(len(sig) - 2)
-    ]  # fmt: skip
+    ]
 
 
 ESTIMATORS = ("tilted", "matching")
@@ -561,8 +571,14 @@ def plot_distance_study(ax, study: dict) -> None:
     if c:
         grid = np.array([0, x.max()])
         ax.plot(grid, c["A"] * grid, color="gray", ls=":", lw=1, label=f"A = {c['A']:.3g}")
-        ax.plot(grid, c["B"] * grid, color="gray", ls="--", lw=1,
-                label=f"B = {c['B']:.3g} (B/A = {c['B_over_A']:.2f})")  # fmt: skip
+        ax.plot(
+            grid,
+            c["B"] * grid,
+            color="gray",
+            ls="--",
+            lw=1,
+            label=f"B = {c['B']:.3g} (B/A = {c['B_over_A']:.2f})",
+        )
         ax.legend(fontsize=7)
     ax.set_xlabel("||phi_1 - phi_2||^2")
     ax.set_ylabel("d^2(p_1, p_2) (Eq. 4)")

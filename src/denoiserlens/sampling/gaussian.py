@@ -33,8 +33,9 @@ class GaussianPrior:
         g = torch.Generator().manual_seed(seed)
         n = int(torch.tensor(shape).prod())
         q, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))
-        lam = torch.logspace(torch.log10(torch.tensor(lo)), torch.log10(torch.tensor(hi)), n,
-                             dtype=torch.float64)  # fmt: skip
+        lam = torch.logspace(
+            torch.log10(torch.tensor(lo)), torch.log10(torch.tensor(hi)), n, dtype=torch.float64
+        )
         return cls(torch.full((n,), 0.5, dtype=torch.float64), (q * lam) @ q.T, shape)
 
     def draw(self, count: int, generator: torch.Generator) -> torch.Tensor:

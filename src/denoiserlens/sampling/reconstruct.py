@@ -214,8 +214,14 @@ class ImageTargets:
     serve every noise level, so the target at sigma is the function phi(x^c, sigma) of section
     2.3 (the authors draw fresh noise at each level: the same expectation)."""
 
-    def __init__(self, phi_fn: PhiFn, images: torch.Tensor, n_noise: int, seed: int = 0,
-                 rows: Sequence[int] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        phi_fn: PhiFn,
+        images: torch.Tensor,
+        n_noise: int,
+        seed: int = 0,
+        rows: Sequence[int] | None = None,
+    ) -> None:
         self.phi_fn, self.images, self.n_noise, self.seed = phi_fn, images, n_noise, seed
         self.rows = list(range(len(images))) if rows is None else list(rows)
         self.count, self.shape, self.device = len(images), tuple(images.shape[1:]), images.device
@@ -236,8 +242,15 @@ class GroupTargets(ImageTargets):
     draws each) before the maximum. ``rows`` gives each group's members' global rows (their
     noise seeds; default: numbered in order over all groups)."""
 
-    def __init__(self, phi_fn: PhiFn, groups: list[torch.Tensor], combine: str, n_noise: int,
-                 seed: int = 0, rows: list[Sequence[int]] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        phi_fn: PhiFn,
+        groups: list[torch.Tensor],
+        combine: str,
+        n_noise: int,
+        seed: int = 0,
+        rows: list[Sequence[int]] | None = None,
+    ) -> None:
         if combine not in ("mean", "max"):
             raise ValueError(f"combine must be mean or max, got {combine!r}")
         if not groups or any(len(gr) == 0 for gr in groups):
@@ -382,5 +395,6 @@ def reconstruct(
         got = phi_fn(x_hat)
     cos = torch.nn.functional.cosine_similarity(got, final, dim=1)
     rel = (got - final).norm(dim=1) / final.norm(dim=1).clamp_min(1e-12)
-    return Reconstruction(x_hat, torch.stack(before), torch.stack(after), torch.stack(l0),
-                          torch.stack(l1), cos, rel)  # fmt: skip
+    return Reconstruction(
+        x_hat, torch.stack(before), torch.stack(after), torch.stack(l0), torch.stack(l1), cos, rel
+    )

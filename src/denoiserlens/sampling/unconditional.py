@@ -120,8 +120,12 @@ class SampleNoise:
 
     def randn(self, shape: Sequence[int], idx: torch.Tensor | None = None) -> torch.Tensor:
         """One draw of ``shape`` for each sample in ``idx`` (default: all), stacked."""
-        draws = torch.cat([torch.randn(self.BLOCK, *shape, generator=g, device=self.device)
-                           for g in self.generators])  # fmt: skip
+        draws = torch.cat(
+            [
+                torch.randn(self.BLOCK, *shape, generator=g, device=self.device)
+                for g in self.generators
+            ]
+        )
         return draws[self.rows if idx is None else self.rows[idx]]
 
 
@@ -177,8 +181,14 @@ def sample(
         stop = done | diverged
         go = idx[~stop]
         if len(go):
-            y[go] = ks_step(y[go], d[~stop], sigma[~stop], cfg.step_size(t), cfg.beta,
-                                   noise.randn(shape[1:], go))  # fmt: skip
+            y[go] = ks_step(
+                y[go],
+                d[~stop],
+                sigma[~stop],
+                cfg.step_size(t),
+                cfg.beta,
+                noise.randn(shape[1:], go),
+            )
         active[idx[stop]] = False
         if progress is not None:
             progress(int((~active).sum()), b)

@@ -36,8 +36,15 @@ from denoiserlens.train.state import TRAIN_STATE, load_train_state, save_train_s
 
 LOG = "log.jsonl"
 # training settings a resumed run may change: none of them changes the weights it computes
-FREE_ON_RESUME = ("steps", "epochs", "checkpoint_every", "eval_every", "eval_images",
-                  "eval_sigmas", "num_workers")  # fmt: skip
+FREE_ON_RESUME = (
+    "steps",
+    "epochs",
+    "checkpoint_every",
+    "eval_every",
+    "eval_images",
+    "eval_sigmas",
+    "num_workers",
+)
 
 
 @dataclass(frozen=True)
@@ -172,11 +179,16 @@ def _prepare_run(run_dir: Path, config: dict[str, Any], resume: bool) -> dict[st
     old_train = {k: v for k, v in {**defaults, **old["train"]}.items() if k not in FREE_ON_RESUME}
     new_train = {k: v for k, v in new["train"].items() if k not in FREE_ON_RESUME}
     # runs from before the data mean or a data setting was recorded resume without it
-    old_data, new_data = ({k: v for k, v in recorded_spec(d).items() if k != "channel_means"}
-                          for d in (old["data"], new["data"]))  # fmt: skip
-    for key, a, b in (("model", old["model"], new["model"]), ("train", old_train, new_train),
-                      ("data", old_data, new_data),
-                      ("number of processes", old.get("world_size", 1), new["world_size"])):  # fmt: skip
+    old_data, new_data = (
+        {k: v for k, v in recorded_spec(d).items() if k != "channel_means"}
+        for d in (old["data"], new["data"])
+    )
+    for key, a, b in (
+        ("model", old["model"], new["model"]),
+        ("train", old_train, new_train),
+        ("data", old_data, new_data),
+        ("number of processes", old.get("world_size", 1), new["world_size"]),
+    ):
         if a != b:
             raise UserError(f"{run_dir}: --resume with a different {key} configuration")
     return {**old, "train": new["train"]} if old["train"] != new["train"] else None
@@ -239,13 +251,36 @@ def train(
     model, train_set, test_set, config, cfg = _setup(model_arch, data, cfg, data_spec, world)
     missing = f"{run_dir}: nothing to resume (no {CONFIG})" if resume else None
     with folder_lock(run_dir, holder=rank == 0, missing=missing):  # one writer at a time
-        return _train_in(run_dir, model, train_set, test_set, config, cfg, resume,
-                         torch.device(device), max_minutes, progress, rank, world)  # fmt: skip
+        return _train_in(
+            run_dir,
+            model,
+            train_set,
+            test_set,
+            config,
+            cfg,
+            resume,
+            torch.device(device),
+            max_minutes,
+            progress,
+            rank,
+            world,
+        )
 
 
-def _train_in(run_dir: Path, model: Denoiser, train_set, test_set, config: dict, cfg: TrainConfig,
-              resume: bool, device: torch.device, max_minutes: float | None, progress: bool,
-              rank: int, world: int) -> dict[str, Any]:  # fmt: skip
+def _train_in(
+    run_dir: Path,
+    model: Denoiser,
+    train_set,
+    test_set,
+    config: dict,
+    cfg: TrainConfig,
+    resume: bool,
+    device: torch.device,
+    max_minutes: float | None,
+    progress: bool,
+    rank: int,
+    world: int,
+) -> dict[str, Any]:
     """The training loop of :func:`train`, in a run directory this process has locked."""
     to_write = _prepare_run(run_dir, config, resume)  # every rank checks before anyone writes
     if world > 1:
@@ -264,13 +299,19 @@ def _train_in(run_dir: Path, model: Denoiser, train_set, test_set, config: dict,
     if cfg.compile:  # the DDP wrapper compiled, as torch.compile's DDP notes advise
         net = torch.compile(net)
 
-    sampler = DistributedSampler(train_set, num_replicas=world, rank=rank,
-                                 shuffle=True, seed=cfg.seed, drop_last=True)  # fmt: skip
+    sampler = DistributedSampler(
+        train_set, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed, drop_last=True
+    )
     steps_per_epoch = cfg.steps_per_epoch(len(train_set), world)  # >= 1: cfg.resolved checked
     test_x = torch.from_numpy(test_set.as_array()).float() / 255 if len(test_set) else None
     log = _Log(run_dir / LOG, rank == 0, step)
-    bar = tqdm(total=cfg.steps, initial=step, disable=rank != 0 or not progress, unit="step",
-               dynamic_ncols=True)  # fmt: skip
+    bar = tqdm(
+        total=cfg.steps,
+        initial=step,
+        disable=rank != 0 or not progress,
+        unit="step",
+        dynamic_ncols=True,
+    )
     t0, seen = time.time(), 0
     result: dict[str, Any] = {}
     stop = False
@@ -278,9 +319,14 @@ def _train_in(run_dir: Path, model: Denoiser, train_set, test_set, config: dict,
         epoch, skip = divmod(step, steps_per_epoch)
         sampler.set_epoch(epoch)
         indices = list(sampler)[skip * cfg.batch_size :]
-        loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=indices,
-                            drop_last=True, num_workers=cfg.num_workers,
-                            collate_fn=collate_to_float)  # fmt: skip
+        loader = DataLoader(
+            train_set,
+            batch_size=cfg.batch_size,
+            sampler=indices,
+            drop_last=True,
+            num_workers=cfg.num_workers,
+            collate_fn=collate_to_float,
+        )
         for x in loader:
             loss, batch_psnr = _train_step(net, optimizer, x, cfg, rank, step, device)
             step += 1
@@ -288,8 +334,14 @@ def _train_in(run_dir: Path, model: Denoiser, train_set, test_set, config: dict,
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.2e}", psnr=f"{batch_psnr:.2f}dB")
             if step % 50 == 0 or step == cfg.steps:
-                log.write(step=step, epoch=epoch, loss=loss, psnr=batch_psnr,
-                          lr=cfg.lr_at(step - 1), images_per_s=seen / (time.time() - t0))  # fmt: skip
+                log.write(
+                    step=step,
+                    epoch=epoch,
+                    loss=loss,
+                    psnr=batch_psnr,
+                    lr=cfg.lr_at(step - 1),
+                    images_per_s=seen / (time.time() - t0),
+                )
             if (
                 test_x is not None
                 and rank == 0
@@ -297,10 +349,13 @@ def _train_in(run_dir: Path, model: Denoiser, train_set, test_set, config: dict,
             ):
                 result = evaluate_psnr(model, test_x, cfg.eval_sigmas, cfg.seed)
                 log.write(step=step, eval_psnr=result)
-                bar.write(f"step {step}: test PSNR " + ", ".join(
-                    f"sigma {k}: {v:.2f} dB" for k, v in result.items()))  # fmt: skip
-            out_of_time = _agree(max_minutes is not None and time.time() - t0 > 60 * max_minutes,
-                                 world, device)  # fmt: skip
+                bar.write(
+                    f"step {step}: test PSNR "
+                    + ", ".join(f"sigma {k}: {v:.2f} dB" for k, v in result.items())
+                )
+            out_of_time = _agree(
+                max_minutes is not None and time.time() - t0 > 60 * max_minutes, world, device
+            )
             end_of_epoch = cfg.epochs is not None and step % steps_per_epoch == 0
             if step % cfg.checkpoint_every == 0 or step == cfg.steps or out_of_time or end_of_epoch:
                 _checkpoint(run_dir, model, optimizer, step, rank)
@@ -312,8 +367,12 @@ def _train_in(run_dir: Path, model: Denoiser, train_set, test_set, config: dict,
         result = evaluate_psnr(model, test_x, cfg.eval_sigmas, cfg.seed)  # a finished run resumed
     identical = _ranks_identical(model) if world > 1 else None
     log.write(step=step, final=True, eval_psnr=result, ddp_weights_identical=identical)
-    return {"step": step, "eval_psnr": result, "finished": step >= cfg.steps,
-            "ddp_weights_identical": identical}  # fmt: skip
+    return {
+        "step": step,
+        "eval_psnr": result,
+        "finished": step >= cfg.steps,
+        "ddp_weights_identical": identical,
+    }
 
 
 def check_training_images(images: ImageSet, model: Denoiser) -> None:
@@ -347,12 +406,17 @@ def _setup(model_arch: dict, data, cfg: TrainConfig, data_spec, world: int):
     config = {
         "model": model.arch_config(),
         "train": asdict(cfg),
-        "data": {**data_desc, "fingerprint": images.fingerprint, "count": len(images),
-                 "train_count": len(train_idx), "test_count": len(test_idx),
-                 "channel_means": images.channel_means(index=train_idx)},
+        "data": {
+            **data_desc,
+            "fingerprint": images.fingerprint,
+            "count": len(images),
+            "train_count": len(train_idx),
+            "test_count": len(test_idx),
+            "channel_means": images.channel_means(index=train_idx),
+        },
         "world_size": world,
         "version": denoiserlens.__version__,
-    }  # fmt: skip
+    }
     return model, train_set, test_set, config, cfg
 
 
