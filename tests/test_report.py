@@ -110,6 +110,39 @@ def test_rerun_reuses_finished_sections(report_dir):
     assert all(now[n] == saved[n] for n in saved if n != "distance.json")
 
 
+def test_the_distance_command_and_section_give_identical_numbers(report_dir):
+    # one experiment (sampling.distance.run_distance), two entry points: the report's settings
+    # (distance_images 3, samples 2, 8 levels, 5 sigmas, phi at 25) written as the command's flags
+    tmp, _ = report_dir
+    args = [
+        EXE,
+        "distance",
+        "--model",
+        str(tmp / "m"),
+        "--data",
+        str(tmp / "data"),
+        "--labels-from-dirs",
+        "--rows",
+        "0,1,2",
+        "--n-samples",
+        "2",
+        "--steps",
+        "7",
+        "--grid",
+        "5",
+        "--phi-sigma",
+        "25",
+        "--out",
+        str(tmp / "cli-distance"),
+    ]
+    p = run_cli(args, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    command = json.loads((tmp / "cli-distance/distance.json").read_text())
+    section = json.loads((tmp / "r/sections/distance.json").read_text())["section"]["numbers"]
+    assert command["d_sq"] == section["d_sq"] and command["tau"] == section["tau"]
+    assert command["constants"] == section["constants"]
+
+
 def test_changed_settings_recompute_only_the_sections_that_read_them(report_dir, tmp_path):
     tmp, args = report_dir
     shutil.copytree(tmp / "r", tmp_path / "r")

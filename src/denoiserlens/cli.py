@@ -15,7 +15,6 @@ import click
 from denoiserlens.errors import UserError
 
 SIGMA_HELP = "in [0, 255] units (sigma 25 = 25/255 in [0, 1] pixel units)"
-PRIOR_IMAGES = 20000  # images of the data whose covariance carries Eq. 4 above the grid
 
 
 def _clear_progress_bars() -> None:
@@ -110,6 +109,14 @@ def _device(name: str) -> str:
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return name
+
+
+def _int_list(text: str, option: str) -> list[int]:
+    """'3,1,4' -> [3, 1, 4]; anything else is one error line naming ``option``."""
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise UserError(f"{option} takes comma-separated rows, got {text!r}") from None
 
 
 def _sigmas(text: str) -> list[float]:
@@ -1005,10 +1012,7 @@ def neighbours(store_path, out_dir, queries, k, sigma):
     """Nearest images by cosine similarity in phi and, side by side, in pixels (Figures 5, 14)."""
     from denoiserlens.analysis.semantics import neighbours_figure
 
-    try:
-        rows = [int(q) for q in queries.split(",")]
-    except ValueError:
-        raise UserError(f"--query takes comma-separated rows, got {queries!r}") from None
+    rows = _int_list(queries, "--query")
     result = neighbours_figure(store_path, out_dir, rows, k, _store_sigma(sigma))
     for q in result["queries"]:
         line = f"row {q['row']} ({q['name']}): phi {q['phi']}, pixels {q['pixels']}"
@@ -1604,6 +1608,7 @@ def _cluster_groups(images, folder: Path, clusters, members: int, seed: int):
     default=None,
     help="The tilt's width (tilted); default: the rms of phi(sample) - phi(target).",
 )
+@click.option("--rows", default=None, help="Comma list of data rows to pair (instead of --images).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @user_errors
@@ -1621,6 +1626,7 @@ def distance(
     n_noise,
     estimator,
     tau,
+    rows,
     seed,
     device,
     **data_kw,
@@ -1630,69 +1636,32 @@ def distance(
     inequality (3). Above --sigma-max the tilted estimator goes on with the Gaussian posterior
     of the data's mean and covariance (images of at most 4096 values; beyond, the sigma^-2 tail).
     Writes distance.json and fig8_distance.png."""
-    import numpy as np
-    import torch
-
     from denoiserlens.analysis.figures import save_figure
-    from denoiserlens.data import open_data, to_float
+    from denoiserlens.data import open_data
     from denoiserlens.fileio import write_json
-    from denoiserlens.sampling.distance import (
-        MAX_PRIOR_VALUES,
-        distance_experiment,
-        gaussian_prior,
-        plot_distance_study,
-    )
+    from denoiserlens.sampling.distance import DistanceConfig, plot_distance_study, run_distance
 
-    if n_images < 3 or n_samples < 1 or steps < 1 or grid < 2:
-        raise UserError("need --images >= 3, --n-samples >= 1, --steps >= 1, --grid >= 2")
-    if not 0 < sigma_min < sigma_max:
-        raise UserError("need 0 < --sigma-min < --sigma-max")
-    if tau is not None and not (tau > 0 and math.isfinite(tau)):
-        raise UserError(f"--tau must be a positive number, got {tau}")
-    dev = _device(device)
+    cfg = DistanceConfig(
+        images=n_images,
+        rows=None if rows is None else tuple(_int_list(rows, "--rows")),
+        n_samples=n_samples,
+        steps=steps,
+        grid=grid,
+        sigma_min=sigma_min,
+        sigma_max=sigma_max,
+        phi_sigma=phi_sigma,
+        n_noise=n_noise,
+        estimator=estimator,
+        tau=tau,
+        guidance=guidance,
+        seed=seed,
+    )
     model = _load_model_cli(model_path, device)
     images = open_data(_data_spec(data_kw))
     _check_images(model, images.subset([0]), pad=False)  # the model takes them, before counting
-    if len(images) < n_images:
-        raise UserError(f"--images {n_images} exceeds the data's {len(images)} images")
-    rows = sorted(np.random.default_rng(seed).choice(len(images), n_images, replace=False).tolist())
-    _check_images(model, images.subset(rows), pad=False)
-    x = to_float(images.subset(rows).as_array()).to(dev)
-    prior = None
-    if estimator == "tilted" and x[0].numel() <= MAX_PRIOR_VALUES:
-        pick = np.random.default_rng(seed).permutation(len(images))[:PRIOR_IMAGES]
-        prior = gaussian_prior(to_float(images.subset(sorted(pick.tolist())).as_array()))
-    lo, hi = math.log10(sigma_min / 255), math.log10(sigma_max / 255)
-    click.echo(
-        f"{n_samples} reconstructions of each of {n_images} images, then Eq. 4 for "
-        f"{n_images * (n_images - 1) // 2} pairs on {grid} noise levels",
-        err=True,
-    )
-    study = distance_experiment(
-        model,
-        x,
-        torch.logspace(hi, lo, steps + 1),
-        torch.logspace(lo, hi, grid),
-        n_samples,
-        guidance,
-        n_noise,
-        phi_sigma / 255,
-        _channel_means(images, dev),
-        seed,
-        rows,
-        estimator,
-        tau,
-        prior,
-    )
-    study.update(
-        model=str(model_path),
-        rows=rows,
-        names=[images.names[r] for r in rows],
-        n_samples=n_samples,
-        seed=seed,
-        guidance=dataclasses.asdict(guidance),
-    )
-    study["pairs"] = [[rows[i], rows[j]] for i, j in study["pairs"]]
+    _check_images(model, images.subset(cfg.pick_rows(len(images))), pad=False)
+    study = run_distance(model, images, cfg, _device(device), lambda m: click.echo(m, err=True))
+    study["model"] = str(model_path)
     pairs = study["pairs"]
     out = Path(out_dir)
     save_figure(
@@ -1756,10 +1725,7 @@ def jacobian(model_path, out_dir, rows, sigmas, k, full, probes, seed, device, *
         raise UserError("--probes must be >= 2 (the trace's standard error needs two)")
     model = _load_model_cli(model_path, device).eval()
     images = open_data(_data_spec(data_kw))
-    try:
-        picked = [int(r) for r in rows.split(",")]
-    except ValueError:
-        raise UserError(f"--rows takes comma-separated rows, got {rows!r}") from None
+    picked = _int_list(rows, "--rows")
     bad = [r for r in picked if not 0 <= r < len(images)]
     if bad:
         raise UserError(f"rows {bad} are outside the data's {len(images)} images")

@@ -83,6 +83,22 @@ class ReportConfig:
     seed: int = 0
     skip: tuple[str, ...] = field(default_factory=tuple)
 
+    def distance_config(self, n: int):
+        """The distance section's experiment (:class:`~denoiserlens.sampling.distance.
+        DistanceConfig`): the first ``n`` rows, phi at ``sigma``; the command's other defaults."""
+        from denoiserlens.sampling.distance import DistanceConfig
+        from denoiserlens.sampling.reconstruct import GuidanceConfig
+
+        return DistanceConfig(
+            rows=tuple(range(n)),
+            n_samples=self.distance_samples,
+            steps=self.distance_steps - 1,
+            grid=self.distance_sigmas,
+            phi_sigma=self.sigma,
+            guidance=GuidanceConfig(max_iter=self.distance_max_iter),
+            seed=self.seed,
+        )
+
     def __post_init__(self) -> None:
         for f in fields(self):
             object.__setattr__(self, f.name, _typed(f.name, getattr(self, f.name), f.type))

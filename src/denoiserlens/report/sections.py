@@ -372,39 +372,14 @@ def reconstructions(ctx: Context) -> Section:
 
 def distance(ctx: Context) -> Section:
     from denoiserlens.analysis.figures import save_figure
-    from denoiserlens.sampling.distance import (
-        MAX_PRIOR_VALUES,
-        distance_experiment,
-        gaussian_prior,
-        plot_distance_study,
-    )
-    from denoiserlens.sampling.reconstruct import GuidanceConfig
+    from denoiserlens.sampling.distance import plot_distance_study, run_distance
 
     sec = Section("distance", "Distances between conditional densities (Eq. 4, Figure 8)")
     n = min(ctx.cfg.distance_images, len(ctx.images))
     if n < 3:
         sec.skipped = f"needs at least 3 images; the data has {len(ctx.images)}"
         return sec
-    rows = list(range(n))
-    x = ctx.x(rows)
-    cfg = ctx.cfg
-    prior = None
-    if x[0].numel() <= MAX_PRIOR_VALUES:
-        prior = gaussian_prior(ctx.x(range(len(ctx.images))))
-    study = distance_experiment(
-        ctx.model,
-        x,
-        torch.logspace(0, -2, cfg.distance_steps),
-        torch.logspace(-3, 0, cfg.distance_sigmas),
-        cfg.distance_samples,
-        GuidanceConfig(max_iter=cfg.distance_max_iter),
-        8,
-        _s(cfg.sigma),
-        ctx.data_mean,
-        cfg.seed,
-        rows,
-        prior=prior,
-    )
+    study = run_distance(ctx.model, ctx.images, ctx.cfg.distance_config(n), ctx.device)
     pairs = study["pairs"]
     path = ctx.out / "distance" / "fig8_distance.png"
     save_figure(path, lambda ax: plot_distance_study(ax, study), figsize=(4.5, 4))
@@ -416,6 +391,7 @@ def distance(ctx: Context) -> Section:
         "pairs": len(pairs),
         "tau": study["tau"],
         "tail_share": study["tail_share"],
+        "d_sq": study["d_sq"],
     }
     sec.text = (
         f"For {len(pairs)} pairs of images, d^2 between the densities their phi induce (Eq. 4; "
