@@ -1193,7 +1193,7 @@ def sample(
     import torch
     from tqdm import tqdm
 
-    from denoiserlens.analysis.figures import save_image_grid
+    from denoiserlens.figures.common import save_image_grid
     from denoiserlens.fileio import atomic_path, write_json
     from denoiserlens.quality import sample_quality
     from denoiserlens.sampling import SAMPLER_PRESETS
@@ -1400,12 +1400,12 @@ def reconstruct(
     import torch
 
     from denoiserlens.data import open_data, to_float
+    from denoiserlens.figures.sampling import plot_noise_levels, plot_reconstructions
     from denoiserlens.fileio import atomic_path, write_json
     from denoiserlens.quality import fitting_classifier, reconstruction_quality
     from denoiserlens.sampling import SamplerConfig
     from denoiserlens.sampling.reconstruct import GroupTargets, ImageTargets, middle_means
     from denoiserlens.sampling.reconstruct import reconstruct as run_reconstruct
-    from denoiserlens.sampling.report import plot_noise_levels, plot_reconstructions
 
     dev = _device(device)
     model = _load_model_cli(model_path, device)
@@ -1636,10 +1636,11 @@ def distance(
     inequality (3). Above --sigma-max the tilted estimator goes on with the Gaussian posterior
     of the data's mean and covariance (images of at most 4096 values; beyond, the sigma^-2 tail).
     Writes distance.json and fig8_distance.png."""
-    from denoiserlens.analysis.figures import save_figure
     from denoiserlens.data import open_data
+    from denoiserlens.figures.common import save_figure
+    from denoiserlens.figures.sampling import plot_distance_study
     from denoiserlens.fileio import write_json
-    from denoiserlens.sampling.distance import DistanceConfig, plot_distance_study, run_distance
+    from denoiserlens.sampling.distance import DistanceConfig, run_distance
 
     cfg = DistanceConfig(
         images=n_images,
@@ -1708,9 +1709,10 @@ def jacobian(model_path, out_dir, rows, sigmas, k, full, probes, seed, device, *
     asymmetry ||J - J^T|| / ||J||, and J y vs f(y). Writes eigenvalues.png, eigenvectors_*.png
     and jacobian.json."""
 
-    from denoiserlens.analysis.figures import save_figure
     from denoiserlens.data import open_data, to_float
     from denoiserlens.evaluation import noisy_image
+    from denoiserlens.figures.common import save_figure
+    from denoiserlens.figures.geometry import plot_eigenvalues, plot_eigenvectors
     from denoiserlens.fileio import write_json
     from denoiserlens.geometry import (
         JacobianOperator,
@@ -1719,7 +1721,6 @@ def jacobian(model_path, out_dir, rows, sigmas, k, full, probes, seed, device, *
         hutchinson_trace,
         top_eigenpairs,
     )
-    from denoiserlens.geometry.jacobian import plot_eigenvalues, plot_eigenvectors
 
     if probes < 2:
         raise UserError("--probes must be >= 2 (the trace's standard error needs two)")
@@ -1812,10 +1813,11 @@ def slope(model_paths, out_dir, sigmas, alpha, seed, device, **data_kw):
     psnr_slope.png and slope.json."""
     import numpy as np
 
-    from denoiserlens.analysis.figures import save_figure
     from denoiserlens.data import open_data, to_float
+    from denoiserlens.figures.common import save_figure
+    from denoiserlens.figures.geometry import plot_psnr_curves
     from denoiserlens.fileio import write_json
-    from denoiserlens.geometry.slope import fit_slope, optimal_slope, plot_psnr_curves, psnr_curve
+    from denoiserlens.geometry.slope import fit_slope, optimal_slope, psnr_curve
 
     sig = _sigmas(sigmas)
     if len(sig) < 2 or min(sig) <= 0:
@@ -1893,9 +1895,10 @@ def generalization(
     of N images, sampled with the same seeds; cosine similarity of paired samples and of samples
     to their nearest training image, against N. Resumable (rerun the same command). Writes
     results.json and generalization.png."""
-    from denoiserlens.analysis.figures import save_figure
     from denoiserlens.data import open_data
-    from denoiserlens.geometry.generalization import plot_sweep, run_sweep
+    from denoiserlens.figures.common import save_figure
+    from denoiserlens.figures.geometry import plot_sweep
+    from denoiserlens.geometry.generalization import run_sweep
     from denoiserlens.models import preset_config
     from denoiserlens.sampling import SamplerConfig
 

@@ -70,29 +70,3 @@ def channel_statistics(phi: np.ndarray, maps: np.ndarray, fraction: float = 0.9)
         corr[key] = float(rho)
     out["spearman_with_channel_pr"] = corr
     return out
-
-
-def plot_channel_statistics(axes, st: dict, phi: np.ndarray, n_show: int = 4) -> None:
-    """Figure 13, one row: marginals of the most selective and most common channels, spatial PR
-    against channel PR, PCA dimension against channel PR (four axes)."""
-    pr = st["channel_pr"]
-    live = np.flatnonzero(np.isfinite(pr))
-    order = live[np.argsort(pr[live])]
-    for ax, channels, title in (
-        (axes[0], order[:n_show], "selective"),
-        (axes[1], order[-n_show:], "common"),
-    ):
-        for ch in channels:
-            ax.hist(phi[:, ch], bins=40, histtype="step", density=True, label=f"ch {ch}")
-        ax.set_yscale("log")
-        ax.set_title(f"phi[i], {title} channels", fontsize=8)
-        ax.legend(fontsize=6)
-    for ax, key, label in (
-        (axes[2], "spatial_pr", "spatial PR of the maps"),
-        (axes[3], "pca_dim", "PCs for 90% of map variance"),
-    ):
-        ax.scatter(pr, st[key], s=6, alpha=0.6)
-        rho = st["spearman_with_channel_pr"][key]
-        ax.set_xlabel("channel PR across images")
-        ax.set_ylabel(label)
-        ax.set_title(f"Spearman rho = {rho:.2f}", fontsize=8)

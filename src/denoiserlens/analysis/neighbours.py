@@ -118,19 +118,3 @@ def _faiss_ivf(q, r, k, metric, nprobe: int = 16, seed: int = 0):
     index.nprobe = nprobe
     score, idx = index.search(np.ascontiguousarray(q), k)
     return idx.astype(np.int64), score
-
-
-def plot_neighbours(axes, images, queries: list[int], phi_nn: np.ndarray, pixel_nn: np.ndarray):
-    """Figures 5 and 14: for each query, a row of its nearest images in phi and one in pixels.
-
-    ``axes`` is (2 * len(queries), k + 1); ``images`` indexable by row, uint8 (C, H, W).
-    """
-    from denoiserlens.analysis.figures import show_image
-
-    for i, q in enumerate(queries):
-        for j, (tag, nn) in enumerate((("phi", phi_nn[i]), ("pixels", pixel_nn[i]))):
-            row = axes[2 * i + j]
-            show_image(row[0], images[q], f"query {q}" if j == 0 else "")
-            row[0].set_ylabel(tag, fontsize=8)
-            for a, r in zip(row[1:], nn, strict=False):
-                show_image(a, images[int(r)], "")

@@ -12,20 +12,25 @@ from pathlib import Path
 
 import numpy as np
 
-from denoiserlens.analysis.figures import save_figure
 from denoiserlens.analysis.findings import paper_findings
 from denoiserlens.analysis.selectivity import (
     most_selective_channels,
-    plot_channel_pr,
-    plot_specialized,
-    plot_top_images,
     selectivity_summary,
     specialized_channels,
 )
-from denoiserlens.analysis.sparsity import block_sparsity, plot_block_sparsity
-from denoiserlens.analysis.stability import plot_stability, stability_curves
-from denoiserlens.analysis.subspaces import active_dimension, plot_subspaces, subspace_channels
+from denoiserlens.analysis.sparsity import block_sparsity
+from denoiserlens.analysis.stability import stability_curves
+from denoiserlens.analysis.subspaces import active_dimension, subspace_channels
 from denoiserlens.errors import UserError
+from denoiserlens.figures.analysis import (
+    plot_block_sparsity,
+    plot_channel_pr,
+    plot_specialized,
+    plot_stability,
+    plot_subspaces,
+    plot_top_images,
+)
+from denoiserlens.figures.common import save_figure
 from denoiserlens.fileio import write_json
 from denoiserlens.represent import Store
 
@@ -184,8 +189,9 @@ def _channel_statistics(store, model, images, phi, sigma, n_images, out: Path) -
     """Figure 13 from the middle block's maps of the first ``n_images`` images."""
     import torch
 
-    from denoiserlens.analysis.channel_stats import channel_statistics, plot_channel_statistics
+    from denoiserlens.analysis.channel_stats import channel_statistics
     from denoiserlens.data import to_float
+    from denoiserlens.figures.analysis import plot_channel_statistics
     from denoiserlens.represent import noise_averaged_maps
 
     device = next(model.parameters()).device

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from denoiserlens.analysis.figures import show_image
 from denoiserlens.analysis.findings import bimodality_coefficient
 from denoiserlens.analysis.sparsity import participation_ratio
 
@@ -59,39 +58,3 @@ def specialized_channels(phi: np.ndarray, row: int, n: int = 4, max_pr: float = 
         score = np.where(active, phi[row] / mean, -np.inf)
     order = np.argsort(-score, kind="stable")
     return order[np.isfinite(score[order])][:n]
-
-
-def plot_channel_pr(ax, phi: np.ndarray, low: float = 0.3, high: float = 0.6) -> None:
-    """Figure 3 (left): histogram of the channels' participation ratios across images."""
-    pr = channel_participation(phi)
-    ax.hist(pr[np.isfinite(pr)], bins=40, range=(0, 1), color="tab:blue", alpha=0.8)
-    for t in (low, high):
-        ax.axvline(t, color="gray", ls=":", lw=0.8)
-    ax.set_xlabel("channel participation ratio across images")
-    ax.set_ylabel("channels")
-
-
-def plot_specialized(axes, images, phi: np.ndarray, row: int, channels, k: int = 6) -> None:
-    """Figure 4: the query image (first column) and, for each of its specialized channels (rows),
-    the k images of the data set that most activate that channel."""
-    query = np.asarray(images[row])
-    for r, ch in enumerate(channels):
-        show_image(axes[r][0], query)
-        axes[r][0].set_title("query" if r == 0 else "", fontsize=7)
-        axes[r][0].set_ylabel(f"ch {int(ch)}", fontsize=7)
-        for j, other in enumerate(top_images(phi, int(ch), k)):
-            show_image(axes[r][j + 1], np.asarray(images[other]))
-
-
-def plot_top_images(axes, images: np.ndarray, phi: np.ndarray, channels, k: int = 6) -> None:
-    """Figure 3 (right): for each channel (a row of ``axes``), its k most activating images.
-
-    ``images`` is indexable by row and gives uint8 (C, H, W) arrays.
-    """
-    pr = channel_participation(phi)
-    for r, ch in enumerate(channels):
-        for j, row in enumerate(top_images(phi, int(ch), k)):
-            ax = axes[r][j]
-            show_image(ax, np.asarray(images[row]))
-            if j == 0:
-                ax.set_ylabel(f"ch {int(ch)}\nPR {pr[int(ch)]:.2f}", fontsize=7)

@@ -11,24 +11,18 @@ from typing import Any
 
 import numpy as np
 
-from denoiserlens.analysis.clusters import (
-    kmeans,
-    plot_members,
-    plot_separation,
-    plot_tsne,
-    separation,
-    tsne_embedding,
-)
-from denoiserlens.analysis.figures import save_figure
+from denoiserlens.analysis.clusters import kmeans, separation, tsne_embedding
 from denoiserlens.analysis.labels import (
     cluster_label_scores,
     knn_accuracy,
     linear_probe_accuracy,
     standardize,
 )
-from denoiserlens.analysis.neighbours import nearest_neighbours, plot_neighbours
+from denoiserlens.analysis.neighbours import nearest_neighbours
 from denoiserlens.data.open import split_indices
 from denoiserlens.errors import UserError
+from denoiserlens.figures.analysis import plot_members, plot_neighbours, plot_separation, plot_tsne
+from denoiserlens.figures.common import save_figure
 from denoiserlens.fileio import atomic_path, write_json
 from denoiserlens.represent import Store
 

@@ -36,28 +36,3 @@ def block_sparsity(
         q1, med, q3 = np.percentile(pr, [25, 50, 75]) if pr.size else (np.nan,) * 3
         out[key] = {"median": float(med), "q1": float(q1), "q3": float(q3), "n": int(pr.size)}
     return out
-
-
-def plot_block_sparsity(
-    ax, summaries: dict[str, np.ndarray], blocks: list[str], exclude: tuple[str, ...] = ()
-) -> None:
-    """Figure 1: PR distributions of each block's input (orange) and output (green) summaries."""
-    positions, labels = [], []
-    for i, b in enumerate(blocks):
-        for key, offset, colour in ((f"{b}.in", -0.18, "tab:orange"), (b, 0.18, "tab:green")):
-            a = summaries.get(key)
-            if a is None or key in exclude or a.shape[-1] < 2:
-                continue
-            pr = participation_ratio(a)
-            parts = ax.violinplot(pr[np.isfinite(pr)], [i + offset], widths=0.32, showmedians=True)
-            for body in parts["bodies"]:
-                body.set_facecolor(colour)
-                body.set_alpha(0.6)
-            for line in ("cmedians", "cmins", "cmaxes", "cbars"):
-                parts[line].set_color(colour)
-        positions.append(i)
-        labels.append(b)
-    ax.set_xticks(positions, labels)
-    ax.set_ylabel("participation ratio")
-    ax.set_ylim(0, 1)
-    ax.set_title("channel sparsity: block inputs (orange), outputs (green)", fontsize=9)

@@ -30,14 +30,3 @@ def stability_curves(
         key: np.array([np.nanmean(cosine_similarity(a[k_ref], a[k])) for k in range(len(sigmas))])
         for key, a in arrays.items()
     }
-
-
-def plot_stability(ax, curves: dict[str, np.ndarray], sigmas: list[float], reference: float):
-    """Figure 2: cosine similarity to the summary at sigma_1 = reference, against sigma_2."""
-    for key, c in curves.items():
-        ax.plot(sigmas, c, marker="o", ms=3, label=key, lw=2.5 if key == "M" else 1.2)
-    ax.axvline(reference, color="gray", lw=0.8, ls=":")
-    ax.set_xlabel("sigma_2 (pixel units)")
-    ax.set_ylabel(f"cos(a(x_{reference:g}), a(x_sigma_2))")
-    ax.set_ylim(0, 1.02)
-    ax.legend(fontsize=7, ncol=2)

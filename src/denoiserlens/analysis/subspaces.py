@@ -42,15 +42,3 @@ def subspace_channels(
         "selective_a": int(np.argmax(spec_a)),
         "selective_b": int(np.argmax(spec_b)),
     }
-
-
-def plot_subspaces(ax, phi: np.ndarray, group_a, group_b, channels: dict[str, int]) -> None:
-    """Figure 5 (middle/right): the two groups in the 3D space of one common and two selective
-    channels (``ax`` a 3D axes)."""
-    c, sa, sb = channels["common"], channels["selective_a"], channels["selective_b"]
-    for rows, colour, name in ((group_a, "tab:blue", "group A"), (group_b, "tab:red", "group B")):
-        ax.scatter(phi[rows, sa], phi[rows, sb], phi[rows, c], s=8, c=colour, label=name)
-    ax.set_xlabel(f"selective ch {sa}", fontsize=7)
-    ax.set_ylabel(f"selective ch {sb}", fontsize=7)
-    ax.set_zlabel(f"common ch {c}", fontsize=7)
-    ax.legend(fontsize=7)

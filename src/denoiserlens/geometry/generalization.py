@@ -174,28 +174,3 @@ def _measure(pair: Any, x_all: np.ndarray, rows: tuple, mean: float) -> dict[str
         "nearest_training_median": median(near),
         "nearest_training": near.tolist(),
     }
-
-
-def plot_sweep(ax, results: dict[str, Any]) -> None:
-    """Cosine similarity vs N: between the two models' samples, and of samples to their
-    nearest training image (medians, with quartile bands)."""
-    for key, label, colour in (
-        ("paired", "model A vs model B samples", "tab:blue"),
-        ("nearest_training", "sample vs nearest training image", "tab:orange"),
-    ):
-        sizes = sorted(int(n) for n, r in results["per_size"].items() if r[key])
-        vals = [np.asarray(results["per_size"][str(n)][key]) for n in sizes]
-        ax.plot(sizes, [np.median(v) for v in vals], marker="o", color=colour, label=label)
-        ax.fill_between(
-            sizes,
-            [np.percentile(v, 25) for v in vals],
-            [np.percentile(v, 75) for v in vals],
-            color=colour,
-            alpha=0.2,
-        )
-    ax.axhline(0.95, color="gray", ls=":", lw=0.8)
-    ax.set_xscale("log")
-    ax.set_xlabel("training images per model (N)")
-    ax.set_ylabel("cosine similarity")
-    ax.set_ylim(-0.05, 1.02)
-    ax.legend(fontsize=7)

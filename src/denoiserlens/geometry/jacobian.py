@@ -126,30 +126,3 @@ def asymmetry(op: JacobianOperator, probes: int = 16, seed: int = 0) -> float:
         num += float((jv - jtv).pow(2).sum())
         den += float(jv.pow(2).sum())
     return float(np.sqrt(num / den))
-
-
-def plot_eigenvalues(ax, curves: dict[str, np.ndarray]) -> None:
-    """Eigenvalue decay of (J + J^T)/2, one curve per image / noise level."""
-    for label, vals in curves.items():
-        ax.plot(np.arange(1, len(vals) + 1), vals, marker="o", ms=2, label=label)
-    ax.set_xlabel("rank")
-    ax.set_ylabel("eigenvalue")
-    ax.set_xscale("log")
-    ax.legend(fontsize=7)
-
-
-def plot_eigenvectors(axes, vecs: np.ndarray, shape: tuple[int, ...], vals: np.ndarray) -> None:
-    """An image grid of eigenvectors (columns of ``vecs``), each scaled to its own range."""
-    c = shape[0]
-    for i, ax in enumerate(np.ravel(axes)):
-        ax.set_xticks([])
-        ax.set_yticks([])
-        if i >= vecs.shape[1]:
-            ax.axis("off")
-            continue
-        v = vecs[:, i].reshape(shape)
-        v = v / (np.abs(v).max() + 1e-12)
-        ax.imshow(
-            v[0] if c == 1 else (0.5 + 0.5 * v).transpose(1, 2, 0), cmap="gray", vmin=-1, vmax=1
-        )
-        ax.set_title(f"{vals[i]:.3f}", fontsize=6)

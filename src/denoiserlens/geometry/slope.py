@@ -50,29 +50,3 @@ def fit_slope(p_in: np.ndarray, p_out: np.ndarray) -> tuple[float, float]:
     """Least-squares slope and intercept of output PSNR against input PSNR."""
     slope, intercept = np.polyfit(np.asarray(p_in), np.asarray(p_out), 1)
     return float(slope), float(intercept)
-
-
-def plot_psnr_curves(ax, curves: dict[str, dict]) -> None:
-    """Output vs input PSNR with the fitted lines, and the optimal slope where alpha is known."""
-    for label, c in curves.items():
-        best = f" (optimal {c['optimal_slope']:.2f})" if "optimal_slope" in c else ""
-        line = ax.plot(
-            c["psnr_in"],
-            c["psnr_out"],
-            marker="o",
-            ms=3,
-            label=f"{label}: slope {c['slope']:.2f}{best}",
-        )
-        if "optimal_slope" in c:
-            x = np.asarray(c["psnr_in"])
-            mid = len(x) // 2
-            ax.plot(
-                x,
-                c["psnr_out"][mid] + c["optimal_slope"] * (x - x[mid]),
-                ls=":",
-                color=line[0].get_color(),
-                lw=1,
-            )
-    ax.set_xlabel("input PSNR (dB)")
-    ax.set_ylabel("output PSNR (dB)")
-    ax.legend(fontsize=7)

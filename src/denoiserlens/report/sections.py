@@ -259,7 +259,7 @@ def probe(ctx: Context) -> Section:
 
 
 def samples(ctx: Context) -> Section:
-    from denoiserlens.analysis.figures import save_image_grid
+    from denoiserlens.figures.common import save_image_grid
     from denoiserlens.sampling import SAMPLER_PRESETS, sample
 
     sec = Section("samples", "Unconditional samples (Figure 19)")
@@ -311,9 +311,9 @@ def _sample_quality(ctx: Context, x: np.ndarray):
 
 
 def reconstructions(ctx: Context) -> Section:
+    from denoiserlens.figures.sampling import plot_noise_levels, plot_reconstructions
     from denoiserlens.quality import fitting_classifier, reconstruction_quality
     from denoiserlens.sampling.reconstruct import ImageTargets, middle_means, reconstruct
-    from denoiserlens.sampling.report import plot_noise_levels, plot_reconstructions
 
     sec = Section("reconstructions", "Stochastic reconstruction from phi (Figures 7, 20)")
     rows = [r for r in ctx.cfg.targets if r < len(ctx.images)]
@@ -371,8 +371,9 @@ def reconstructions(ctx: Context) -> Section:
 
 
 def distance(ctx: Context) -> Section:
-    from denoiserlens.analysis.figures import save_figure
-    from denoiserlens.sampling.distance import plot_distance_study, run_distance
+    from denoiserlens.figures.common import save_figure
+    from denoiserlens.figures.sampling import plot_distance_study
+    from denoiserlens.sampling.distance import run_distance
 
     sec = Section("distance", "Distances between conditional densities (Eq. 4, Figure 8)")
     n = min(ctx.cfg.distance_images, len(ctx.images))
@@ -402,16 +403,16 @@ def distance(ctx: Context) -> Section:
         f"Pearson r = {c['pearson']:.2f}. Where the samples pin phi within tau, tilted densities "
         f"give d^2 close to ||phi_1 - phi_2||^2 / tau^2 by construction, so B/A near 1 says the "
         f"estimator is consistent more than that phi is an isometric embedding "
-        f"(BENCHMARKS.md, 'Eq. 4')."
+        f"(BENCHMARKS.md, 'Eq. 4 with tilted conditionals')."
     )
     return sec
 
 
 def jacobian(ctx: Context) -> Section:
-    from denoiserlens.analysis.figures import save_figure
     from denoiserlens.evaluation import noisy_image
+    from denoiserlens.figures.common import save_figure
+    from denoiserlens.figures.geometry import plot_eigenvalues, plot_eigenvectors
     from denoiserlens.geometry import JacobianOperator, hutchinson_trace, top_eigenpairs
-    from denoiserlens.geometry.jacobian import plot_eigenvalues, plot_eigenvectors
 
     sec = Section("jacobian", "The Jacobian's eigenbasis (geometry-adaptive harmonic bases)")
     k = ctx.cfg.jacobian_k

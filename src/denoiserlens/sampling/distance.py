@@ -671,24 +671,3 @@ def ratio_spread(
         "ratio_median": float(q2),
         "ratio_q3": float(q3),
     }
-
-
-def plot_distance_study(ax, study: dict) -> None:
-    """Figure 8 (right): d^2 of the conditional densities against ||phi_1 - phi_2||^2."""
-    x, y = np.array(study["phi_sq"]), np.array(study["d_sq"])
-    ax.scatter(x, y, s=12)
-    c = study.get("constants")
-    if c:
-        grid = np.array([0, x.max()])
-        ax.plot(grid, c["A"] * grid, color="gray", ls=":", lw=1, label=f"A = {c['A']:.3g}")
-        ax.plot(
-            grid,
-            c["B"] * grid,
-            color="gray",
-            ls="--",
-            lw=1,
-            label=f"B = {c['B']:.3g} (B/A = {c['B_over_A']:.2f})",
-        )
-        ax.legend(fontsize=7)
-    ax.set_xlabel("||phi_1 - phi_2||^2")
-    ax.set_ylabel("d^2(p_1, p_2) (Eq. 4)")

@@ -1,5 +1,6 @@
-"""Figures of the sampling section: reconstructions around their target (Figure 7) and the noise
-level before and after each matching step (Figure 20)."""
+"""Figures of section 3: reconstructions around their target (Figure 7), the noise level before
+and after each matching step (Figure 20), and Eq. 4's distances against ||dphi||^2 (Figure 8,
+right)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from denoiserlens.analysis.figures import save_figure, show_image
+from denoiserlens.figures.common import save_figure, show_image
 
 
 def _uint8(x: np.ndarray) -> np.ndarray:
@@ -68,3 +69,24 @@ def plot_noise_levels(path: str | Path, before: np.ndarray, after: np.ndarray) -
         ax.set_yscale("log")
 
     save_figure(path, draw, figsize=(4, 4))
+
+
+def plot_distance_study(ax, study: dict) -> None:
+    """Figure 8 (right): d^2 of the conditional densities against ||phi_1 - phi_2||^2."""
+    x, y = np.array(study["phi_sq"]), np.array(study["d_sq"])
+    ax.scatter(x, y, s=12)
+    c = study.get("constants")
+    if c:
+        grid = np.array([0, x.max()])
+        ax.plot(grid, c["A"] * grid, color="gray", ls=":", lw=1, label=f"A = {c['A']:.3g}")
+        ax.plot(
+            grid,
+            c["B"] * grid,
+            color="gray",
+            ls="--",
+            lw=1,
+            label=f"B = {c['B']:.3g} (B/A = {c['B_over_A']:.2f})",
+        )
+        ax.legend(fontsize=7)
+    ax.set_xlabel("||phi_1 - phi_2||^2")
+    ax.set_ylabel("d^2(p_1, p_2) (Eq. 4)")
