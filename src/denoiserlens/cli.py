@@ -13,6 +13,9 @@ from pathlib import Path
 import click
 
 from denoiserlens.errors import UserError
+from denoiserlens.sampling.distance import ESTIMATORS, DistanceConfig
+
+DISTANCE = DistanceConfig()  # the distance command's defaults live in its config
 
 SIGMA_HELP = "in [0, 255] units (sigma 25 = 25/255 in [0, 1] pixel units)"
 
@@ -1576,28 +1579,38 @@ def _cluster_groups(images, folder: Path, clusters, members: int, seed: int):
     "--images",
     "n_images",
     type=COUNT,
-    default=10,
+    default=DISTANCE.images,
     show_default=True,
     help="Random images of the data; every pair of them is measured.",
 )
 @click.option(
     "--n-samples",
     type=COUNT,
-    default=2,
+    default=DISTANCE.n_samples,
     show_default=True,
     help="Samples of each conditional density (Monte Carlo).",
 )
-@click.option("--steps", type=COUNT, default=60, show_default=True, help="Reconstruction steps.")
-@click.option("--grid", type=COUNT, default=10, show_default=True, help="Sigmas of the integral.")
-@click.option("--sigma-min", type=SIGMA, default=0.255, show_default=True, help=SIGMA_HELP)
-@click.option("--sigma-max", type=SIGMA, default=255.0, show_default=True, help=SIGMA_HELP)
-@click.option("--phi-sigma", type=SIGMA, default=25.0, show_default=True, help=SIGMA_HELP)
-@guidance_options(max_iter=10, tol=0.05)
-@click.option("--n-noise", type=COUNT, default=8, show_default=True)
+@click.option(
+    "--steps", type=COUNT, default=DISTANCE.steps, show_default=True, help="Reconstruction steps."
+)
+@click.option(
+    "--grid", type=COUNT, default=DISTANCE.grid, show_default=True, help="Sigmas of the integral."
+)
+@click.option(
+    "--sigma-min", type=SIGMA, default=DISTANCE.sigma_min, show_default=True, help=SIGMA_HELP
+)
+@click.option(
+    "--sigma-max", type=SIGMA, default=DISTANCE.sigma_max, show_default=True, help=SIGMA_HELP
+)
+@click.option(
+    "--phi-sigma", type=SIGMA, default=DISTANCE.phi_sigma, show_default=True, help=SIGMA_HELP
+)
+@guidance_options(max_iter=DISTANCE.guidance.max_iter, tol=DISTANCE.guidance.tol)
+@click.option("--n-noise", type=COUNT, default=DISTANCE.n_noise, show_default=True)
 @click.option(
     "--estimator",
-    type=click.Choice(["tilted", "matching"]),  # sampling.distance.ESTIMATORS, torch not imported
-    default="tilted",
+    type=click.Choice(ESTIMATORS),
+    default=DISTANCE.estimator,
     show_default=True,
     help="tilted: Kalman-corrected denoisers of p(x) exp(-|phi(x) - phi_i|^2 / 2 tau^2); "
     "matching: Algorithm 2's matching step at each level.",
@@ -1609,7 +1622,7 @@ def _cluster_groups(images, folder: Path, clusters, members: int, seed: int):
     help="The tilt's width (tilted); default: the rms of phi(sample) - phi(target).",
 )
 @click.option("--rows", default=None, help="Comma list of data rows to pair (instead of --images).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=DISTANCE.seed, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @user_errors
 def distance(
@@ -1640,7 +1653,7 @@ def distance(
     from denoiserlens.figures.common import save_figure
     from denoiserlens.figures.sampling import plot_distance_study
     from denoiserlens.fileio import write_json
-    from denoiserlens.sampling.distance import DistanceConfig, run_distance
+    from denoiserlens.sampling.distance import run_distance
 
     cfg = DistanceConfig(
         images=n_images,
