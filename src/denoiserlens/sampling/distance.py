@@ -411,6 +411,7 @@ def run_distance(
 # --- Eq. 4 with the tilted conditional (the default estimator) -------------------------------
 
 ImageDenoise = Callable[[torch.Tensor, float], torch.Tensor]
+MC_FIRST_DRAW = 1_000_000  # Eq. 4's Monte Carlo noise: draw numbers no phi average reaches
 
 
 def tilted_gap_forms(
@@ -548,7 +549,8 @@ def tilted_distance_study(
 
     ``phis`` (K, d) are the targets' phi; ``samples`` (K * n_samples, C, H, W), target-major,
     draws of each p(x | phi_k). For target k and level sigma, Q_k(sigma) is the mean of G over
-    its samples plus sigma z (z seeded by (seed, k, sample), the same z at every level); the
+    its samples plus sigma z (z seeded by (seed, k, MC_FIRST_DRAW + sample), the same z at every
+    level, never one of :func:`fixed_noise_phi`'s draws); the
     integrand of pair (i, j) is dphi^T (Q_i + Q_j) dphi / sigma^2 (E_p_i + E_p_j) and d^2 its
     trapezoid in log sigma. The same noisy draws serve every pair (common random numbers), and
     the pair's two conditional denoisers are differenced before any Monte Carlo average, so the
@@ -582,7 +584,8 @@ def tilted_distance_study(
     sig = torch.as_tensor(sigmas, dtype=torch.float64).sort().values
     per = samples.view(k, n_samples, *samples.shape[1:])
     shape, dev = samples.shape[1:], samples.device
-    z = torch.stack([draw_noise(shape, seed, [t], range(n_samples), dev) for t in range(k)])
+    draws = range(MC_FIRST_DRAW, MC_FIRST_DRAW + n_samples)  # apart from phi's fixed draws
+    z = torch.stack([draw_noise(shape, seed, [t], draws, dev) for t in range(k)])
     q = torch.stack(
         [
             torch.stack(
