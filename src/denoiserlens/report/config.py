@@ -73,9 +73,9 @@ class ReportConfig:
     targets: tuple[int, ...] = (0, 1, 2)
     reconstruction_steps: int = 40
     distance_images: int = 4
-    distance_samples: int = 2  # draws of each p(x | phi) (Algorithm 1) averaged in Eq. 4
+    distance_samples: int = 1  # draws of each p(x | phi) (Algorithm 1) averaged in Eq. 4
     distance_steps: int = 41  # Algorithm 1's levels for those draws, log-spaced 255 to 2.55
-    distance_sigmas: int = 8  # Eq. 4's grid, log-spaced from 0.255 to 255
+    distance_sigmas: int = 6  # Eq. 4's grid, log-spaced from 0.255 to 255
     distance_max_iter: int = 10  # Algorithm 2's steps per guided denoising
     jacobian_k: int = 16
     explorer_images: int = 400

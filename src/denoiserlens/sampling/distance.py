@@ -321,7 +321,7 @@ class DistanceConfig:
     sigma_min: float = 0.255
     sigma_max: float = 255.0
     phi_sigma: float = 25.0
-    n_noise: int = 8
+    n_noise: int = 4  # the Jacobian of phi costs d x n_noise backward passes per noisy image
     estimator: str = "tilted"
     tau: float | None = None
     guidance: GuidanceConfig = GuidanceConfig(max_iter=10, tol=0.05)
