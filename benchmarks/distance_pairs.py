@@ -20,6 +20,7 @@ import torch
 from denoiserlens.data import DataSpec, open_data, to_float
 from denoiserlens.fileio import write_json
 from denoiserlens.models import load_model
+from denoiserlens.sampling import distance
 from denoiserlens.sampling.distance import distance_study, fixed_noise_phi, tilted_distance_study
 from denoiserlens.sampling.reconstruct import (
     GuidanceConfig,
@@ -45,9 +46,12 @@ ap.add_argument(
     help="mean and covariance above the grid; '' for none",
 )
 ap.add_argument("--estimator", choices=["tilted", "matching"], default="tilted")
+ap.add_argument("--mc-first-draw", type=int, default=None, help="Eq. 4's Monte Carlo noise stream")
 ap.add_argument("--seed", type=int, default=0)
 ap.add_argument("--out", required=True)
 args = ap.parse_args()
+if args.mc_first_draw is not None:  # another stream of Eq. 4's noisy draws, for its spread
+    distance.MC_FIRST_DRAW = args.mc_first_draw
 
 t0 = time.perf_counter()
 model = load_model(args.model).eval()

@@ -153,3 +153,18 @@ def test_tilted_eq4_goes_on_above_the_grid_with_the_gaussian_posterior():
     for full, part, joined in zip(whole["d_sq"], cut["d_sq"], gauss["d_sq"], strict=True):
         assert part < 0.8 * full and joined == pytest.approx(full, rel=0.01)
     assert gauss["gaussian_match"] == pytest.approx(1, rel=1e-6) and gauss["gaussian_share"] > 0.3
+
+
+def test_a_jacobian_that_is_not_a_covariance_is_clamped_not_inverted():
+    # a "denoiser" with dx_hat/dy = -0.5 I: S = -0.5 sigma^2 I, J S J^T negative definite; its
+    # eigenvalues are set to 0, so M = tau^2 I and G = J S^2 J^T / tau^4 (no near-singular M)
+    a = torch.randn(3, 16, generator=torch.Generator().manual_seed(3), dtype=torch.float64) / 4
+
+    def phi_fn(x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1).double() @ a.T
+
+    sigma = 0.2
+    y = torch.rand(1, 1, 4, 4, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    g = tilted_gap_forms(lambda v, s: -0.5 * v, phi_fn, y, sigma, [TAU])[0, 0]
+    expected = (0.5 * sigma**2) ** 2 * (a @ a.T) / TAU**4
+    assert torch.allclose(g, expected, rtol=1e-9)

@@ -474,13 +474,20 @@ def _gap_forms(
 
 
 def _forms_from_gain(jac: torch.Tensor, w: torch.Tensor, taus: Sequence[float]) -> torch.Tensor:
-    """G = W^T W per tau (T, d, d) from J (d, n) and (S J^T)^T (d, n), S symmetric."""
+    """G = W^T W per tau (T, d, d) from J (d, n) and (S J^T)^T (d, n), S symmetric.
+
+    J S J^T is a covariance (phi's under the posterior), but a network's Jacobian need not be
+    positive semi-definite: on the Fashion-MNIST model at sigma 1 a quarter of its eigenvalues
+    are negative, some below -tau^2, and M = J S J^T + tau^2 I then comes near singular and one
+    noisy image can carry a pair's d^2 (BENCHMARKS.md, "Eq. 4 with tilted conditionals"). Its
+    negative eigenvalues are set to 0, so that M >= tau^2 I."""
     m = jac @ w.T
-    m = 0.5 * (m + m.T)
-    eye = torch.eye(len(m), dtype=m.dtype, device=m.device)
+    lam, vec = torch.linalg.eigh(0.5 * (m + m.T))
+    lam = lam.clamp_min(0)
+    proj = vec.T @ w  # (d, n): J S in M's eigenbasis
     forms = []
     for tau in taus:
-        gain = torch.linalg.solve(m + tau**2 * eye, w)  # W^T = M^{-1} J S (M, S symmetric)
+        gain = vec @ (proj / (lam + tau**2)[:, None])  # W^T = M^{-1} J S
         forms.append(gain @ gain.T)
     return torch.stack(forms)
 
