@@ -94,6 +94,7 @@ class TappedModel(Denoiser):
                 hint = f"; did you mean {', '.join(near)}?" if near else ""
                 raise UserError(f"the network has no submodule {path!r}{hint}")
         self._paths = paths
+        self._taps = {name: modules[path] for name, path in paths.items()}  # resolved once
         self._names = list(paths)
         if middle is not None and middle not in paths:
             raise UserError(f"the middle block {middle!r} is not one of the taps {self._names}")
@@ -126,7 +127,6 @@ class TappedModel(Denoiser):
     def _tapped(self, y: torch.Tensor, stop_after: str | None) -> dict[str, BlockIO]:
         """Run the network with a hook on every tap, stopping after ``stop_after``."""
         seen: dict[str, BlockIO] = {}
-        modules = dict(self.net.named_modules())
         handles = []
 
         def hook(name: str):
@@ -137,8 +137,8 @@ class TappedModel(Denoiser):
 
             return record
 
-        for name, path in self._paths.items():
-            handles.append(modules[path].register_forward_hook(hook(name)))
+        for name, module in self._taps.items():
+            handles.append(module.register_forward_hook(hook(name)))
         try:
             self._run(y)
         except _StopForwardError:
