@@ -16,7 +16,7 @@ SET12 = DATA / "test_images/grayscale/Set12"
 SET68 = DATA / "test_images/grayscale/Set68"
 SET5 = DATA / "test_images/color/Set5"
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", 0)) or min(2, os.cpu_count() or 1))
 
 
 @pytest.fixture(autouse=True, scope="session")

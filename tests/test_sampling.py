@@ -82,6 +82,25 @@ def test_default_adaptive_schedule_on_the_gaussian_prior(prior):
     assert torch.all((ratio > 0.75) & (ratio < 0.97)), ratio
 
 
+@pytest.mark.parametrize("ancestral", [True, False])
+def test_the_loop_composes_a_fixed_schedule_with_the_blind_denoiser(prior, ancestral):
+    """Composed samplers (one loop, any schedule): Algorithm 1's fixed levels drive the
+    unconditional sampler too. With the ancestral step the samples have the prior's covariance;
+    with the step as printed, the variance of well-resolved directions halves (its fixed point
+    lambda / 2, ``reconstruct`` docstring), as it does under guidance."""
+    from denoiserlens.sampling.reconstruct import Levels
+
+    n = 1500
+    levels = Levels(tuple(torch.logspace(0, -2, 200).tolist()), ancestral=ancestral)
+    out = sample(lambda y: prior.blind_denoise(y).float(), (n, 1, 8, 8), levels, seed=2)
+    assert out.finished.all() and (out.steps == 200).all()
+    x = out.images.double().reshape(n, -1)
+    assert (x.mean(0) - prior.mean).norm() / (prior.eigvals.sum() / n).sqrt() < 2.5
+    ratio = ((x - x.mean(0)) @ prior.eigvecs).var(0)[-4:] / prior.eigvals[-4:]
+    low, high = (0.88, 1.12) if ancestral else (0.4, 0.6)
+    assert torch.all((ratio > low) & (ratio < high)), ratio
+
+
 def test_sampling_is_seeded_and_finished_samples_cost_nothing(prior):
     calls = []
 
@@ -109,7 +128,7 @@ def test_a_diverging_ascent_stops_unfinished_with_its_last_finite_estimate():
     """A denoiser that expands instead of contracting sends the ascent to infinity: the samples
     stop once their noise level passes DIVERGED sigma_0, unfinished, with their last estimate
     below it, instead of running to max_steps (or to NaN)."""
-    from denoiserlens.sampling.unconditional import DIVERGED
+    from denoiserlens.sampling.loop import DIVERGED
 
     cfg = SamplerConfig(sigma_0=1.0, sigma_L=0.02, h0=0.5, fixed_step=True, max_steps=1000)
     s = sample(lambda y: 3 * y, (4, 1, 8, 8), cfg, seed=0)

@@ -50,9 +50,9 @@ from denoiserlens.errors import UserError
 from denoiserlens.represent.summaries import draw_noise
 from denoiserlens.sampling.reconstruct import (
     GuidanceConfig,
+    GuidedDenoiser,
     ImageTargets,
     PhiFn,
-    guidance_step,
     middle_means,
     reconstruct,
     target_phi,
@@ -100,15 +100,15 @@ def guided_denoiser(
     """x_hat(y | phi(target)) at sigma: match phi(y) to phi(target + sigma z) (Algorithm 2), then
     denoise. ``target`` is one image (1, C, H, W) of global ``row`` (its noise seed, as in a
     store); the target phi is cached per sigma."""
+    guided = GuidedDenoiser(
+        phi_fn, denoise, ImageTargets(phi_fn, target, n_noise, seed, [row]), guidance
+    )
     cache: dict[float, torch.Tensor] = {}
 
     def cond(y: torch.Tensor, sigma: float) -> torch.Tensor:
         if sigma not in cache:
-            sig = torch.full((1,), sigma, device=target.device)
-            cache[sigma] = target_phi(phi_fn, target, sig, n_noise, seed, [row])
-        matched, _ = guidance_step(phi_fn, y.float(), cache[sigma].expand(len(y), -1), guidance)
-        with torch.no_grad():
-            return denoise(matched).float()
+            cache[sigma] = guided.targets.phi(torch.full((1,), sigma, device=target.device))
+        return guided.match_and_denoise(y.float(), cache[sigma].expand(len(y), -1)).estimate
 
     return cond
 

@@ -6,10 +6,13 @@ Samples are drawn whose phi matches that of a target image x^c. Each step altern
   x^c_t = x^c + sigma_t z, back-propagated through the encoder and the middle block only; each
   sample stops on its own once its loss is below ``tol`` times its initial loss, or after
   ``max_iter`` steps; the target phi(x^c_t) is averaged over ``n_noise`` draws of z;
-- the score step: with the fixed schedule of Algorithm 1, x_{t-1} = x_t + s(x_t) + sigma_{t-1} z;
-  with the adaptive variant, the step of the unconditional sampler (``unconditional.py``), the
-  noise level read off the residual, and the target computed at the mean noise level of the
-  target's unfinished samples.
+- the score step: with the fixed schedule of Algorithm 1 (:class:`Levels`), x_{t-1} = x_t +
+  s(x_t) + sigma_{t-1} z; with the adaptive variant, the step of the unconditional sampler
+  (``unconditional.SamplerConfig``), the noise level read off the residual, and the target
+  computed at the mean noise level of the target's unfinished samples.
+
+Guidance is a denoiser wrapper (:class:`GuidedDenoiser`: match, then denoise), so a
+reconstruction is the unconditional sampler's loop (``loop.run_chain``) with a guided denoiser.
 
 ``phi_fn`` must be differentiable (for a UNet: :func:`middle_means`); ``denoise`` is called
 without gradients.
@@ -25,7 +28,13 @@ import torch
 
 from denoiserlens.models import Denoiser
 from denoiserlens.represent.summaries import noisy_copies
-from denoiserlens.sampling.unconditional import SampleNoise, SamplerConfig, effective_sigma, ks_step
+from denoiserlens.sampling.loop import (
+    Denoised,
+    SampleNoise,
+    effective_sigma,
+    run_chain,
+)
+from denoiserlens.sampling.unconditional import SamplerConfig
 
 PhiFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -203,11 +212,6 @@ def target_phi(
         return phi_fn(y).float().view(len(xc), draws, -1).mean(1)
 
 
-def _scatter(b: int, idx: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-    """A (b,) row holding ``values`` at ``idx`` and NaN elsewhere (finished samples)."""
-    return torch.full((b,), float("nan"), device=values.device).index_copy_(0, idx, values.float())
-
-
 class ImageTargets:
     """Targets given as images (K, C, H, W): phi(x^c_k + sigma_k z), ``n_noise`` draws seeded by
     (``seed``, ``rows[k]``) as in a representation store (default rows 0..K-1). The same draws
@@ -273,6 +277,83 @@ class GroupTargets(ImageTargets):
         return torch.stack(out)
 
 
+@dataclass(frozen=True)
+class Levels:
+    """Algorithm 1's fixed schedule, ``levels`` = sigma_T .. sigma_0 (decreasing): every level is
+    visited, the estimate at the last is the sample. The step to the next level sigma' is
+    Algorithm 1 as printed, x' = x_hat + sigma' z, or with ``ancestral`` the Gaussian posterior
+    step of a variance-exploding diffusion (see :func:`reconstruct`)."""
+
+    levels: tuple[float, ...]
+    ancestral: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.levels:
+            raise ValueError("a fixed schedule needs at least one noise level")
+
+    @property
+    def sigma_0(self) -> float:
+        return self.levels[0]
+
+    @property
+    def max_steps(self) -> int:
+        return len(self.levels)
+
+    def finished(self, t: int, sigma: torch.Tensor) -> torch.Tensor:
+        return torch.full_like(sigma, t == len(self.levels), dtype=torch.bool)
+
+    def advance(
+        self, t: int, y: torch.Tensor, est: torch.Tensor, sigma: torch.Tensor, z: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        nxt = self.levels[t]
+        if self.ancestral:  # E[x_{t-1} | x_t] and the spread of x_{t-1} given x_t and x
+            keep = nxt**2 / self.levels[t - 1] ** 2
+            y = est + keep * (y - est) + nxt * math.sqrt(1 - keep) * z
+        else:  # Algorithm 1 as printed: x <- x + s(x) + sigma_{t-1} z
+            y = est + nxt * z
+        return y, torch.full_like(sigma, nxt)
+
+
+class GuidedDenoiser:
+    """The conditional denoiser of Algorithm 1: Algorithm 2 (``guide_fn``, default
+    :func:`guidance_step`) moves y until phi(y) matches its target's phi at the current noise
+    level, then the blind denoiser denoises the matched y. ``owner[i]`` is the target of sample
+    i (default: all target 0); a target's phi is taken at the mean noise level of its unfinished
+    samples. ``record_noise`` also measures the effective noise level before matching (Figure
+    20's "before"), at the cost of one more denoising."""
+
+    def __init__(
+        self,
+        phi_fn: PhiFn,
+        denoise: Callable[[torch.Tensor], torch.Tensor],
+        targets: ImageTargets,
+        guidance: GuidanceConfig = GuidanceConfig(),
+        owner: torch.Tensor | None = None,
+        record_noise: bool = False,
+        guide_fn: Callable = guidance_step,
+    ) -> None:
+        self.phi_fn, self.denoise, self.targets, self.guidance = phi_fn, denoise, targets, guidance
+        self.owner, self.record_noise, self.guide_fn = owner, record_noise, guide_fn
+
+    def __call__(self, y: torch.Tensor, idx: torch.Tensor, level: torch.Tensor) -> Denoised:
+        k = self.targets.count
+        own = torch.zeros_like(idx) if self.owner is None else self.owner[idx]
+        per_target = torch.zeros(k, device=level.device).index_add_(0, own, level)
+        counts = torch.bincount(own, minlength=k).clamp_min(1)
+        return self.match_and_denoise(y, self.targets.phi(per_target / counts)[own])
+
+    def match_and_denoise(self, y: torch.Tensor, target: torch.Tensor) -> Denoised:
+        """Match each row of ``y`` to its row of target phi (Algorithm 2), then denoise."""
+        info = {}
+        if self.record_noise:
+            with torch.no_grad():
+                info["sigma_before"] = effective_sigma(self.denoise(y).float() - y)
+        matched, losses = self.guide_fn(self.phi_fn, y, target, self.guidance)
+        info.update(initial_loss=losses["initial_loss"], final_loss=losses["final_loss"])
+        with torch.no_grad():
+            return Denoised(matched, self.denoise(matched).float(), info)
+
+
 @dataclass
 class Reconstruction:
     """Samples (K * S, ...) target-major; per step, the effective noise level before and after
@@ -329,72 +410,25 @@ def reconstruct(
     """
     if (sigmas is None) == (adaptive is None):
         raise ValueError("give either a sigma schedule or an adaptive sampler configuration")
-    dev = targets.device
     if isinstance(targets, torch.Tensor):
         targets = ImageTargets(phi_fn, targets, n_noise, seed)
-    k = targets.count
+    dev, k = targets.device, targets.count
     owner = torch.arange(k, device=dev).repeat_interleave(n_samples)  # target of each sample
-    shape = (k * n_samples, *targets.shape)
+    guided = GuidedDenoiser(phi_fn, denoise, targets, guidance, owner, record_noise, guide_fn)
+    schedule = (
+        adaptive if sigmas is None else Levels(tuple(torch.as_tensor(sigmas).tolist()), ancestral)
+    )
     ids = [r * n_samples + j for r in targets.rows for j in range(n_samples)]
-    noise = SampleNoise(seed, ids, dev)
-    levels = None if sigmas is None else torch.as_tensor(sigmas).tolist()  # once: no copy a step
-    sigma0 = levels[0] if levels is not None else adaptive.sigma_0
-    x = torch.as_tensor(mean, dtype=torch.float32, device=dev) + sigma0 * noise.randn(shape[1:])
-    b = shape[0]
-    active = torch.ones(b, dtype=torch.bool, device=dev)
-    level = torch.full((b,), sigma0, device=dev)  # each sample's current noise level
-    x_hat = x.clone()
-    before, after, l0, l1 = [], [], [], []
-    # a fixed schedule visits every level, sigma_T .. sigma_0, and denoises at each
-    steps = len(levels) if levels is not None else adaptive.max_steps
-    for t in range(1, steps + 1):
-        idx = active.nonzero().squeeze(1)
-        per_target = torch.zeros(k, device=dev).index_add_(0, owner[idx], level[idx])
-        counts = torch.bincount(owner[idx], minlength=k).clamp_min(1)
-        tgt = targets.phi(per_target / counts)
-        if record_noise:
-            with torch.no_grad():
-                before.append(_scatter(b, idx, effective_sigma(denoise(x[idx]).float() - x[idx])))
-        else:
-            before.append(torch.full((b,), float("nan"), device=dev))
-        xm, info = guide_fn(phi_fn, x[idx], tgt[owner[idx]], guidance)
-        x[idx] = xm
-        l0.append(_scatter(b, idx, info["initial_loss"]))
-        l1.append(_scatter(b, idx, info["final_loss"]))
-        with torch.no_grad():
-            est = denoise(x[idx]).float()
-        d = est - x[idx]
-        sigma = effective_sigma(d)
-        after.append(_scatter(b, idx, sigma))
-        x_hat[idx] = est
-        if levels is not None:
-            if t == steps:  # the estimate at the last level, sigma_0, is the sample
-                break
-            z = noise.randn(shape[1:], idx)
-            nxt = levels[t]
-            if ancestral:  # E[x_{t-1} | x_t] and the spread of x_{t-1} given x_t and x
-                cur = levels[t - 1]
-                keep = nxt**2 / cur**2
-                x[idx] = est + keep * (x[idx] - est) + nxt * math.sqrt(1 - keep) * z
-            else:  # Algorithm 1 as printed: x <- x + s(x) + sigma_{t-1} z
-                x[idx] = est + nxt * z
-            level[idx] = nxt
-        else:
-            done = sigma < adaptive.sigma_L
-            h = adaptive.step_size(t)
-            go = ~done
-            if go.any():
-                z = noise.randn(shape[1:], idx[go])
-                x[idx[go]] = ks_step(x[idx[go]], d[go], sigma[go], h, adaptive.beta, z)
-            level[idx[go]] = (1 - adaptive.beta * h) * sigma[go]
-            active[idx[done]] = False
-            if not active.any():
-                break
+    chain = run_chain(
+        guided, schedule, (k * n_samples, *targets.shape), SampleNoise(seed, ids, dev), mean
+    )
     with torch.no_grad():
         final = targets.phi(torch.full((k,), final_phi_sigma, device=dev))[owner]
-        got = phi_fn(x_hat)
+        got = phi_fn(chain.images)
     cos = torch.nn.functional.cosine_similarity(got, final, dim=1)
     rel = (got - final).norm(dim=1) / final.norm(dim=1).clamp_min(1e-12)
+    rec = chain.records
+    before = rec.get("sigma_before", torch.full_like(chain.sigmas, float("nan")))
     return Reconstruction(
-        x_hat, torch.stack(before), torch.stack(after), torch.stack(l0), torch.stack(l1), cos, rel
+        chain.images, before, chain.sigmas, rec["initial_loss"], rec["final_loss"], cos, rel
     )

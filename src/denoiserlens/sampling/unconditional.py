@@ -19,13 +19,9 @@ passed sqrt(lambda): the growing steps of the adaptive schedule (h_t -> 1) give 
 under-dispersed samples; a small fixed step (``fixed_step``, h0 = 0.02) is within 2% of exact
 (``tests/test_sampling.py`` checks it against the closed form).
 
-A sample stops once sigma_t < sigma_L and is returned as
-f(y) at that step. Samples stop independently: a finished sample is masked out of the batch and
-costs no further network evaluations. A sample whose effective noise level exceeds
-``DIVERGED`` sigma_0 or stops being finite is stopped too, unfinished, and returned as its last
-estimate below that level: a denoiser that does not contract makes the ascent diverge (seen with a
-model trained on one image, and with beta 0.05 on Fashion-MNIST models, whose runaway samples
-otherwise took 2300 steps to overflow).
+The loop (per-sample stopping, noise streams, divergence) is ``loop.py``'s; this module gives
+it the adaptive schedule. A sample stops once sigma_t < sigma_L and is returned as f(y) at that
+step.
 """
 
 from __future__ import annotations
@@ -36,8 +32,9 @@ from dataclasses import dataclass
 
 import torch
 
+from denoiserlens.sampling.loop import SampleNoise, Samples, Schedule, blind, run_chain
+
 Denoise = Callable[[torch.Tensor], torch.Tensor]
-DIVERGED = 10.0  # an effective noise level above this many sigma_0: the ascent has diverged
 
 
 @dataclass(frozen=True)
@@ -65,6 +62,18 @@ class SamplerConfig:
         """h_t, for t = 1, 2, ..."""
         return self.h0 if self.fixed_step else self.h0 * t / (1 + self.h0 * (t - 1))
 
+    def finished(self, t: int, sigma: torch.Tensor) -> torch.Tensor:
+        """The schedule's stopping rule: the effective noise level is below sigma_L."""
+        return sigma < self.sigma_L
+
+    def advance(
+        self, t: int, y: torch.Tensor, est: torch.Tensor, sigma: torch.Tensor, z: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The step of Kadkhodaie & Simoncelli (:func:`ks_step`) and the noise level it aims at,
+        (1 - beta h_t) sigma_t."""
+        h = self.step_size(t)
+        return ks_step(y, est - y, sigma, h, self.beta, z), (1 - self.beta * h) * sigma
+
 
 # Named settings. "ks2021": the demo of Kadkhodaie & Simoncelli (2021), quick synthesis.
 # "representation": the authors' unconditional samples of the representation paper
@@ -79,66 +88,10 @@ SAMPLER_PRESETS: dict[str, SamplerConfig] = {
 }
 
 
-@dataclass
-class Samples:
-    """Sampler output: the images f(y) at each sample's last step, the effective noise level of
-    every sample at every step (NaN once finished), and the number of steps each sample took."""
-
-    images: torch.Tensor
-    sigmas: torch.Tensor  # (steps, B)
-    steps: torch.Tensor  # (B,)
-    finished: torch.Tensor  # (B,) bool: reached sigma_L within max_steps (and never diverged)
-
-
-class SampleNoise:
-    """Noise seeded by (seed, id): a sample's noise depends on its id only, not on the batch it is
-    drawn in nor on when the others finish.
-
-    Ids are grouped in aligned blocks of ``BLOCK`` (ids 0-15, 16-31, ...), one generator per block
-    seeded by (seed, block); every call draws the whole block of every block present and hands
-    each sample its row. A sample's t-th draw is thus the same in any batch, while a call costs
-    one draw per block instead of one per sample (1500 samples: 94 draws, not 1500).
-    """
-
-    BLOCK = 16
-
-    def __init__(self, seed: int, ids: Sequence[int], device: str | torch.device = "cpu") -> None:
-        self.device = torch.device(device)
-        ids_t = torch.as_tensor(list(ids), dtype=torch.long)
-        blocks = sorted({int(v) for v in (ids_t // self.BLOCK).tolist()})
-        self.generators = []
-        for blk in blocks:
-            g = torch.Generator(device=self.device)
-            g.manual_seed(seed * 1_000_003 + blk + 7)
-            self.generators.append(g)
-        position = {blk: k for k, blk in enumerate(blocks)}
-        rows = [position[int(i) // self.BLOCK] * self.BLOCK + int(i) % self.BLOCK for i in ids_t]
-        self.rows = torch.tensor(rows, dtype=torch.long, device=self.device)
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def randn(self, shape: Sequence[int], idx: torch.Tensor | None = None) -> torch.Tensor:
-        """One draw of ``shape`` for each sample in ``idx`` (default: all), stacked."""
-        draws = torch.cat(
-            [
-                torch.randn(self.BLOCK, *shape, generator=g, device=self.device)
-                for g in self.generators
-            ]
-        )
-        return draws[self.rows if idx is None else self.rows[idx]]
-
-
-def effective_sigma(residual: torch.Tensor) -> torch.Tensor:
-    """||d|| / sqrt(N) per sample of a (B, ...) residual: the noise level a blind denoiser sees."""
-    flat = residual.flatten(1).float()
-    return flat.norm(dim=1) / math.sqrt(flat.shape[1])
-
-
 def sample(
     denoise: Denoise,
     shape: tuple[int, ...],
-    cfg: SamplerConfig = SamplerConfig(),
+    cfg: Schedule = SamplerConfig(),
     mean: float | torch.Tensor = 0.5,
     seed: int = 0,
     ids: Sequence[int] | None = None,
@@ -148,53 +101,16 @@ def sample(
     """Draw ``shape[0]`` samples of shape ``shape[1:]`` (see the module docstring).
 
     ``denoise(y) -> x_hat`` is called without gradients on the unfinished samples only. Sample i
-    draws its own noise stream (:class:`SampleNoise`), seeded by (``seed``, ``ids[i]``; default
-    ids 0..B-1): the same seed and id give the same sample in any batch. ``progress(done, total)`` is called
-    after each step.
+    draws its own noise stream (:class:`~denoiserlens.sampling.loop.SampleNoise`), seeded by
+    (``seed``, ``ids[i]``; default ids 0..B-1): the same seed and id give the same sample in any
+    batch. ``cfg`` is the adaptive schedule, or any other (e.g. ``reconstruct.Levels``: fixed
+    levels). ``progress(done, total)`` is called after each step.
     """
-    device = torch.device(device)
     b = shape[0]
     noise = SampleNoise(seed, range(b) if ids is None else ids, device)
     if len(noise) != b:
         raise ValueError(f"{len(noise)} ids for {b} samples")
-    m = torch.as_tensor(mean, dtype=torch.float32, device=device)
-    y = m + cfg.sigma_0 * noise.randn(shape[1:])
-    x_hat = y.clone()
-    active = torch.ones(b, dtype=torch.bool, device=device)
-    finished = torch.zeros(b, dtype=torch.bool, device=device)
-    steps = torch.zeros(b, dtype=torch.long, device=device)
-    history = []
-    for t in range(1, cfg.max_steps + 1):
-        idx = active.nonzero().squeeze(1)
-        with torch.no_grad():
-            est = denoise(y[idx]).float()
-        d = est - y[idx]
-        sigma = effective_sigma(d)
-        record = torch.full((b,), float("nan"), device=device)
-        record[idx] = sigma
-        history.append(record)
-        diverged = ~(sigma <= DIVERGED * cfg.sigma_0)  # also NaN and inf
-        x_hat[idx[~diverged]] = est[~diverged]
-        steps[idx] = t
-        done = sigma < cfg.sigma_L
-        finished[idx[done]] = True
-        stop = done | diverged
-        go = idx[~stop]
-        if len(go):
-            y[go] = ks_step(
-                y[go],
-                d[~stop],
-                sigma[~stop],
-                cfg.step_size(t),
-                cfg.beta,
-                noise.randn(shape[1:], go),
-            )
-        active[idx[stop]] = False
-        if progress is not None:
-            progress(int((~active).sum()), b)
-        if not active.any():
-            break
-    return Samples(x_hat, torch.stack(history), steps, finished)
+    return run_chain(blind(denoise), cfg, shape, noise, mean, progress)
 
 
 def ks_step(
