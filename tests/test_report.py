@@ -143,6 +143,29 @@ def test_the_distance_command_and_section_give_identical_numbers(report_dir):
     assert command["constants"] == section["constants"]
 
 
+def test_the_sample_and_reconstruct_commands_and_sections_give_identical_numbers(report_dir):
+    # one stage each (stages.run_sample, stages.run_reconstruct), two entry points: the report's
+    # settings (4 samples of the ks2021 preset; target row 0, 3 levels, n_noise 2) as flags
+    tmp, _ = report_dir
+    common = ["--model", str(tmp / "m")]
+    data = ["--data", str(tmp / "data"), "--labels-from-dirs"]
+    sample = ["sample", *common, "--n", "4", "--size", "16", "--preset", "ks2021"]
+    p = run_cli([EXE, *sample, *data[:2], "--out", str(tmp / "cli-sample")], capture_output=True)
+    assert p.returncode == 0, p.stderr
+    rec = ["reconstruct", *common, *data, "--rows", "0", "--steps", "3", "--n-noise", "2"]
+    p = run_cli([EXE, *rec, "--out", str(tmp / "cli-rec")], capture_output=True)
+    assert p.returncode == 0, p.stderr
+    sections = tmp / "r/sections"
+    section = json.loads((sections / "samples.json").read_text())["section"]["numbers"]
+    command = json.loads((tmp / "cli-sample/sampling.json").read_text())
+    assert section["median_steps"] == int(np.median(command["steps"]))
+    report_samples = np.asarray(Image.open(tmp / "r/samples/fig19_samples.png"))
+    assert np.array_equal(report_samples, np.asarray(Image.open(tmp / "cli-sample/samples.png")))
+    section = json.loads((sections / "reconstructions.json").read_text())["section"]["numbers"]
+    command = json.loads((tmp / "cli-rec/reconstruct.json").read_text())
+    assert section["phi_cosine_median"] == sorted(command["phi_cosine"][0])[3]  # torch.median
+
+
 def test_changed_settings_recompute_only_the_sections_that_read_them(report_dir, tmp_path):
     tmp, args = report_dir
     shutil.copytree(tmp / "r", tmp_path / "r")

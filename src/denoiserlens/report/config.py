@@ -83,6 +83,25 @@ class ReportConfig:
     seed: int = 0
     skip: tuple[str, ...] = field(default_factory=tuple)
 
+    def sample_config(self, size: int):
+        """The samples section's experiment (:class:`~denoiserlens.stages.SampleConfig`): the
+        quick ks2021 preset, ``samples`` images of ``size``, one batch."""
+        from denoiserlens.stages import SampleConfig
+
+        return SampleConfig(
+            n=self.samples, size=size, preset="ks2021", batch_size=self.samples, seed=self.seed
+        )
+
+    def reconstruct_config(self, rows: tuple[int, ...]):
+        """The reconstructions section's experiment (:class:`~denoiserlens.stages.
+        ReconstructConfig`): 8 samples of each target row, ``reconstruction_steps`` levels;
+        the command's other defaults."""
+        from denoiserlens.stages import ReconstructConfig
+
+        return ReconstructConfig(
+            rows=rows, steps=self.reconstruction_steps, n_noise=self.n_noise, seed=self.seed
+        )
+
     def distance_config(self, n: int):
         """The distance section's experiment (:class:`~denoiserlens.sampling.distance.
         DistanceConfig`): the first ``n`` rows, phi at ``sigma``; the command's other defaults."""

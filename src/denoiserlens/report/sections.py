@@ -260,27 +260,22 @@ def probe(ctx: Context) -> Section:
 
 def samples(ctx: Context) -> Section:
     from denoiserlens.figures.common import save_image_grid
-    from denoiserlens.sampling import SAMPLER_PRESETS, sample
+    from denoiserlens.stages import run_sample
 
     sec = Section("samples", "Unconditional samples (Figure 19)")
-    shape = (ctx.cfg.samples, ctx.model.image_channels, *ctx.images.fixed_size)
-    mean = ctx.data_mean
-    s = sample(
-        ctx.model.denoise,
-        shape,
-        SAMPLER_PRESETS["ks2021"],
-        mean=mean,
-        seed=ctx.cfg.seed,
-        device=ctx.device,
-    )
+    h, w = ctx.images.fixed_size
+    if h != w:
+        sec.skipped = f"the sampler draws square images; these are {h}x{w}"
+        return sec
+    cfg = ctx.cfg.sample_config(h)
+    s = run_sample(ctx.model, cfg, ctx.device, mean=ctx.images.channel_means())
     path = ctx.out / "samples" / "fig19_samples.png"
-    x = s.images.cpu().numpy()
-    save_image_grid(path, x)
+    save_image_grid(path, s.images)
     sec.figures = [_rel(ctx, path)]
-    q = _sample_quality(ctx, x)
+    q = _sample_quality(ctx, s.images)
     sec.numbers = {
-        "median_steps": int(s.steps.median()),
-        "finished": int(s.finished.sum()),
+        "median_steps": int(np.median(s.steps)),
+        "finished": int(sum(s.finished)),
         "quality": q.to_dict(),
     }
     sec.text = (
@@ -312,30 +307,14 @@ def _sample_quality(ctx: Context, x: np.ndarray):
 
 def reconstructions(ctx: Context) -> Section:
     from denoiserlens.figures.sampling import plot_noise_levels, plot_reconstructions
-    from denoiserlens.quality import fitting_classifier, reconstruction_quality
-    from denoiserlens.sampling.reconstruct import ImageTargets, middle_means, reconstruct
+    from denoiserlens.stages import run_reconstruct
 
     sec = Section("reconstructions", "Stochastic reconstruction from phi (Figures 7, 20)")
-    rows = [r for r in ctx.cfg.targets if r < len(ctx.images)]
-    x = ctx.x(rows)
-    sig = torch.logspace(0, -2, ctx.cfg.reconstruction_steps + 1)
-    phi_fn = middle_means(ctx.model)
-    targets = ImageTargets(phi_fn, x, ctx.cfg.n_noise, ctx.cfg.seed, rows)
-    r = reconstruct(
-        phi_fn,
-        ctx.model.denoise,
-        targets,
-        8,
-        sig,
-        n_noise=ctx.cfg.n_noise,
-        mean=ctx.data_mean,
-        seed=ctx.cfg.seed,
-        ancestral=True,
-    )
+    rows = tuple(r for r in ctx.cfg.targets if r < len(ctx.images))
+    result = run_reconstruct(ctx.model, ctx.images, ctx.cfg.reconstruct_config(rows), ctx.device)
+    r = result.rec
     out = ctx.out / "reconstructions"
-    plot_reconstructions(
-        out / "fig7_reconstructions.png", x.cpu().numpy(), r.images.cpu().numpy(), 8
-    )
+    plot_reconstructions(out / "fig7_reconstructions.png", result.shown, result.images, 8)
     plot_noise_levels(
         out / "fig20_noise_levels.png", r.sigma_before.cpu().numpy(), r.sigma_after.cpu().numpy()
     )
@@ -358,14 +337,11 @@ def reconstructions(ctx: Context) -> Section:
         f"step changes the effective noise level by a median {change:.1%} (the paper: it "
         "does not change it)."
     )
-    clf = fitting_classifier(None, x.shape[1:])
-    if clf is not None:
-        labels = None if ctx.images.labels is None else ctx.images.labels[rows]
-        q = reconstruction_quality(r.images.cpu().numpy(), x.cpu().numpy(), clf, labels)
-        sec.numbers["quality"] = q.to_dict()
+    if result.quality is not None:
+        sec.numbers["quality"] = result.quality.to_dict()
         sec.text += (
             " The paper (Figure 7): the samples are images of the target's kind, "
-            "though no pixel is shared. Here: " + "; ".join(q.lines()) + "."
+            "though no pixel is shared. Here: " + "; ".join(result.quality.lines()) + "."
         )
     return sec
 

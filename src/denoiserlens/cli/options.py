@@ -1,0 +1,173 @@
+"""Command-line options generated from a stage's config dataclass (``settings.setting`` fields):
+the default, the type and the help of an option are the field's, written once."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import sys
+import typing
+from collections.abc import Callable
+
+import click
+
+from denoiserlens.errors import UserError
+
+
+def _clear_progress_bars() -> None:
+    """Wipe the progress bars an error cut short, so that the error line stands alone."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.leave = False
+        bar.close()
+
+
+def _fail(message: str) -> None:
+    _clear_progress_bars()
+    click.echo(f"denoiserlens: error: {message}", err=True)
+    sys.exit(2)
+
+
+def user_errors(fn):
+    """Turn UserError (and click's usage errors) into one stderr line and exit status 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as e:
+            _fail(str(e))
+        except OSError as e:  # a path we cannot write or read: one line, not a traceback
+            _fail(f"{e.filename or ''}: {e.strerror or e}")
+
+    return wrapper
+
+
+class Finite(click.ParamType):
+    """A finite float (no NaN, no inf) at or above ``low`` (strictly above if ``open_low``)."""
+
+    name = "number"
+
+    def __init__(self, low: float | None = None, open_low: bool = False) -> None:
+        self.low, self.open_low = low, open_low
+
+    def convert(self, value, param, ctx):
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(v):
+            self.fail(f"{value} is not a finite number", param, ctx)
+        if self.low is not None and (v < self.low or (self.open_low and v == self.low)):
+            self.fail(
+                f"must be {'>' if self.open_low else '>='} {self.low:g}, got {value}", param, ctx
+            )
+        return v
+
+
+class IntList(click.ParamType):
+    """'3,1,4' -> (3, 1, 4); with ``pairs``, '1+2,3+4' -> ((1, 2), (3, 4))."""
+
+    name = "list"
+
+    def __init__(self, pairs: bool = False) -> None:
+        self.pairs = pairs
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            if not self.pairs:
+                return tuple(int(v) for v in str(value).split(","))
+            out = tuple(tuple(int(a) for a in pair.split("+")) for pair in str(value).split(","))
+            if any(len(p) != 2 for p in out):
+                raise ValueError
+            return out
+        except ValueError:
+            what = "pairs A+B,C+D,..." if self.pairs else "comma-separated integers A,B,..."
+            self.fail(f"takes {what}, got {value!r}", param, ctx)
+
+
+SIGMA = Finite(0.0)  # a noise level in [0, 255] units
+POSITIVE = Finite(0.0, open_low=True)  # rates, times
+COUNT = click.IntRange(min=1)  # numbers of images, samples, steps, draws
+KINDS = {
+    "count": COUNT,
+    "sigma": SIGMA,
+    "positive": POSITIVE,
+    "rows": IntList(),
+    "pairs": IntList(pairs=True),
+    "path": click.Path(),
+    "int": click.INT,
+    "float": Finite(),
+}
+
+
+def _shown(default) -> str:
+    if isinstance(default, tuple):
+        return ",".join("+".join(map(str, v)) if isinstance(v, tuple) else str(v) for v in default)
+    return str(default)
+
+
+def _option(f: dataclasses.Field, hint) -> Callable:
+    """The click option of one config field."""
+    meta = f.metadata
+    name = meta.get("name") or f.name.replace("_", "-")
+    default, help_ = f.default, meta.get("help") or None
+    if hint is bool or typing.get_args(hint) == (bool, type(None)):
+        if meta.get("off"):
+            decl = f"--{name}/--{meta['off']}"
+        else:
+            decl = f"--{name}/--no-{name}" if default else f"--{name}"
+        flag = {} if "/" in decl else {"is_flag": True}
+        shown = default is not None and "/" in decl
+        return click.option(decl, f.name, default=default, show_default=shown, help=help_, **flag)
+    if meta.get("choices"):
+        kind = click.Choice(list(meta["choices"]))
+    elif meta.get("kind"):
+        kind = KINDS[meta["kind"]]
+    else:
+        base = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+        kind = {int: click.INT, float: Finite(), str: click.STRING}[base[0]]
+    return click.option(
+        f"--{name}",
+        f.name,
+        type=kind,
+        default=_shown(default) if isinstance(default, tuple) else default,
+        show_default=default is not None,
+        help=help_,
+    )
+
+
+def config_options(cls: type, skip: tuple[str, ...] = (), nested: dict | None = None):
+    """Decorate a command with one option per field of the dataclass ``cls`` (but ``skip``);
+    a field holding a dataclass gets the options ``nested[name](default)`` makes. The command
+    receives them as one ``cfg``: ``cls(**values)`` (a config's ValueError or UserError is one
+    error line)."""
+    hints = typing.get_type_hints(cls)
+    flds = [f for f in dataclasses.fields(cls) if f.name not in skip]
+    nested = nested or {}
+
+    def decorate(fn: Callable) -> Callable:
+        names = [f.name for f in flds]
+
+        @functools.wraps(fn)
+        def run(*args, **kw):
+            values = {n: kw.pop(n) for n in names}
+            try:
+                cfg = cls(**values)
+            except (ValueError, UserError) as e:  # (outside the command's user_errors)
+                _fail(str(e))
+            return fn(*args, cfg=cfg, **kw)
+
+        for f in reversed(flds):
+            run = (
+                nested[f.name](f.default)(run)
+                if f.name in nested
+                else _option(f, hints[f.name])(run)
+            )
+        return run
+
+    return decorate
