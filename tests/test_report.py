@@ -111,7 +111,7 @@ def test_rerun_reuses_finished_sections(report_dir):
 
 
 def test_the_distance_command_and_section_give_identical_numbers(report_dir):
-    # one experiment (sampling.distance.run_distance), two entry points: the report's settings
+    # one experiment (stages.run_distance), two entry points: the report's settings
     # (distance_images 3, samples 2, 8 levels, 5 sigmas, phi at 25) written as the command's flags
     tmp, _ = report_dir
     args = [

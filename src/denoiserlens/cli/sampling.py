@@ -8,7 +8,7 @@ import click
 
 from denoiserlens.cli import _data_spec, _device, _warn, data_options, guidance_options, main
 from denoiserlens.cli.options import config_options, user_errors
-from denoiserlens.stages.sampling import ReconstructConfig, SampleConfig
+from denoiserlens.stages.sampling import DistanceConfig, ReconstructConfig, SampleConfig
 
 MODEL = click.option("--model", "model_path", type=click.Path(path_type=Path), required=True)
 OUT = click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
@@ -81,6 +81,33 @@ def reconstruct(
 
     model = load_model(model_path, device=_device(device))
     result = run_reconstruct(model, open_data(_data_spec(data_kw)), cfg, _device(device))
+    written = result.save(out_dir, str(model_path))
+    for line in result.summary():
+        click.echo(line)
+    click.echo(f"{', '.join(written)} in {out_dir}")
+
+
+@main.command()
+@MODEL
+@data_options
+@OUT
+@config_options(DistanceConfig, nested=GUIDANCE)
+@DEVICE
+@user_errors
+def distance(model_path: Path, out_dir: Path, cfg: DistanceConfig, device: str, **data_kw) -> None:
+    """Distances between conditional densities (Eq. 4; Figure 8 right): for every pair of random
+    images, d^2(p(x|phi_1), p(x|phi_2)) against ||phi_1 - phi_2||^2, and the constants A, B of
+    inequality (3). Above --sigma-max the tilted estimator goes on with the Gaussian posterior
+    of the data's mean and covariance (images of at most 4096 values; beyond, the sigma^-2 tail).
+    Writes distance.json and fig8_distance.png."""
+    from denoiserlens.data import open_data
+    from denoiserlens.models import load_model
+    from denoiserlens.stages.sampling import run_distance
+
+    model = load_model(model_path, device=_device(device))
+    images = open_data(_data_spec(data_kw))
+    log = lambda m: click.echo(m, err=True)  # noqa: E731
+    result = run_distance(model, images, cfg, _device(device), log)
     written = result.save(out_dir, str(model_path))
     for line in result.summary():
         click.echo(line)

@@ -103,10 +103,10 @@ class ReportConfig:
         )
 
     def distance_config(self, n: int):
-        """The distance section's experiment (:class:`~denoiserlens.sampling.distance.
-        DistanceConfig`): the first ``n`` rows, phi at ``sigma``; the command's other defaults."""
-        from denoiserlens.sampling.distance import DistanceConfig
+        """The distance section's experiment (:class:`~denoiserlens.stages.DistanceConfig`):
+        the first ``n`` rows, phi at ``sigma``; the command's other defaults."""
         from denoiserlens.sampling.reconstruct import GuidanceConfig
+        from denoiserlens.stages import DistanceConfig
 
         return DistanceConfig(
             rows=tuple(range(n)),

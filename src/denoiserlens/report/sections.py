@@ -347,19 +347,17 @@ def reconstructions(ctx: Context) -> Section:
 
 
 def distance(ctx: Context) -> Section:
-    from denoiserlens.figures.common import save_figure
-    from denoiserlens.figures.sampling import plot_distance_study
-    from denoiserlens.sampling.distance import run_distance
+    from denoiserlens.stages import run_distance
 
     sec = Section("distance", "Distances between conditional densities (Eq. 4, Figure 8)")
     n = min(ctx.cfg.distance_images, len(ctx.images))
     if n < 3:
         sec.skipped = f"needs at least 3 images; the data has {len(ctx.images)}"
         return sec
-    study = run_distance(ctx.model, ctx.images, ctx.cfg.distance_config(n), ctx.device)
-    pairs = study["pairs"]
+    result = run_distance(ctx.model, ctx.images, ctx.cfg.distance_config(n), ctx.device)
+    study, pairs = result.study, result.study["pairs"]
     path = ctx.out / "distance" / "fig8_distance.png"
-    save_figure(path, lambda ax: plot_distance_study(ax, study), figsize=(4.5, 4))
+    result.save_figure(path)
     sec.figures = [_rel(ctx, path)]
     c = study["constants"]
     spread = c["spread"]

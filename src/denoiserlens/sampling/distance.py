@@ -37,16 +37,12 @@ The paper does not say how the conditional denoisers x_hat_i were computed. Two 
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 from torch.func import jvp, vjp, vmap
 
-from denoiserlens.data import ImageSet, to_float
-from denoiserlens.errors import UserError
 from denoiserlens.represent.summaries import draw_noise
 from denoiserlens.sampling.reconstruct import (
     GuidanceConfig,
@@ -299,112 +295,6 @@ def distance_experiment(
         prior,
     )
     study["phi_sigma"] = phi_sigma
-    return study
-
-
-@dataclass(frozen=True)
-class DistanceConfig:
-    """Figure 8 (right) as one experiment; noise levels in [0, 255] units, as on the command line.
-
-    ``rows`` None: ``images`` rows of the data drawn with ``seed``. Algorithm 1 draws
-    ``n_samples`` of each conditional on ``steps`` + 1 levels log-spaced from 255 to 2.55; Eq. 4
-    runs on ``grid`` levels from ``sigma_min`` to ``sigma_max``, phi taken at ``phi_sigma`` with
-    ``n_noise`` draws. ``estimator`` and ``tau``: :func:`distance_experiment`. The tilted
-    estimator's integral above the grid uses the mean and covariance of ``prior_images`` images
-    of the data drawn with ``seed`` (images of at most ``MAX_PRIOR_VALUES`` values)."""
-
-    images: int = 10
-    rows: tuple[int, ...] | None = None
-    n_samples: int = 2
-    steps: int = 60
-    grid: int = 10
-    sigma_min: float = 0.255
-    sigma_max: float = 255.0
-    phi_sigma: float = 25.0
-    n_noise: int = 4  # the Jacobian of phi costs d x n_noise backward passes per noisy image
-    estimator: str = "tilted"
-    tau: float | None = None
-    guidance: GuidanceConfig = GuidanceConfig(max_iter=10, tol=0.05)
-    seed: int = 0
-    prior_images: int = 20000
-
-    def __post_init__(self) -> None:
-        count = self.images if self.rows is None else len(self.rows)
-        if count < 3 or self.n_samples < 1 or self.steps < 1 or self.grid < 2:
-            raise UserError("need --images >= 3, --n-samples >= 1, --steps >= 1, --grid >= 2")
-        if not 0 < self.sigma_min < self.sigma_max:
-            raise UserError("need 0 < --sigma-min < --sigma-max")
-        if self.tau is not None and not (self.tau > 0 and math.isfinite(self.tau)):
-            raise UserError(f"--tau must be a positive number, got {self.tau}")
-        if self.estimator not in ESTIMATORS:
-            raise UserError(f"unknown estimator {self.estimator!r}; choose from {list(ESTIMATORS)}")
-
-    def pick_rows(self, n: int) -> list[int]:
-        """The data rows paired, of a data set of ``n`` images."""
-        if self.rows is not None:
-            bad = [r for r in self.rows if not 0 <= r < n]
-            if bad:
-                raise UserError(f"rows {bad} are outside the data's {n} images")
-            return list(self.rows)
-        if n < self.images:
-            raise UserError(f"--images {self.images} exceeds the data's {n} images")
-        return sorted(
-            np.random.default_rng(self.seed).choice(n, self.images, replace=False).tolist()
-        )
-
-
-def run_distance(
-    model,
-    images: ImageSet,
-    cfg: DistanceConfig,
-    device: str | torch.device = "cpu",
-    log: Callable[[str], None] | None = None,
-) -> dict:
-    """:func:`distance_experiment` on the rows of ``images`` that ``cfg`` picks, Algorithm 1
-    starting from the data's channel means; the study with its rows, their names and the pairs
-    as data rows. The ``distance`` command and the report's section both run this. ``log`` is
-    told what will be computed, once the inputs are checked."""
-    rows = cfg.pick_rows(len(images))
-    chosen = images.subset(rows)
-    if chosen.fixed_size is None:
-        raise UserError(f"{images.source}: the images differ in size; use --size or --pad-to")
-    if log is not None:
-        n = len(rows)
-        log(
-            f"{cfg.n_samples} reconstructions of each of {n} images, then Eq. 4 for "
-            f"{n * (n - 1) // 2} pairs on {cfg.grid} noise levels"
-        )
-    x = to_float(chosen.as_array()).to(device)
-    prior = None
-    if cfg.estimator == "tilted" and x[0].numel() <= MAX_PRIOR_VALUES:
-        pick = np.random.default_rng(cfg.seed).permutation(len(images))[: cfg.prior_images]
-        prior = gaussian_prior(to_float(images.subset(sorted(pick.tolist())).as_array()))
-    mean = torch.tensor(images.channel_means(), device=device).view(-1, 1, 1)
-    lo, hi = math.log10(cfg.sigma_min / 255), math.log10(cfg.sigma_max / 255)
-    study = distance_experiment(
-        model,
-        x,
-        torch.logspace(0, -2, cfg.steps + 1),
-        torch.logspace(lo, hi, cfg.grid),
-        cfg.n_samples,
-        cfg.guidance,
-        cfg.n_noise,
-        cfg.phi_sigma / 255,
-        mean,
-        cfg.seed,
-        rows,
-        cfg.estimator,
-        cfg.tau,
-        prior,
-    )
-    study.update(
-        rows=rows,
-        names=[images.names[r] for r in rows],
-        n_samples=cfg.n_samples,
-        seed=cfg.seed,
-        guidance=asdict(cfg.guidance),
-    )
-    study["pairs"] = [[rows[i], rows[j]] for i, j in study["pairs"]]
     return study
 
 

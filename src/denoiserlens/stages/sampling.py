@@ -19,6 +19,12 @@ from denoiserlens.errors import UserError
 from denoiserlens.fileio import atomic_path, read_json, write_json
 from denoiserlens.models import Denoiser
 from denoiserlens.sampling import SAMPLER_PRESETS, SamplerConfig, sample
+from denoiserlens.sampling.distance import (
+    ESTIMATORS,
+    MAX_PRIOR_VALUES,
+    distance_experiment,
+    gaussian_prior,
+)
 from denoiserlens.sampling.reconstruct import (
     GroupTargets,
     GuidanceConfig,
@@ -517,3 +523,165 @@ def run_reconstruct(
         quality = reconstruction_quality(x, targets.cpu().numpy(), clf, labels)
     names = [images.names[i] for i in picked]
     return ReconstructResult(cfg, kind, groups, names, shown, rec, quality)
+
+
+# --- Eq. 4, Figure 8 (right) ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DistanceConfig:
+    """Figure 8 (right) as one experiment. ``rows`` None: ``images`` rows of the data drawn with
+    ``seed``. Algorithm 1 draws ``n_samples`` of each conditional on ``steps`` + 1 levels
+    log-spaced from 255 to 2.55; Eq. 4 runs on ``grid`` levels from ``sigma_min`` to
+    ``sigma_max``. The tilted estimator's integral above the grid uses the mean and covariance
+    of ``prior_images`` images of the data drawn with ``seed`` (images of at most
+    ``MAX_PRIOR_VALUES`` values; beyond, the sigma^-2 tail)."""
+
+    images: int = setting(
+        10, "Random images of the data; every pair of them is measured.", kind="count"
+    )
+    rows: tuple[int, ...] | None = setting(
+        None, "Comma list of data rows to pair (instead of --images).", kind="rows"
+    )
+    n_samples: int = setting(2, "Samples of each conditional density (Monte Carlo).", kind="count")
+    steps: int = setting(60, "Reconstruction steps.", kind="count")
+    grid: int = setting(10, "Sigmas of the integral.", kind="count")
+    sigma_min: float = setting(0.255, f"Lowest level of the grid, {SIGMA_HELP}.", kind="sigma")
+    sigma_max: float = setting(255.0, f"Highest level of the grid, {SIGMA_HELP}.", kind="sigma")
+    phi_sigma: float = setting(25.0, f"phi at this noise level, {SIGMA_HELP}.", kind="sigma")
+    n_noise: int = setting(  # the Jacobian of phi costs d x n_noise backward passes per image
+        4, "Noise draws averaged in each phi.", kind="count"
+    )
+    estimator: str = setting(
+        "tilted",
+        "tilted: Kalman-corrected denoisers of p(x) exp(-|phi(x) - phi_i|^2 / 2 tau^2); "
+        "matching: Algorithm 2's matching step at each level.",
+        choices=ESTIMATORS,
+    )
+    tau: float | None = setting(
+        None, "The tilt's width (tilted); default: the rms of phi(sample) - phi(target)."
+    )
+    guidance: GuidanceConfig = GuidanceConfig(max_iter=10, tol=0.05)
+    seed: int = setting(0, "Seed of the pairs, the noise and the samples.", kind="int")
+    prior_images: int = setting(
+        20000, "Images of the data whose mean and covariance continue the integral.", kind="count"
+    )
+
+    def __post_init__(self) -> None:
+        count = self.images if self.rows is None else len(self.rows)
+        if count < 3 or self.n_samples < 1 or self.steps < 1 or self.grid < 2:
+            raise UserError("need --images >= 3, --n-samples >= 1, --steps >= 1, --grid >= 2")
+        if not 0 < self.sigma_min < self.sigma_max:
+            raise UserError("need 0 < --sigma-min < --sigma-max")
+        if self.tau is not None and not (self.tau > 0 and math.isfinite(self.tau)):
+            raise UserError(f"--tau must be a positive number, got {self.tau}")
+        if self.estimator not in ESTIMATORS:
+            raise UserError(f"unknown estimator {self.estimator!r}; choose from {list(ESTIMATORS)}")
+
+    def pick_rows(self, n: int) -> list[int]:
+        """The data rows paired, of a data set of ``n`` images."""
+        if self.rows is not None:
+            bad = [r for r in self.rows if not 0 <= r < n]
+            if bad:
+                raise UserError(f"rows {bad} are outside the data's {n} images")
+            return list(self.rows)
+        if n < self.images:
+            raise UserError(f"--images {self.images} exceeds the data's {n} images")
+        return sorted(
+            np.random.default_rng(self.seed).choice(n, self.images, replace=False).tolist()
+        )
+
+
+@dataclass
+class DistanceResult:
+    """The Eq. 4 study (``sampling.distance``): d^2 and ||dphi||^2 per pair (pairs as data rows),
+    the constants A, B of inequality (3), and the estimator's diagnostics."""
+
+    cfg: DistanceConfig
+    study: dict
+
+    def summary(self) -> list[str]:
+        st, c = self.study, self.study["constants"]
+        lines = [
+            f"{len(st['pairs'])} pairs: A = {c['A']:.4g}, B = {c['B']:.4g}, B/A = "
+            f"{c['B_over_A']:.2f} (5-95%: {c['B_over_A_5_95']:.2f}; the paper: 2.9), Pearson r = "
+            f"{c['pearson']:.2f}"
+        ]
+        if self.cfg.estimator == "matching":
+            cuts = st["by_lower_limit"]
+            by = ", ".join(f"{r['sigma_min'] * 255:.3g}: {r['B_over_A']:.2f}" for r in cuts)
+            return lines + [f"B/A with the integral from sigma_min up: {by}"]
+        s = c["spread"]
+        return lines + [
+            f"tau = {st['tau']:.3g}; B/A over resampled pairs: median {s['bootstrap_median']:.2f}"
+            f", 5-95% {s['bootstrap_5']:.2f}-{s['bootstrap_95']:.2f}; the tails beyond the grid "
+            f"carry {st['tail_share']:.0%} of d^2"
+        ]
+
+    def save_figure(self, path: str | Path) -> None:
+        from denoiserlens.figures.common import save_figure
+        from denoiserlens.figures.sampling import plot_distance_study
+
+        save_figure(path, lambda ax: plot_distance_study(ax, self.study), figsize=(4.5, 4))
+
+    def save(self, out: str | Path, model: str = "") -> list[str]:
+        """distance.json and fig8_distance.png."""
+        self.save_figure(Path(out) / "fig8_distance.png")
+        write_json(Path(out) / "distance.json", {**self.study, "model": model})
+        return ["distance.json", "fig8_distance.png"]
+
+
+def run_distance(
+    model: Denoiser,
+    images: ImageSet,
+    cfg: DistanceConfig,
+    device: str | torch.device = "cpu",
+    log: Callable[[str], None] | None = None,
+) -> DistanceResult:
+    """:func:`~denoiserlens.sampling.distance.distance_experiment` on the rows of ``images``
+    that ``cfg`` picks, Algorithm 1 starting from the data's channel means. ``log`` is told
+    what will be computed, once the inputs are checked."""
+    check_images(model, images.subset([0]))  # the model takes them, before counting
+    rows = cfg.pick_rows(len(images))
+    chosen = images.subset(rows)
+    if chosen.fixed_size is None:
+        raise UserError(f"{images.source}: the images differ in size; use --size or --pad-to")
+    check_images(model, chosen)
+    if log is not None:
+        n = len(rows)
+        log(
+            f"{cfg.n_samples} reconstructions of each of {n} images, then Eq. 4 for "
+            f"{n * (n - 1) // 2} pairs on {cfg.grid} noise levels"
+        )
+    x = to_float(chosen.as_array()).to(device)
+    prior = None
+    if cfg.estimator == "tilted" and x[0].numel() <= MAX_PRIOR_VALUES:
+        pick = np.random.default_rng(cfg.seed).permutation(len(images))[: cfg.prior_images]
+        prior = gaussian_prior(to_float(images.subset(sorted(pick.tolist())).as_array()))
+    mean = torch.tensor(images.channel_means(), device=device).view(-1, 1, 1)
+    lo, hi = math.log10(cfg.sigma_min / 255), math.log10(cfg.sigma_max / 255)
+    study = distance_experiment(
+        model,
+        x,
+        torch.logspace(0, -2, cfg.steps + 1),
+        torch.logspace(lo, hi, cfg.grid),
+        cfg.n_samples,
+        cfg.guidance,
+        cfg.n_noise,
+        cfg.phi_sigma / 255,
+        mean,
+        cfg.seed,
+        rows,
+        cfg.estimator,
+        cfg.tau,
+        prior,
+    )
+    study.update(
+        rows=rows,
+        names=[images.names[r] for r in rows],
+        n_samples=cfg.n_samples,
+        seed=cfg.seed,
+        guidance=dataclasses.asdict(cfg.guidance),
+    )
+    study["pairs"] = [[rows[i], rows[j]] for i, j in study["pairs"]]
+    return DistanceResult(cfg, study)
