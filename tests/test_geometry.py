@@ -251,7 +251,7 @@ def test_similarity_measures():
 
 
 def test_sweep_measures_only_samples_that_reached_sigma_L():
-    from denoiserlens.geometry.generalization import _measure
+    from denoiserlens.geometry.generalization import measure_pair
 
     rng = np.random.default_rng(0)
     x_all = rng.integers(0, 256, (10, 1, 4, 4)).astype(np.float32)
@@ -263,11 +263,11 @@ def test_sweep_measures_only_samples_that_reached_sigma_L():
         "finished_a": np.array([True, True, False]),
         "finished_b": np.array([True, False, True]),
     }
-    r = _measure(pair, x_all, (np.arange(5), np.arange(5, 10)), 0.5)
+    r = measure_pair(pair, x_all, (np.arange(5), np.arange(5, 10)), 0.5)
     assert r["finished"] == [2, 2] and r["paired"] == pytest.approx([1.0])  # only sample 0
     assert r["nearest_training"][:2] == pytest.approx([1.0, 1.0])  # a's two finished copies
     none = {**pair, "finished_a": np.zeros(3, bool)}
-    r = _measure(none, x_all, (np.arange(5), np.arange(5, 10)), 0.5)
+    r = measure_pair(none, x_all, (np.arange(5), np.arange(5, 10)), 0.5)
     assert r["paired_median"] is None and r["paired"] == []
 
 

@@ -90,6 +90,23 @@ class IntList(click.ParamType):
             self.fail(f"takes {what}, got {value!r}", param, ctx)
 
 
+class SigmaList(click.ParamType):
+    """'15,25,50' -> (15.0, 25.0, 50.0): noise levels in [0, 255] units, finite and >= 0."""
+
+    name = "list"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            values = tuple(float(v) for v in str(value).split(",") if v.strip())
+        except ValueError:
+            self.fail(f"noise levels must be numbers, got {value!r}", param, ctx)
+        if not values or any(not 0 <= v < math.inf for v in values):  # "not" also catches NaN
+            self.fail(f"noise levels must be finite and >= 0 (of 255), got {value!r}", param, ctx)
+        return values
+
+
 SIGMA = Finite(0.0)  # a noise level in [0, 255] units
 POSITIVE = Finite(0.0, open_low=True)  # rates, times
 COUNT = click.IntRange(min=1)  # numbers of images, samples, steps, draws
@@ -99,16 +116,17 @@ KINDS = {
     "positive": POSITIVE,
     "rows": IntList(),
     "pairs": IntList(pairs=True),
+    "sigmas": SigmaList(),
     "path": click.Path(),
     "int": click.INT,
     "float": Finite(),
 }
 
 
-def _shown(default) -> str:
-    if isinstance(default, tuple):
-        return ",".join("+".join(map(str, v)) if isinstance(v, tuple) else str(v) for v in default)
-    return str(default)
+def _shown(default: tuple) -> str:
+    """A tuple default as the option's text: 1,2 / 1+2,3+4 / 2.55,25."""
+    item = lambda v: "+".join(map(str, v)) if isinstance(v, tuple) else f"{v:g}"  # noqa: E731
+    return ",".join(item(v) for v in default)
 
 
 def _option(f: dataclasses.Field, hint) -> Callable:

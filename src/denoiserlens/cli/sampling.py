@@ -37,6 +37,14 @@ class ProgressBar:
             self.bar.close()
 
 
+def report(result, out_dir: Path, model: str = "") -> None:
+    """Save a stage's result into ``out_dir`` and print its summary and the files written."""
+    written = result.save(out_dir, model)
+    for line in result.summary():
+        click.echo(line)
+    click.echo(f"{', '.join(written)} in {out_dir}")
+
+
 GUIDANCE = {"guidance": lambda g: guidance_options(g.max_iter, g.tol)}
 
 
@@ -55,10 +63,7 @@ def sample(model_path: Path, out_dir: Path, cfg: SampleConfig, device: str) -> N
     model = load_model(model_path, device=_device(device))
     with ProgressBar(cfg.n, "sample") as bar:
         result = run_sample(model, cfg, _device(device), model_path, None, bar.update, _warn)
-    written = result.save(out_dir, str(model_path))
-    for line in result.summary():
-        click.echo(line)
-    click.echo(f"{', '.join(written)} in {out_dir}")
+    report(result, out_dir, str(model_path))
 
 
 @main.command()
@@ -81,10 +86,7 @@ def reconstruct(
 
     model = load_model(model_path, device=_device(device))
     result = run_reconstruct(model, open_data(_data_spec(data_kw)), cfg, _device(device))
-    written = result.save(out_dir, str(model_path))
-    for line in result.summary():
-        click.echo(line)
-    click.echo(f"{', '.join(written)} in {out_dir}")
+    report(result, out_dir, str(model_path))
 
 
 @main.command()
@@ -108,7 +110,4 @@ def distance(model_path: Path, out_dir: Path, cfg: DistanceConfig, device: str, 
     images = open_data(_data_spec(data_kw))
     log = lambda m: click.echo(m, err=True)  # noqa: E731
     result = run_distance(model, images, cfg, _device(device), log)
-    written = result.save(out_dir, str(model_path))
-    for line in result.summary():
-        click.echo(line)
-    click.echo(f"{', '.join(written)} in {out_dir}")
+    report(result, out_dir, str(model_path))

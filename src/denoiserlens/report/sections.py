@@ -383,37 +383,28 @@ def distance(ctx: Context) -> Section:
 
 
 def jacobian(ctx: Context) -> Section:
-    from denoiserlens.evaluation import noisy_image
-    from denoiserlens.figures.common import save_figure
-    from denoiserlens.figures.geometry import plot_eigenvalues, plot_eigenvectors
-    from denoiserlens.geometry import JacobianOperator, hutchinson_trace, top_eigenpairs
+    from denoiserlens.stages.geometry import JacobianConfig, run_jacobian
 
     sec = Section("jacobian", "The Jacobian's eigenbasis (geometry-adaptive harmonic bases)")
-    k = ctx.cfg.jacobian_k
-    x = ctx.x([0])
-    curves, vecs0 = {}, None
-    traces, homogeneity = {}, {}
-    for sig in (ctx.cfg.sigma / 2, ctx.cfg.sigma, 2 * ctx.cfg.sigma):
-        op = JacobianOperator(ctx.model, noisy_image(x, _s(sig), ctx.cfg.seed, 0))
-        vals, vecs = top_eigenpairs(op, k, seed=ctx.cfg.seed)
-        curves[f"sigma {sig:g}"] = vals
-        traces[f"{sig:g}"] = hutchinson_trace(op, 16, ctx.cfg.seed)[0]
-        homogeneity[f"{sig:g}"] = op.homogeneity_error()
-        if sig == ctx.cfg.sigma:
-            vecs0, vals0 = vecs, vals
-    out = ctx.out / "jacobian"
-    save_figure(out / "eigenvalues.png", lambda ax: plot_eigenvalues(ax, curves))
-    cols = min(8, k)
-    save_figure(
-        out / "eigenvectors.png",
-        lambda axes: plot_eigenvectors(axes, vecs0, tuple(x.shape[1:]), vals0),
-        figsize=(1.1 * cols, 1.2 * -(-k // cols)),
-        nrows=-(-k // cols),
-        ncols=cols,
+    sigmas = (ctx.cfg.sigma / 2, ctx.cfg.sigma, 2 * ctx.cfg.sigma)
+    cfg = JacobianConfig(
+        rows=(0,),
+        sigmas=sigmas,
+        k=ctx.cfg.jacobian_k,
+        probes=16,
+        asymmetry=False,
+        seed=ctx.cfg.seed,
     )
+    result = run_jacobian(ctx.model, ctx.images, cfg, ctx.device)
+    out = ctx.out / "jacobian"
+    result.save_eigenvalues(out / "eigenvalues.png")
+    result.save_eigenvectors(out / "eigenvectors.png", 1)  # at sigma
     sec.figures = [_rel(ctx, out / "eigenvalues.png"), _rel(ctx, out / "eigenvectors.png")]
+    entries = {f"{s:g}": e for s, e in zip(sigmas, result.entries, strict=True)}
+    traces = {s: e["trace_hutchinson"] for s, e in entries.items()}
+    homogeneity = {s: e["homogeneity_error"] for s, e in entries.items()}
     sec.numbers = {
-        "eigenvalues": {s: v.tolist() for s, v in curves.items()},
+        "eigenvalues": {f"sigma {s}": e["eigenvalues"] for s, e in entries.items()},
         "trace": traces,
         "homogeneity_error": homogeneity,
     }
