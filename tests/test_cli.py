@@ -275,7 +275,7 @@ def test_bf16_warns_where_the_cpu_would_emulate_it(tiny_run, tmp_path, monkeypat
 
     from denoiserlens.cli import _warn_emulated_bf16, main
 
-    bf16 = [p for c in main.commands.values() for p in c.params if p.name == "bf16"]
+    bf16 = [p for c in main.commands.values() for p in c.params if "--bf16" in p.opts]
     assert len(bf16) >= 5 and all(p.callback is _warn_emulated_bf16 for p in bf16)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     for native in (False, True):

@@ -293,14 +293,14 @@ def test_represent_under_torchrun_matches_one_process(model, tmp_path):
 
 
 def test_analyze_labelled_store_draws_the_union_of_subspaces(model, tmp_path):
-    from denoiserlens.analysis.run import analyze_store
+    from denoiserlens.stages.analysis import AnalyzeConfig, analyze_store
 
     ims = disks(40, 32, seed=4)
     ims.labels = (ims.params[:, 0] > 8).astype(np.int64)  # small vs large disks
     represent(model, ims, tmp_path / "s", RepresentConfig(sigmas=(0.1,), n_noise=2))
-    m = analyze_store(tmp_path / "s", tmp_path / "a", groups=(0, 1))
+    m = analyze_store(tmp_path / "s", tmp_path / "a", AnalyzeConfig(groups=(0, 1)))
     ch = m["subspaces"]["channels"]
     assert m["subspaces"]["groups"] == [0, 1] and len(set(ch.values())) == 3
     assert (tmp_path / "a/fig5_subspaces.png").stat().st_size > 5000
     with pytest.raises(UserError, match="two labels"):
-        analyze_store(tmp_path / "s", tmp_path / "b", groups=(0, 7))
+        analyze_store(tmp_path / "s", tmp_path / "b", AnalyzeConfig(groups=(0, 7)))

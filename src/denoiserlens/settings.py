@@ -14,18 +14,30 @@ from typing import Any
 
 
 def setting(
-    default: Any,
+    default: Any = dataclasses.MISSING,
     help: str = "",
     *,
     kind: str | None = None,
-    choices: Sequence[str] | None = None,
+    choices: Sequence[str | int] | None = None,
     name: str | None = None,
     off: str | None = None,
+    scale: float | None = None,
 ) -> Any:
     """A dataclass field with its command-line description: ``help``; ``kind`` "count" (an
     integer >= 1), "sigma" (a noise level in [0, 255] units), "positive", "rows" (a comma list
     of integers), "pairs" (A+B,C+D), "path", "int" or "float" (default: from the default's type);
     ``choices`` for a string; ``name`` the option's name where it is not the field's; ``off`` the
-    name of a flag's negative form (``--ancestral/--paper-step``)."""
-    meta = {"help": help, "kind": kind, "choices": choices, "name": name, "off": off}
+    name of a flag's negative form (``--ancestral/--paper-step``); ``scale`` 255 for a noise
+    level kept in [0, 1] units but given in [0, 255] units. No default: a required option (a
+    tuple of strings: the option may be repeated)."""
+    meta = {
+        "help": help,
+        "kind": kind,
+        "choices": choices,
+        "name": name,
+        "off": off,
+        "scale": scale,
+    }
+    if default is dataclasses.MISSING:
+        return dataclasses.field(metadata=meta)
     return dataclasses.field(default=default, metadata=meta)

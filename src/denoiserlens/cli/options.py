@@ -107,6 +107,17 @@ class SigmaList(click.ParamType):
         return values
 
 
+class NameList(click.ParamType):
+    """'E3,M' -> ('E3', 'M')."""
+
+    name = "list"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        return tuple(v.strip() for v in str(value).split(",") if v.strip())
+
+
 SIGMA = Finite(0.0)  # a noise level in [0, 255] units
 POSITIVE = Finite(0.0, open_low=True)  # rates, times
 COUNT = click.IntRange(min=1)  # numbers of images, samples, steps, draws
@@ -117,6 +128,7 @@ KINDS = {
     "rows": IntList(),
     "pairs": IntList(pairs=True),
     "sigmas": SigmaList(),
+    "names": NameList(),
     "path": click.Path(),
     "int": click.INT,
     "float": Finite(),
@@ -125,15 +137,37 @@ KINDS = {
 
 def _shown(default: tuple) -> str:
     """A tuple default as the option's text: 1,2 / 1+2,3+4 / 2.55,25."""
-    item = lambda v: "+".join(map(str, v)) if isinstance(v, tuple) else f"{v:g}"  # noqa: E731
+
+    def item(v) -> str:
+        if isinstance(v, tuple):
+            return "+".join(map(str, v))
+        return v if isinstance(v, str) else f"{v:g}"
+
     return ",".join(item(v) for v in default)
 
 
-def _option(f: dataclasses.Field, hint) -> Callable:
-    """The click option of one config field."""
+def _scaled(v: float | tuple, factor: float) -> float | tuple:
+    """A noise level (or a tuple of them) from [0, 1] units to [0, 255] units, or back."""
+    if isinstance(v, tuple):
+        return tuple(_scaled(x, factor) for x in v)
+    return round(v * factor, 6) if factor > 1 else v * factor
+
+
+def _option(f: dataclasses.Field, hint, dest: str, required: bool | None, base) -> Callable:
+    """The click option of one config field, delivered to the command as ``dest``; its default
+    is the field's value in ``base`` (a config instance) or else the field's. A field without a
+    default is a required option (``required`` overrides); ``scale`` 255: the option is in
+    [0, 255] units for a field in [0, 1]."""
     meta = f.metadata
     name = meta.get("name") or f.name.replace("_", "-")
-    default, help_ = f.default, meta.get("help") or None
+    help_ = meta.get("help") or None
+    default = f.default
+    if base is not None and getattr(base, f.name) != getattr(type(base)(), f.name):
+        default = getattr(base, f.name)  # where base departs from the class's defaults
+    default = None if default is dataclasses.MISSING else default
+    if meta.get("scale") and default is not None:
+        default = _scaled(default, meta["scale"])
+    need = f.default is dataclasses.MISSING if required is None else required
     if hint is bool or typing.get_args(hint) == (bool, type(None)):
         if meta.get("off"):
             decl = f"--{name}/--{meta['off']}"
@@ -141,51 +175,73 @@ def _option(f: dataclasses.Field, hint) -> Callable:
             decl = f"--{name}/--no-{name}" if default else f"--{name}"
         flag = {} if "/" in decl else {"is_flag": True}
         shown = default is not None and "/" in decl
-        return click.option(decl, f.name, default=default, show_default=shown, help=help_, **flag)
+        return click.option(decl, dest, default=default, show_default=shown, help=help_, **flag)
+    extra: dict = {}
     if meta.get("choices"):
-        kind = click.Choice(list(meta["choices"]))
+        choices = list(meta["choices"])
+        kind = click.Choice([str(c) for c in choices])
+        if isinstance(choices[0], int):  # --channels 1|3
+            extra["callback"] = lambda ctx, param, v: None if v is None else int(v)
+            default = None if default is None else str(default)
     elif meta.get("kind"):
         kind = KINDS[meta["kind"]]
+    elif typing.get_origin(hint) is tuple:  # a repeated option
+        kind, extra["multiple"], default = click.STRING, True, default or ()
     else:
         base = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
         kind = {int: click.INT, float: Finite(), str: click.STRING}[base[0]]
+    if isinstance(default, tuple) and not extra.get("multiple"):
+        default = _shown(default)
     return click.option(
         f"--{name}",
-        f.name,
+        dest,
         type=kind,
-        default=_shown(default) if isinstance(default, tuple) else default,
-        show_default=default is not None,
+        default=default,
+        required=need,
+        show_default=default not in (None, ()),
         help=help_,
+        **extra,
     )
 
 
-def config_options(cls: type, skip: tuple[str, ...] = (), nested: dict | None = None):
-    """Decorate a command with one option per field of the dataclass ``cls`` (but ``skip``);
-    a field holding a dataclass gets the options ``nested[name](default)`` makes. The command
-    receives them as one ``cfg``: ``cls(**values)`` (a config's ValueError or UserError is one
-    error line)."""
+def config_options(
+    cls: type,
+    into: str = "cfg",
+    skip: tuple[str, ...] = (),
+    required: bool | None = None,
+    base: object | None = None,
+):
+    """Decorate a command with one option per field of the dataclass ``cls`` (but ``skip``),
+    defaults from the instance ``base`` if given. A field holding a config (e.g. Algorithm 2's
+    ``guidance``) gets its fields' options, defaults from the value it holds. The command
+    receives them as one argument ``into``: ``cls(**values)``, a ValueError or UserError of the
+    config being one error line."""
     hints = typing.get_type_hints(cls)
     flds = [f for f in dataclasses.fields(cls) if f.name not in skip]
-    nested = nested or {}
+    start = lambda f: getattr(base, f.name) if base is not None else f.default  # noqa: E731
+    nested = {f.name for f in flds if dataclasses.is_dataclass(start(f))}
+    dest = (lambda n: n) if into == "cfg" else (lambda n: f"{into}__{n}")  # noqa: E731
 
     def decorate(fn: Callable) -> Callable:
-        names = [f.name for f in flds]
-
         @functools.wraps(fn)
         def run(*args, **kw):
-            values = {n: kw.pop(n) for n in names}
+            values = {}
+            for f in flds:
+                v = kw.pop(f.name if f.name in nested else dest(f.name))
+                scale = f.metadata.get("scale")
+                values[f.name] = _scaled(v, 1 / scale) if scale and v is not None else v
             try:
                 cfg = cls(**values)
             except (ValueError, UserError) as e:  # (outside the command's user_errors)
                 _fail(str(e))
-            return fn(*args, cfg=cfg, **kw)
+            return fn(*args, **{into: cfg}, **kw)
 
         for f in reversed(flds):
-            run = (
-                nested[f.name](f.default)(run)
-                if f.name in nested
-                else _option(f, hints[f.name])(run)
-            )
+            if f.name in nested:
+                inner = start(f)
+                run = config_options(type(inner), into=f.name, base=inner)(run)
+            else:
+                run = _option(f, hints[f.name], dest(f.name), required, base)(run)
         return run
 
     return decorate

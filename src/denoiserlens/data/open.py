@@ -38,26 +38,50 @@ from denoiserlens.data.transforms import (
     pad_center,
 )
 from denoiserlens.errors import UserError
+from denoiserlens.settings import setting
 
 
 @dataclass(frozen=True)
 class DataSpec:
     """What to read and how to shape it; saved in every run's config.json."""
 
-    sources: tuple[str, ...]
-    channels: int | None = None  # 1 (gray) or 3 (colour); None keeps the source's
-    size: int | None = None  # centre-crop to a square and resize to size x size
-    max_side: int | None = None  # shrink so that the longer side is at most this (before patches)
-    patch_size: int | None = None  # cut patches of this size
-    patch_mode: str = "grid"
-    patches_per_image: int | None = None
-    labels_from_dirs: bool = False
-    seed: int = 0
-    pad_to: int | None = None  # centre on a black pad_to x pad_to canvas (after resize/patches)
-    limit: int | None = None  # keep the first ``limit`` images (after patches)
-    resample: str = "lanczos"  # of the resize to ``size``: "lanczos" or "bicubic" (the authors')
-    gray_files: str = "convert"  # gray files of a folder read as colour: "convert" or "skip"
-    workers: int = 0  # processes decoding a folder (not recorded: it changes no pixel)
+    sources: tuple[str, ...] = setting(
+        help="Folder, image, .npy/.npz, IDX file, fashion-mnist[:test], disks:N:SIZE, "
+        "c-alpha:N:SIZE:ALPHA, or @LIST (a file naming sources, one per line). Repeat to "
+        "concatenate.",
+        name="data",
+    )
+    channels: int | None = setting(  # None keeps the source's
+        None, "Convert to gray (1) or colour (3).", choices=(1, 3)
+    )
+    size: int | None = setting(None, "Centre-crop to a square and resize to SIZE.", kind="int")
+    max_side: int | None = setting(  # before patches
+        None, "Shrink images so the longer side is at most this.", kind="int"
+    )
+    patch_size: int | None = setting(None, "Cut patches of this size.", kind="int")
+    patch_mode: str = setting(
+        "grid",
+        "grid: non-overlapping patches; random: seeded random positions.",
+        choices=("grid", "random"),
+    )
+    patches_per_image: int | None = setting(
+        None, "Patches cut from each image with --patch-mode random.", kind="int"
+    )
+    labels_from_dirs: bool = setting(False, "Label images by their folder.")
+    seed: int = setting(0, "Seed of random patches.", name="data-seed")
+    pad_to: int | None = setting(  # after resize and patches
+        None, "Centre images on a black SIZE x SIZE canvas (Fashion-MNIST: 32).", kind="int"
+    )
+    limit: int | None = setting(None, "Keep only the first N images (after patches).", kind="count")
+    resample: str = setting(
+        "lanczos", "Of --size (bicubic: the authors' 80x80 sets).", choices=("lanczos", "bicubic")
+    )
+    gray_files: str = setting(
+        "convert", "Gray files of a folder read as colour.", choices=("convert", "skip")
+    )
+    workers: int = setting(  # not recorded: it changes no pixel
+        0, "Processes decoding a folder with --size (prepared once, cached).", name="decode-workers"
+    )
 
     def to_dict(self) -> dict:
         """What config.json and a store's meta.json record (everything that shapes the pixels)."""

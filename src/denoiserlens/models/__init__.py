@@ -10,7 +10,7 @@ from denoiserlens.models.checkpoint import (
     save_model,
     save_weights,
 )
-from denoiserlens.models.presets import PRESETS, preset_config
+from denoiserlens.models.presets import PRESETS, ArchChoice, preset_config
 from denoiserlens.models.tapped import TappedModel, at_noise_level
 from denoiserlens.models.unet import UNet, UNetConfig, receptive_field
 
@@ -27,6 +27,7 @@ __all__ = [
     "import_lab_checkpoint",
     "load_model",
     "preset_config",
+    "ArchChoice",
     "receptive_field",
     "save_model",
     "save_weights",

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
+from denoiserlens.errors import UserError
 from denoiserlens.models.unet import UNetConfig
+from denoiserlens.settings import setting
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Appendix A: 64-128-256-512, convolutions 2 / 3 / 6 per encoder / middle / decoder block.
@@ -33,3 +36,27 @@ def preset_config(name: str, image_channels: int = 1, **overrides: Any) -> UNetC
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
     return UNetConfig(image_channels=image_channels, **{**PRESETS[name], **overrides})
+
+
+@dataclass(frozen=True)
+class ArchChoice:
+    """The architecture of a run to train: a preset and the settings that vary around it."""
+
+    preset: str = setting("small", "Architecture: paper, paper-567, small, compact, tiny.")
+    bias: bool = setting(True, "Convolution biases (bias-free needs --norm batch or none).")
+    norm: str = setting(
+        "layer",
+        "layer (the paper's, with biases), instance, batch (BF-CNN's, bias-free), none.",
+        choices=("layer", "instance", "batch", "none"),
+    )
+    residual: bool = setting(
+        False, "Parametrize x_hat = y + net(y) (identity at init; trains faster). Paper: off."
+    )
+
+    def config(self, image_channels: int) -> UNetConfig:
+        try:
+            return preset_config(
+                self.preset, image_channels, bias=self.bias, norm=self.norm, residual=self.residual
+            )
+        except ValueError as e:
+            raise UserError(str(e)) from None

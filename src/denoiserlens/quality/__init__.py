@@ -12,6 +12,7 @@ from denoiserlens.quality.classifier import (
     load_classifier,
     open_reference,
     save_classifier,
+    train_and_save_classifier,
     train_classifier,
 )
 from denoiserlens.quality.measures import (
@@ -50,5 +51,6 @@ __all__ = [
     "sample_quality",
     "save_classifier",
     "shrinkage_slopes",
+    "train_and_save_classifier",
     "train_classifier",
 ]

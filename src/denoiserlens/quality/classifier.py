@@ -21,6 +21,7 @@ from torch import nn
 
 from denoiserlens.data import ImageSet, split_indices, to_float
 from denoiserlens.errors import UserError
+from denoiserlens.settings import setting
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 BUNDLED_CLASSIFIER = ASSETS / "fmnist-classifier"
@@ -36,12 +37,12 @@ class ClassifierConfig:
 
     widths: tuple[int, int, int] = (32, 64, 128)
     features: int = 128
-    epochs: int = 4
-    batch_size: int = 128
-    lr: float = 2e-3
+    epochs: int = setting(4, "Passes over the images.", kind="count")
+    batch_size: int = setting(128, "Images per step.", kind="count")
+    lr: float = setting(2e-3, "Peak (one-cycle) rate.", kind="positive")
     weight_decay: float = 1e-4
-    test_fraction: float = 0.05
-    seed: int = 0
+    test_fraction: float = setting(0.05, "Held out for the accuracy.", kind="float")
+    seed: int = setting(0, "Seed of the split, the weights and the batches.", kind="int")
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.features < 1:
@@ -218,6 +219,29 @@ def _class_names(images: ImageSet, classes: int) -> list[str]:
         if names is not None and len(names) == classes
         else [str(k) for k in range(classes)]
     )
+
+
+def train_and_save_classifier(
+    spec,
+    cfg: ClassifierConfig,
+    out_dir: str | Path,
+    half: bool = False,
+    device: str = "cpu",
+    progress: Callable[[str], None] | None = None,
+) -> Classifier:
+    """The ``classifier`` stage: train on the labelled images of ``spec`` (a ``DataSpec``,
+    whose transforms the classifier records to read its references the same way), then save
+    into a new folder ``out_dir``."""
+    from denoiserlens.data import open_data
+
+    if Path(out_dir, "weights.safetensors").exists():
+        raise UserError(f"{out_dir} already holds a classifier; choose another --out")
+    images = open_data(spec)
+    transforms = {k: getattr(spec, k) for k in READ_TRANSFORMS}
+    transforms = {k: v for k, v in transforms.items() if v is not None}
+    clf = train_classifier(images, cfg, transforms, device, progress=progress)
+    save_classifier(clf, out_dir, half=half)
+    return clf
 
 
 def save_classifier(clf: Classifier, path: str | Path, half: bool = False) -> None:

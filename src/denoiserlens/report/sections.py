@@ -113,8 +113,8 @@ def denoising(ctx: Context) -> Section:
 
 
 def representation(ctx: Context) -> Section:
-    from denoiserlens.analysis.run import analyze_store
     from denoiserlens.represent import RepresentConfig, represent
+    from denoiserlens.stages.analysis import AnalyzeConfig, analyze_store
 
     cfg = ctx.cfg
     sec = Section("representation", "Sparsity, stability and selectivity of phi (Figures 1-5, 13)")
@@ -140,15 +140,10 @@ def representation(ctx: Context) -> Section:
         data_spec=ctx.spec.to_dict(),
     )
     out = ctx.out / "representation"
-    m = analyze_store(
-        ctx.store,
-        out,
-        _s(cfg.sigma),
-        _s(cfg.reference),
-        cfg.queries[0],
-        ctx.model,
-        min(256, len(ctx.images)),
+    acfg = AnalyzeConfig(
+        _s(cfg.sigma), _s(cfg.reference), cfg.queries[0], min(256, len(ctx.images))
     )
+    m = analyze_store(ctx.store, out, acfg, ctx.model)
     sec.figures = [_rel(ctx, p) for p in sorted(out.glob("fig*.png"))]
     sel = m["selectivity"]
     sec.numbers = {
@@ -172,11 +167,12 @@ def representation(ctx: Context) -> Section:
 
 
 def neighbours(ctx: Context) -> Section:
-    from denoiserlens.analysis.semantics import neighbours_figure
+    from denoiserlens.stages.semantics import NeighboursConfig, neighbours_figure
 
     sec = Section("neighbours", "Nearest neighbours in phi and in pixels (Figures 5, 14)")
     queries = [q for q in ctx.cfg.queries if q < len(ctx.images)]
-    r = neighbours_figure(ctx.store, ctx.out / "neighbours", queries, 8, _s(ctx.cfg.sigma))
+    ncfg = NeighboursConfig(tuple(queries), 8, _s(ctx.cfg.sigma))
+    r = neighbours_figure(ctx.store, ctx.out / "neighbours", ncfg)
     sec.figures = [_rel(ctx, ctx.out / "neighbours" / "fig14_neighbours.png")]
     sec.numbers = {"queries": r["queries"]}
     sec.text = (
@@ -193,11 +189,12 @@ def neighbours(ctx: Context) -> Section:
 
 
 def clusters(ctx: Context) -> Section:
-    from denoiserlens.analysis.semantics import cluster_store
+    from denoiserlens.stages.semantics import ClusterConfig, cluster_store
 
     sec = Section("clusters", "Emergent clusters (Figure 6)")
     k = min(ctx.cfg.clusters, len(ctx.images) // 2)
-    r = cluster_store(ctx.store, ctx.out / "clusters", k, _s(ctx.cfg.sigma), ctx.cfg.seed)
+    ccfg = ClusterConfig(k, _s(ctx.cfg.sigma), ctx.cfg.seed)
+    r = cluster_store(ctx.store, ctx.out / "clusters", ccfg)
     sec.figures = [_rel(ctx, p) for p in sorted((ctx.out / "clusters").glob("fig6_*.png"))]
     sec.numbers = {
         key: r[key]
@@ -221,9 +218,9 @@ def clusters(ctx: Context) -> Section:
 
 
 def probe(ctx: Context) -> Section:
-    from denoiserlens.analysis.semantics import probe_stores
     from denoiserlens.models import build_model
     from denoiserlens.represent import RepresentConfig, Store, represent
+    from denoiserlens.stages.semantics import probe_stores
 
     sec = Section("probe", "Labels from phi, from pixels, and from random weights")
     if Store(ctx.store).labels is None:

@@ -47,6 +47,7 @@ from denoiserlens.fileio import (
 )
 from denoiserlens.models import Denoiser
 from denoiserlens.represent.summaries import _check_sigma, noise_averaged_means
+from denoiserlens.settings import setting
 
 META, PROGRESS, ROWS, LABELS = "meta.json", "progress.npy", "rows.json", "labels.npy"
 
@@ -65,15 +66,21 @@ def weights_hash(model: Denoiser) -> str:
 class RepresentConfig:
     """What to compute. Noise levels in [0, 1] pixel units."""
 
-    sigmas: tuple[float, ...] = (0.1,)
-    n_noise: int = 20
-    blocks: tuple[str, ...] = ("M",)
-    inputs: bool = False
-    seed: int = 0
-    batch_size: int = 16
-    chunk_size: int = 256
-    bf16: bool = False
-    channels_last: bool = False
+    sigmas: tuple[float, ...] = setting(
+        (25 / 255,), "Comma list of noise levels, in [0, 255] units.", kind="sigmas", scale=255
+    )
+    n_noise: int = setting(20, "Noise draws averaged per image (one at sigma 0).", kind="count")
+    blocks: tuple[str, ...] = setting(
+        ("M",),
+        "Comma list of block names, or 'all'. Only blocks up to the last are computed.",
+        kind="names",
+    )
+    inputs: bool = setting(False, "Also store the spatial means of the blocks' inputs.")
+    seed: int = setting(0, "Seed of the noise draws (per image and draw).", kind="int")
+    batch_size: int = setting(16, "Images per pass.", kind="count")
+    chunk_size: int = setting(256, "Rows per checkpointed chunk.", kind="count")
+    bf16: bool = setting(False, "bf16 autocast for the network (results in float32).")
+    channels_last: bool = setting(False, "channels_last memory format (with --bf16 on CPUs).")
 
 
 class Store:

@@ -35,6 +35,7 @@ from denoiserlens.sampling.loop import (
     run_chain,
 )
 from denoiserlens.sampling.unconditional import SamplerConfig
+from denoiserlens.settings import setting
 
 PhiFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -68,13 +69,33 @@ class GuidanceConfig:
     bf16 autocast (the target phi and the reported final match stay float32); ``momentum`` > 0:
     heavy-ball descent steps (the paper: plain gradient descent, 0)."""
 
-    lr: float | None = None
-    max_iter: int = 20
-    tol: float = 0.05
-    patience: int = 0
-    bf16: bool = False
-    momentum: float = 0.0
-    matcher: str = "adam"
+    lr: float | None = setting(
+        None, "Guidance step size [default: 1.0 for descent, 0.01 for adam].", kind="positive"
+    )
+    max_iter: int = setting(
+        20, "Guidance (Algorithm 2) steps at most, per noise level.", kind="count"
+    )
+    tol: float = setting(
+        0.05, "Stop guiding a sample below this fraction of its initial loss.", kind="float"
+    )
+    patience: int = setting(
+        0,
+        "Also stop guiding a sample whose loss fell by less than 1% over this many iterations "
+        "(0: never; on the small preset 10 made a whole run 1.7x faster, 6x with --bf16, at the "
+        "same final phi cosine: BENCHMARKS.md).",
+        kind="int",
+    )
+    bf16: bool = setting(False, "bf16 autocast for the matching (guidance) passes.")
+    momentum: float = setting(
+        0.0, "Heavy-ball momentum of the guidance steps (the paper: 0).", kind="float"
+    )
+    matcher: str = setting(
+        "adam",
+        "adam: the authors' (Adam on the pixels, lr 0.01; on the small preset a third of "
+        "descent's phi error at less CPU time: BENCHMARKS.md); descent: each sample stops on "
+        "its own, overshooting steps undone (--patience, --momentum).",
+        choices=MATCHERS,
+    )
 
     def __post_init__(self) -> None:
         if self.matcher not in MATCHERS:

@@ -31,6 +31,7 @@ from denoiserlens.evaluation.metrics import psnr
 from denoiserlens.fileio import LOCK, TMP_SUFFIX, folder_lock, read_json, write_atomic, write_json
 from denoiserlens.models import Denoiser, build_model, load_model, save_weights
 from denoiserlens.models.checkpoint import CONFIG, WEIGHTS
+from denoiserlens.settings import setting
 from denoiserlens.train.noise import add_noise, random_dihedral, sample_sigma
 from denoiserlens.train.state import TRAIN_STATE, load_train_state, save_train_state
 
@@ -51,31 +52,66 @@ FREE_ON_RESUME = (
 class TrainConfig:
     """Training settings (saved in config.json). Noise levels in [0, 1] pixel units."""
 
-    steps: int = 1000
-    batch_size: int = 64  # per process
-    lr: float = 1e-3
-    lr_halve_every: int | None = None  # steps; None = constant (the paper: every 100 epochs)
-    sigma_dist: str = "sqrt"
-    sigma_min: float = 0.0
-    sigma_max: float = 1.0
-    bf16: bool = False
-    channels_last: bool = False
-    augment: bool = False  # each training image under a random symmetry of the square
-    seed: int = 0
-    test_fraction: float = 0.05
-    eval_every: int = 500
+    steps: int = setting(
+        10000, "Optimizer steps in all (a resumed run may extend them).", kind="count"
+    )
+    batch_size: int = setting(64, "Per process.", kind="count")
+    lr: float = setting(1e-3, "Adam learning rate.", kind="positive")
+    lr_halve_every: int | None = setting(  # None: constant (the paper: every 100 epochs)
+        None, "Halve the learning rate every N steps.", kind="count"
+    )
+    sigma_dist: str = setting(
+        "sqrt",
+        "sqrt: density proportional to 1/sqrt(sigma).",
+        choices=("sqrt", "uniform", "log-uniform"),
+    )
+    sigma_min: float = setting(0.0, "Lowest training noise level, of 255.", kind="sigma", scale=255)
+    sigma_max: float = setting(
+        1.0, "Highest training noise level, of 255.", kind="sigma", scale=255
+    )
+    bf16: bool = setting(False, "bf16 autocast (weights and loss stay float32).")
+    channels_last: bool = setting(
+        False, "channels_last memory format (pays off together with --bf16 on CPUs)."
+    )
+    augment: bool = setting(False, "Random flips and quarter turns of each training image.")
+    seed: int = setting(0, "Seed of the weights, the split, the batches and the noise.", kind="int")
+    test_fraction: float = setting(
+        0.05, "Held-out fraction of the images (deterministic split).", kind="float"
+    )
+    eval_every: int = setting(500, "Steps between evaluations on the held-out split.", kind="count")
     eval_images: int = 256
     eval_sigmas: tuple[float, ...] = (15 / 255, 25 / 255, 50 / 255)
-    checkpoint_every: int = 1000
-    num_workers: int = 0
-    init_from: str | None = None  # start from these weights (a run directory or weights file)
+    checkpoint_every: int = setting(
+        1000, "Steps between checkpoints (written atomically).", kind="count"
+    )
+    num_workers: int = setting(0, "DataLoader workers.", name="workers", kind="int")
+    init_from: str | None = setting(
+        None,
+        "Fine-tune: start from this model's weights (run dir or .safetensors; same architecture).",
+        kind="path",
+    )
     # the schedule in epochs, as the paper gives it (1000 epochs, lr halved every 100): steps and
     # lr_halve_every follow from the training images once they are known (:meth:`resolved`),
     # and every epoch ends with a checkpoint
-    epochs: int | None = None
-    lr_halve_every_epochs: int | None = None
-    global_batch: int | None = None  # across processes: batch_size = global_batch / world
-    compile: bool = False  # torch.compile the network for the training steps
+    epochs: int | None = setting(
+        None,
+        "The schedule in passes over the training images instead of --steps (the paper: 1000); "
+        "each epoch ends with a checkpoint.",
+        kind="count",
+    )
+    lr_halve_every_epochs: int | None = setting(
+        None,
+        "Halve the learning rate every N epochs (with --epochs; the paper: 100).",
+        kind="count",
+    )
+    global_batch: int | None = setting(  # across processes: batch_size = global_batch / world
+        None,
+        "Batch across all processes, split evenly (the paper: 1024); replaces --batch-size.",
+        kind="count",
+    )
+    compile: bool = setting(
+        False, "torch.compile the network (a warm-up of minutes first; pays on long runs)."
+    )
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -8,6 +8,7 @@ A measure whose inputs are missing is skipped with the reason in metrics.json.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,19 +34,42 @@ from denoiserlens.figures.analysis import (
 from denoiserlens.figures.common import save_figure
 from denoiserlens.fileio import write_json
 from denoiserlens.represent import Store
+from denoiserlens.settings import setting
+
+
+@dataclass(frozen=True)
+class AnalyzeConfig:
+    """What ``analyze_store`` measures a store at; noise levels in [0, 1] units."""
+
+    sigma: float | None = setting(
+        None,
+        "The store's noise level to analyse, of 255 (default: its first).",
+        kind="sigma",
+        scale=255,
+    )
+    reference: float = setting(
+        0.5, "sigma_1 of the stability curves (Figure 2), of 255.", kind="sigma", scale=255
+    )
+    query: int = setting(
+        0, "Row of the image whose specialized channels Figure 4 shows.", kind="int"
+    )
+    map_images: int = setting(256, "Images whose maps Figure 13 uses (with --model).", kind="count")
+    groups: tuple[int, ...] | None = setting(
+        None, "Two labels A,B for Figure 5 (default: the two most frequent labels).", kind="rows"
+    )
+
+    def __post_init__(self) -> None:
+        if self.groups is not None and len(self.groups) != 2:
+            raise UserError(f"--groups takes two integer labels A,B, got {self.groups}")
 
 
 def analyze_store(
-    store_path: str | Path,
-    out_dir: str | Path,
-    sigma: float | None = None,
-    reference: float = 0.5,
-    query: int = 0,
-    model=None,
-    map_images: int = 256,
-    groups: tuple[int, int] | None = None,
+    store_path: str | Path, out_dir: str | Path, cfg: AnalyzeConfig = AnalyzeConfig(), model=None
 ) -> dict:
-    """Measures of paper section 2 on a store; returns (and writes) the metrics."""
+    """Measures of paper section 2 on a store; returns (and writes) the metrics. ``model``, the
+    store's, adds Figure 13 (statistics of the activation maps)."""
+    sigma, reference, query, map_images = cfg.sigma, cfg.reference, cfg.query, cfg.map_images
+    groups = cfg.groups
     store, out = Store(store_path), Path(out_dir)
     k = 0 if sigma is None else store._sigma_index(sigma)
     if not 0 <= query < store.meta["data"]["count"]:

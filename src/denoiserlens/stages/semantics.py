@@ -1,11 +1,13 @@
 """Semantic similarity on representation stores: neighbours, clusters, label alignment
 (paper section 2.5, Figures 5, 6 and 14). Each function reads stores written by ``represent`` and
 writes its figures and a JSON file into an output folder; the CLI commands ``neighbours``,
-``cluster`` and ``probe`` call them.
+``cluster`` and ``probe`` and the report's sections call them. The measures themselves are in
+``analysis/`` (numbers only).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from denoiserlens.figures.analysis import plot_members, plot_neighbours, plot_se
 from denoiserlens.figures.common import save_figure
 from denoiserlens.fileio import atomic_path, write_json
 from denoiserlens.represent import Store
+from denoiserlens.settings import setting
 
 
 def pixels(images, rows: np.ndarray | None = None) -> np.ndarray:
@@ -45,14 +48,21 @@ def _needs_labels(store: Store, what: str) -> np.ndarray:
     return labels
 
 
+STORE_SIGMA = "phi at this store noise level, of 255 (default: its first)."
+
+
+@dataclass(frozen=True)
+class NeighboursConfig:
+    queries: tuple[int, ...] = setting((0,), "Comma list of query rows.", kind="rows", name="query")
+    k: int = setting(8, "Neighbours per query.", kind="count")
+    sigma: float | None = setting(None, STORE_SIGMA, kind="sigma", scale=255)
+
+
 def neighbours_figure(
-    store_path: str | Path,
-    out_dir: str | Path,
-    queries: list[int],
-    k: int = 8,
-    sigma: float | None = None,
+    store_path: str | Path, out_dir: str | Path, cfg: NeighboursConfig = NeighboursConfig()
 ) -> dict[str, Any]:
     """Figures 5 and 14: each query's k nearest images by cosine similarity in phi and in pixels."""
+    queries, k, sigma = list(cfg.queries), cfg.k, cfg.sigma
     store = Store(store_path)
     n = store.meta["data"]["count"]
     bad = [q for q in queries if not 0 <= q < n]
@@ -94,21 +104,30 @@ def neighbours_figure(
     return result
 
 
+@dataclass(frozen=True)
+class ClusterConfig:
+    k: int = setting(help="Number of clusters.", kind="count")
+    sigma: float | None = setting(None, STORE_SIGMA, kind="sigma", scale=255)
+    seed: int = setting(0, "Seed of k-means and of the pairs shown.", kind="int")
+    n_init: int = setting(10, "K-means restarts.", kind="count")
+    n_pairs: int = setting(200, "Random pairs for separation.", kind="count", name="pairs")
+    show: int = 6  # clusters whose members are shown
+    members: int = 10  # members shown per cluster
+    tsne_clusters: int = 5
+
+    def __post_init__(self) -> None:
+        if self.n_init < 1 or self.n_pairs < 1:
+            raise UserError("--n-init and --pairs must be >= 1")
+
+
 def cluster_store(
-    store_path: str | Path,
-    out_dir: str | Path,
-    k: int,
-    sigma: float | None = None,
-    seed: int = 0,
-    n_init: int = 10,
-    n_pairs: int = 200,
-    show: int = 6,
-    members: int = 10,
-    tsne_clusters: int = 5,
+    store_path: str | Path, out_dir: str | Path, cfg: ClusterConfig
 ) -> dict[str, Any]:
     """K-means on phi (Figure 6): assignments.npy, centroids.npy, clusters.json, the separation
     scatter for pairs of clusters (and of labelled classes), random members of ``show`` clusters,
     and a t-SNE of ``tsne_clusters`` clusters. NMI, ARI and purity when the store has labels."""
+    k, sigma, seed, n_init, n_pairs = cfg.k, cfg.sigma, cfg.seed, cfg.n_init, cfg.n_pairs
+    show, members, tsne_clusters = cfg.show, cfg.members, cfg.tsne_clusters
     store = Store(store_path)
     phi, sig = _phi(store, sigma)
     if not 2 <= k <= len(phi):
@@ -177,15 +196,26 @@ def _brief(sep: dict) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class ProbeConfig:
+    pixels: bool = setting(True, "Add raw pixels.")
+    k: int = setting(10, "Neighbours of the kNN vote.", kind="count")
+    query_fraction: float = setting(
+        0.2, "Fraction of the rows held out as queries (seeded split).", kind="float"
+    )
+    linear: bool = setting(True, "Add a linear probe.")
+    key: str | None = setting(
+        None, "Stored array to probe, e.g. E1 or in:E2 (default: phi, the middle block)."
+    )
+    seed: int = setting(0, "Seed of the split.", kind="int")
+
+    def __post_init__(self) -> None:
+        if not 0 < self.query_fraction < 1:
+            raise UserError(f"--query-fraction must be in (0, 1), got {self.query_fraction}")
+
+
 def probe_stores(
-    stores: dict[str, str | Path],
-    out_dir: str | Path,
-    with_pixels: bool = True,
-    k: int = 10,
-    query_fraction: float = 0.2,
-    seed: int = 0,
-    linear: bool = True,
-    key: str | None = None,
+    stores: dict[str, str | Path], out_dir: str | Path, cfg: ProbeConfig = ProbeConfig()
 ) -> dict[str, Any]:
     """kNN (cosine, ``k``) and linear-probe label accuracy of phi from each store, at each of its
     sigmas, and of raw pixels, on one seeded reference/query split of the rows. kNN also on
@@ -196,6 +226,8 @@ def probe_stores(
     architecture with random weights, ``represent --random-weights``): the control that shows
     what training adds.
     """
+    with_pixels, k, query_fraction, seed = cfg.pixels, cfg.k, cfg.query_fraction, cfg.seed
+    linear, key = cfg.linear, cfg.key
     opened = {name: Store(p) for name, p in stores.items()}
     if not opened:
         raise UserError("give at least one store")

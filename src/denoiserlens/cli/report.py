@@ -1,0 +1,57 @@
+"""``report``: every analysis on one model and data set, as one static web page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from denoiserlens.cli import _device, _warn_if_bf16_emulated, data_options, main
+from denoiserlens.cli.common import DEVICE
+from denoiserlens.cli.options import COUNT, user_errors
+from denoiserlens.data import DataSpec
+from denoiserlens.errors import UserError
+
+
+@main.command()
+@click.option("--model", "model_path", type=click.Path(path_type=Path), default=None)
+@data_options(required=False)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("report"))
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="Settings (TOML).")
+@click.option("--images", "n_images", type=COUNT, default=None, help="Rows of the data used.")
+@click.option("--skip", default=None, help="Comma list of sections not to compute.")
+@DEVICE
+@user_errors
+def report(model_path, data: DataSpec, out_dir, config_path, n_images, skip, device) -> None:
+    """Every analysis on one model and data set, as a static web page (index.html with the
+    paper's figures in its order, explorer.html, metrics.json). With no --model and --data, the
+    bundled model and images (offline). An interrupted report reruns only what it had not
+    finished. Sections: denoising, representation, neighbours, clusters, probe, samples,
+    reconstructions, distance, jacobian, explorer. --config: a TOML file of
+    denoiserlens.report.config.ReportConfig's settings."""
+    from denoiserlens.cli.common import ProgressBar
+    from denoiserlens.report import bundled_defaults, load_config, run_report
+
+    if (model_path is None) != (not data.sources):
+        raise UserError("give both --model and --data, or neither (the bundled defaults)")
+    if model_path is None:
+        model_path, data = bundled_defaults()
+    if not Path(model_path).exists():
+        raise UserError(f"{model_path}: no such model")
+    sections = None if skip is None else tuple(s for s in skip.split(",") if s)
+    cfg = load_config(config_path, images=n_images, skip=sections)
+    if cfg.bf16:
+        _warn_if_bf16_emulated("bf16 (report setting)")
+    with ProgressBar(100, "%") as bar:
+
+        def progress(stage: str, done: float) -> None:
+            bar.update(0)
+            bar.bar.set_description(stage)
+            bar.update(round(100 * done) - bar.bar.n)
+
+        metrics = run_report(model_path, data, out_dir, cfg, _device(device), progress)
+    omitted = sum(1 for s in metrics["sections"].values() if s["skipped"])
+    shown = len(metrics["sections"]) - omitted
+    click.echo(
+        f"report: {out_dir}/index.html ({shown} sections, {omitted} omitted; explorer.html, metrics.json)"
+    )
