@@ -9,7 +9,15 @@ import click
 from denoiserlens.cli import _device, main
 from denoiserlens.cli.common import DEVICE, OUT, report
 from denoiserlens.cli.options import config_options, user_errors
-from denoiserlens.stages.evaluation import DenoiseConfig, EvaluateConfig
+from denoiserlens.demo import run_demo
+from denoiserlens.models import load_model
+from denoiserlens.stages.evaluation import (
+    DenoiseConfig,
+    EvaluateConfig,
+    method_name,
+    run_denoise,
+    run_evaluate,
+)
 
 MODEL_HELP = "Run directory, .safetensors file or lab .pt checkpoint; repeat to compare several."
 INPUT = "An image file or a folder of images (clean, unless --noisy)."
@@ -25,9 +33,6 @@ INPUT = "An image file or a folder of images (clean, unless --noisy)."
 def denoise(model_path: Path, source: Path, out_dir: Path, cfg: DenoiseConfig, device: str):
     """Denoise one image or a folder (--input; clean, unless --noisy): writes NAME_noisy.png and
     NAME_denoised.png (and PSNR)."""
-    from denoiserlens.models import load_model
-    from denoiserlens.stages.evaluation import run_denoise
-
     model = load_model(model_path, device=_device(device))
     report(run_denoise(model, source, cfg, _device(device)), out_dir, str(model_path))
 
@@ -46,9 +51,6 @@ def evaluate(
 ):
     """PSNR and SSIM over noise levels on a test set (--model repeated to compare several): a
     table, psnr.png and results.json."""
-    from denoiserlens.models import load_model
-    from denoiserlens.stages.evaluation import method_name, run_evaluate
-
     models: dict = {}
     for p in model_paths:
         models[method_name(p, models)] = load_model(p, device=_device(device))
@@ -63,8 +65,6 @@ def evaluate(
 def demo(out_dir: Path) -> None:
     """The main job on the bundled model and images (no download): PSNR/SSIM against BM3D at
     sigma 15, 25, 50 on ten images shipped with scikit-image, plus example denoisings."""
-    from denoiserlens.demo import run_demo
-
     result = run_demo(out_dir, progress=lambda s: click.echo(s, err=True))
     click.echo(result["table"])
     gains = result["gain_over_bm3d_db"].items()

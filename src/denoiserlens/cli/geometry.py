@@ -9,7 +9,17 @@ import click
 from denoiserlens.cli import _device, data_options, main
 from denoiserlens.cli.common import DEVICE, MODEL, OUT, report
 from denoiserlens.cli.options import config_options, user_errors
-from denoiserlens.stages.geometry import GeneralizationConfig, JacobianConfig, SlopeConfig
+from denoiserlens.data import open_data
+from denoiserlens.models import load_model
+from denoiserlens.stages.evaluation import method_name
+from denoiserlens.stages.geometry import (
+    GeneralizationConfig,
+    JacobianConfig,
+    SlopeConfig,
+    run_generalization,
+    run_jacobian,
+    run_slope,
+)
 
 
 @main.command()
@@ -24,10 +34,6 @@ def jacobian(model_path: Path, out_dir: Path, cfg: JacobianConfig, device: str, 
     eigenpairs of its symmetric part (matrix-free Lanczos), trace (effective dimension),
     asymmetry ||J - J^T|| / ||J||, and J y vs f(y). Writes eigenvalues.png, eigenvectors_*.png
     and jacobian.json."""
-    from denoiserlens.data import open_data
-    from denoiserlens.models import load_model
-    from denoiserlens.stages.geometry import run_jacobian
-
     model = load_model(model_path, device=_device(device)).eval()
     images = open_data(data)
     result = run_jacobian(model, images, cfg, _device(device), click.echo)
@@ -52,11 +58,6 @@ def slope(model_paths: tuple[Path, ...], out_dir: Path, cfg: SlopeConfig, device
     """Output PSNR against input PSNR and its fitted slope (C-alpha experiment of the companion
     work): the optimal denoiser of C-alpha images has slope alpha / (alpha + 1). Writes
     psnr_slope.png and slope.json."""
-    from denoiserlens.data import open_data
-    from denoiserlens.models import load_model
-    from denoiserlens.stages.evaluation import method_name
-    from denoiserlens.stages.geometry import run_slope
-
     images = open_data(data)
     models: dict = {}
     for p in model_paths:
@@ -75,9 +76,6 @@ def generalization(out_dir: Path, cfg: GeneralizationConfig, device: str, data) 
     of N images, sampled with the same seeds; cosine similarity of paired samples and of samples
     to their nearest training image, against N. Resumable (rerun the same command). Writes
     results.json and generalization.png."""
-    from denoiserlens.data import open_data
-    from denoiserlens.stages.geometry import run_generalization
-
     images = open_data(data)
     log = lambda m: click.echo(m, err=True)  # noqa: E731
     report(run_generalization(images, cfg, out_dir, _device(device), log), out_dir)

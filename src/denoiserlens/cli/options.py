@@ -67,55 +67,36 @@ class Finite(click.ParamType):
         return v
 
 
-class IntList(click.ParamType):
-    """'3,1,4' -> (3, 1, 4); with ``pairs``, '1+2,3+4' -> ((1, 2), (3, 4))."""
+class CommaList(click.ParamType):
+    """A comma list parsed item by item, e.g. '3,1,4' -> (3, 1, 4); ``what`` names the form."""
 
     name = "list"
 
-    def __init__(self, pairs: bool = False) -> None:
-        self.pairs = pairs
+    def __init__(self, item: Callable[[str], object], what: str) -> None:
+        self.item, self.what = item, what
 
     def convert(self, value, param, ctx):
         if isinstance(value, tuple):
             return value
         try:
-            if not self.pairs:
-                return tuple(int(v) for v in str(value).split(","))
-            out = tuple(tuple(int(a) for a in pair.split("+")) for pair in str(value).split(","))
-            if any(len(p) != 2 for p in out):
-                raise ValueError
-            return out
+            out = tuple(self.item(v.strip()) for v in str(value).split(",") if v.strip())
+            if out:
+                return out
         except ValueError:
-            what = "pairs A+B,C+D,..." if self.pairs else "comma-separated integers A,B,..."
-            self.fail(f"takes {what}, got {value!r}", param, ctx)
+            pass
+        self.fail(f"takes {self.what}, got {value!r}", param, ctx)
 
 
-class SigmaList(click.ParamType):
-    """'15,25,50' -> (15.0, 25.0, 50.0): noise levels in [0, 255] units, finite and >= 0."""
-
-    name = "list"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, tuple):
-            return value
-        try:
-            values = tuple(float(v) for v in str(value).split(",") if v.strip())
-        except ValueError:
-            self.fail(f"noise levels must be numbers, got {value!r}", param, ctx)
-        if not values or any(not 0 <= v < math.inf for v in values):  # "not" also catches NaN
-            self.fail(f"noise levels must be finite and >= 0 (of 255), got {value!r}", param, ctx)
-        return values
+def _pair(text: str) -> tuple[int, int]:
+    a, b = text.split("+")  # anything but two parts: ValueError
+    return int(a), int(b)
 
 
-class NameList(click.ParamType):
-    """'E3,M' -> ('E3', 'M')."""
-
-    name = "list"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, tuple):
-            return value
-        return tuple(v.strip() for v in str(value).split(",") if v.strip())
+def _sigma(text: str) -> float:
+    v = float(text)
+    if not 0 <= v < math.inf:  # "not" also catches NaN
+        raise ValueError(text)
+    return v
 
 
 SIGMA = Finite(0.0)  # a noise level in [0, 255] units
@@ -125,10 +106,10 @@ KINDS = {
     "count": COUNT,
     "sigma": SIGMA,
     "positive": POSITIVE,
-    "rows": IntList(),
-    "pairs": IntList(pairs=True),
-    "sigmas": SigmaList(),
-    "names": NameList(),
+    "rows": CommaList(int, "comma-separated integers A,B,..."),
+    "pairs": CommaList(_pair, "pairs A+B,C+D,..."),
+    "sigmas": CommaList(_sigma, "noise levels of 255, finite and >= 0: 15,25,50"),
+    "names": CommaList(str, "comma-separated names A,B,..."),
     "path": click.Path(),
     "int": click.INT,
     "float": Finite(),

@@ -7,10 +7,11 @@ from pathlib import Path
 import click
 
 from denoiserlens.cli import _device, _warn_if_bf16_emulated, data_options, main
-from denoiserlens.cli.common import DEVICE
+from denoiserlens.cli.common import DEVICE, ProgressBar
 from denoiserlens.cli.options import COUNT, user_errors
 from denoiserlens.data import DataSpec
 from denoiserlens.errors import UserError
+from denoiserlens.report import bundled_defaults, load_config, run_report
 
 
 @main.command()
@@ -29,9 +30,6 @@ def report(model_path, data: DataSpec, out_dir, config_path, n_images, skip, dev
     finished. Sections: denoising, representation, neighbours, clusters, probe, samples,
     reconstructions, distance, jacobian, explorer. --config: a TOML file of
     denoiserlens.report.config.ReportConfig's settings."""
-    from denoiserlens.cli.common import ProgressBar
-    from denoiserlens.report import bundled_defaults, load_config, run_report
-
     if (model_path is None) != (not data.sources):
         raise UserError("give both --model and --data, or neither (the bundled defaults)")
     if model_path is None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import click
@@ -11,11 +10,24 @@ import click
 from denoiserlens.cli import _device, data_options, main
 from denoiserlens.cli.common import DEVICE, MODEL, OUT, ProgressBar
 from denoiserlens.cli.options import config_options, user_errors
-from denoiserlens.data import DataSpec
+from denoiserlens.data import DataSpec, open_data
 from denoiserlens.errors import UserError
+from denoiserlens.models import build_model, load_model
 from denoiserlens.represent import RepresentConfig
-from denoiserlens.stages.analysis import AnalyzeConfig
-from denoiserlens.stages.semantics import ClusterConfig, NeighboursConfig, ProbeConfig
+from denoiserlens.represent import represent as run_represent
+from denoiserlens.represent.store import parse_blocks
+from denoiserlens.stages.analysis import AnalyzeConfig, analysis_summary, analyze_store
+from denoiserlens.stages.semantics import (
+    ClusterConfig,
+    NeighboursConfig,
+    ProbeConfig,
+    cluster_store,
+    cluster_summary,
+    neighbours_figure,
+    probe_stores,
+    probe_summary,
+)
+from denoiserlens.train import init_distributed
 
 STORE = click.option("--store", "store_path", type=click.Path(path_type=Path), required=True)
 
@@ -39,12 +51,6 @@ def represent(
     phi(x, sigma) is the mean over --n-noise draws of the spatial means of the middle block's
     output channels for x + sigma z. Resumable; under torchrun the ranks share the work.
     """
-    from denoiserlens.data import open_data
-    from denoiserlens.models import build_model, load_model
-    from denoiserlens.represent import represent as run_represent
-    from denoiserlens.represent.store import parse_blocks
-    from denoiserlens.train import init_distributed
-
     dev = init_distributed()  # under torchrun, always
     dev = dev if device == "auto" else _device(device)
     model = load_model(model_path, device=str(dev))
@@ -74,16 +80,9 @@ def analyze(store_path: Path, out_dir: Path, cfg: AnalyzeConfig, model_path, dev
     """Sparsity (Figure 1), stability (Figure 2), channel selectivity (Figures 3, 4) of a store,
     union of subspaces for two labelled groups (Figure 5), and with --model the statistics of the
     channels' activation maps (Figure 13)."""
-    from denoiserlens.models import load_model
-    from denoiserlens.stages.analysis import analyze_store
-
     model = None if model_path is None else load_model(model_path, device=_device(device))
-    metrics = analyze_store(store_path, out_dir, cfg, model)
-    shown = {k: v for k, v in metrics.items() if k not in ("stability", "findings")}
-    click.echo(json.dumps(shown, indent=1))
-    for f in metrics["findings"]:
-        click.echo(f"[{'holds' if f['holds'] else 'does not hold'}] {f['claim']}: {f['measured']}")
-    click.echo(f"figures and metrics.json in {out_dir}")
+    lines = analysis_summary(analyze_store(store_path, out_dir, cfg, model))
+    click.echo("\n".join([*lines, f"figures and metrics.json in {out_dir}"]))
 
 
 @main.command()
@@ -93,8 +92,6 @@ def analyze(store_path: Path, out_dir: Path, cfg: AnalyzeConfig, model_path, dev
 @user_errors
 def neighbours(store_path: Path, out_dir: Path, cfg: NeighboursConfig) -> None:
     """Nearest images by cosine similarity in phi and, side by side, in pixels (Figures 5, 14)."""
-    from denoiserlens.stages.semantics import neighbours_figure
-
     for q in neighbours_figure(store_path, out_dir, cfg)["queries"]:
         line = f"row {q['row']} ({q['name']}): phi {q['phi']}, pixels {q['pixels']}"
         if "label" in q:
@@ -113,23 +110,11 @@ def neighbours(store_path: Path, out_dir: Path, cfg: NeighboursConfig) -> None:
 def cluster(store_path: Path, out_dir: Path, cfg: ClusterConfig) -> None:
     """K-means on phi (Figure 6): assignments, centroids, separation of cluster pairs (and class
     pairs), members and t-SNE of a few clusters, NMI/ARI/purity against labels if any."""
-    from denoiserlens.stages.semantics import cluster_store
-
     try:
-        r = cluster_store(store_path, out_dir, cfg)
+        lines = cluster_summary(cluster_store(store_path, out_dir, cfg))
     except ValueError as e:  # a single label class: the data cannot answer
         raise UserError(str(e)) from None
-    cs, sizes = r["cluster_separation"], r["sizes"]
-    click.echo(
-        f"{cfg.k} clusters ({r['method']}), sizes {min(sizes)}-{max(sizes)}; "
-        f"{cs['fraction_separated']:.0%} of {cs['pairs']} cluster pairs > 2 sd apart"
-    )
-    if "labels" in r:
-        lab, cl = r["labels"], r["class_separation"]
-        click.echo(
-            f"against labels: NMI {lab['nmi']:.3f}, ARI {lab['ari']:.3f}, purity {lab['purity']:.3f}"
-            f"; {cl['fraction_separated']:.0%} of {cl['pairs']} class pairs > 2 sd apart"
-        )
+    click.echo("\n".join(lines))
     click.echo(f"clusters.json, assignments.npy, centroids.npy and figures in {out_dir}")
 
 
@@ -144,17 +129,12 @@ def probe(stores: tuple[str, ...], out_dir: Path, cfg: ProbeConfig) -> None:
     """Label accuracy of phi (every store, every sigma) and of pixels: kNN vote and linear probe
     on one seeded split of the rows, e.g. --store trained=S1 --store random=S2 (same images).
     Needs labels."""
-    from denoiserlens.stages.semantics import format_probe_table, probe_stores
-
     named = {}
     for i, entry in enumerate(stores):
         name, _, path = entry.partition("=") if "=" in entry else ("", "", entry)
         named[name or f"store{i}"] = path
     try:
-        result = probe_stores(named, out_dir, cfg)
+        lines = probe_summary(probe_stores(named, out_dir, cfg))
     except ValueError as e:  # more neighbours than references, one class only
         raise UserError(str(e)) from None
-    r = result
-    click.echo(f"{r['references']} references, {r['queries']} queries, {r['classes']} classes")
-    click.echo(format_probe_table(result))
-    click.echo(f"probe.json in {out_dir}")
+    click.echo("\n".join([*lines, f"probe.json in {out_dir}"]))

@@ -9,7 +9,16 @@ import click
 from denoiserlens.cli import _device, _warn, data_options, main
 from denoiserlens.cli.common import DEVICE, MODEL, OUT, ProgressBar, report
 from denoiserlens.cli.options import config_options, user_errors
-from denoiserlens.stages.sampling import DistanceConfig, ReconstructConfig, SampleConfig
+from denoiserlens.data import open_data
+from denoiserlens.models import load_model
+from denoiserlens.stages.sampling import (
+    DistanceConfig,
+    ReconstructConfig,
+    SampleConfig,
+    run_distance,
+    run_reconstruct,
+    run_sample,
+)
 
 
 @main.command()
@@ -21,9 +30,6 @@ from denoiserlens.stages.sampling import DistanceConfig, ReconstructConfig, Samp
 def sample(model_path: Path, out_dir: Path, cfg: SampleConfig, device: str) -> None:
     """Unconditional samples (Figure 19): the blind sampler of Kadkhodaie & Simoncelli (2021),
     the noise level read off the residual. Writes samples.png, samples.npy and sampling.json."""
-    from denoiserlens.models import load_model
-    from denoiserlens.stages.sampling import run_sample
-
     model = load_model(model_path, device=_device(device))
     with ProgressBar(cfg.n, "sample") as bar:
         result = run_sample(model, cfg, _device(device), model_path, None, bar.update, _warn)
@@ -42,10 +48,6 @@ def reconstruct(model_path: Path, out_dir: Path, cfg: ReconstructConfig, device:
     whose phi matches each target's. Targets are images (--rows), unions of two images' active
     channels (--union) or cluster centroids (--clusters-from). Writes fig7_reconstructions.png,
     fig20_noise_levels.png, samples.npy and reconstruct.json (the phi match of every sample)."""
-    from denoiserlens.data import open_data
-    from denoiserlens.models import load_model
-    from denoiserlens.stages.sampling import run_reconstruct
-
     model = load_model(model_path, device=_device(device))
     result = run_reconstruct(model, open_data(data), cfg, _device(device))
     report(result, out_dir, str(model_path))
@@ -64,10 +66,6 @@ def distance(model_path: Path, out_dir: Path, cfg: DistanceConfig, device: str, 
     inequality (3). Above --sigma-max the tilted estimator goes on with the Gaussian posterior
     of the data's mean and covariance (images of at most 4096 values; beyond, the sigma^-2 tail).
     Writes distance.json and fig8_distance.png."""
-    from denoiserlens.data import open_data
-    from denoiserlens.models import load_model
-    from denoiserlens.stages.sampling import run_distance
-
     model = load_model(model_path, device=_device(device))
     images = open_data(data)
     log = lambda m: click.echo(m, err=True)  # noqa: E731

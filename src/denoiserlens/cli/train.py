@@ -9,10 +9,13 @@ import click
 from denoiserlens.cli import _device, data_options, main
 from denoiserlens.cli.common import DEVICE, MODEL, OUT
 from denoiserlens.cli.options import POSITIVE, config_options, user_errors
-from denoiserlens.data import DataSpec
+from denoiserlens.data import DataSpec, open_data
 from denoiserlens.models import ArchChoice
-from denoiserlens.quality import ClassifierConfig
-from denoiserlens.train import TrainConfig
+from denoiserlens.quality import ClassifierConfig, train_and_save_classifier
+from denoiserlens.stages.train import convert as run_convert
+from denoiserlens.stages.train import recalibrate as run_recalibrate
+from denoiserlens.train import TrainConfig, init_distributed
+from denoiserlens.train import train as run_training
 
 RUN_DIR = click.option(
     "--run-dir",
@@ -27,7 +30,12 @@ RUN_DIR = click.option(
 @RUN_DIR
 @config_options(ArchChoice, into="arch")
 @config_options(TrainConfig, skip=("eval_images", "eval_sigmas", "extra"))
-@click.option("--max-minutes", type=POSITIVE, default=None, help="Checkpoint and stop after this.")
+@click.option(
+    "--max-minutes",
+    type=POSITIVE,
+    default=None,
+    help="Checkpoint and stop after this wall time (then --resume).",
+)
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir where it stopped.")
 @DEVICE
 @user_errors
@@ -44,10 +52,6 @@ def train(
 
     Runs on one process, or on many under torchrun (DistributedDataParallel).
     """
-    from denoiserlens.data import open_data
-    from denoiserlens.train import init_distributed
-    from denoiserlens.train import train as run_training
-
     dev = init_distributed()  # under torchrun, always
     dev = dev if device == "auto" else _device(device)
     images = open_data(data)
@@ -71,8 +75,6 @@ def recalibrate(model_path: Path, out_dir: Path, batches: int, seed: int, device
     """Re-estimate a trained model's batch-normalization statistics as an exact average over
     noisy training batches (the run's own data and noise settings) and save the result as a new
     run directory. Training leaves a short exponential average (the last ~10 batches)."""
-    from denoiserlens.stages.train import recalibrate as run_recalibrate
-
     n = run_recalibrate(model_path, out_dir, batches, seed, _device(device))
     click.echo(f"{out_dir}: {n} normalization layers re-estimated over {batches} batches")
 
@@ -92,8 +94,6 @@ def convert(checkpoint: Path, norm: str | None, out_dir: Path) -> None:
     """Import a lab checkpoint (BF-CNN or the authors' UNet_flex) once into a run directory
     (safetensors + config.json) that every command reads with --model; its forward pass is the
     authors' (biases, normalization)."""
-    from denoiserlens.stages.train import convert as run_convert
-
     model = run_convert(checkpoint, out_dir, norm)
     n = sum(p.numel() for p in model.parameters())
     click.echo(f"{out_dir}: {model.arch} with {n:,} parameters from {checkpoint}")
@@ -110,8 +110,6 @@ def classifier(data: DataSpec, out_dir: Path, cfg: ClassifierConfig, half: bool,
     """Train the small classifier whose features and predictions judge generated images (the
     Frechet distance and class agreement of `sample --reference` and `reconstruct`), on labelled
     images: e.g. --data fashion-mnist --pad-to 32 (the bundled one)."""
-    from denoiserlens.quality import train_and_save_classifier
-
     clf = train_and_save_classifier(data, cfg, out_dir, half, _device(device), click.echo)
     acc = "no held-out images" if clf.accuracy is None else f"held-out accuracy {clf.accuracy:.3f}"
     click.echo(f"{len(clf.class_names)} classes, {acc}; weights.safetensors in {out_dir}")

@@ -244,3 +244,14 @@ def _channel_statistics(store, model, images, phi, sigma, n_images, out: Path) -
         "spearman_with_channel_pr": st["spearman_with_channel_pr"],
         "median_kurtosis": float(np.nanmedian(st["kurtosis"])),
     }
+
+
+def analysis_summary(metrics: dict) -> list[str]:
+    """The metrics of :func:`analyze_store` (but the stability curves) as JSON, then each of
+    the paper's findings with its verdict."""
+    import json
+
+    shown = {k: v for k, v in metrics.items() if k not in ("stability", "findings")}
+    verdict = lambda f: "holds" if f["holds"] else "does not hold"  # noqa: E731
+    findings = [f"[{verdict(f)}] {f['claim']}: {f['measured']}" for f in metrics["findings"]]
+    return [json.dumps(shown, indent=1), *findings]

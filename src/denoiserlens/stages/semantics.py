@@ -283,3 +283,40 @@ def format_probe_table(result: dict[str, Any]) -> str:
             f"{r['knn_standardized']:>8.3f}{linear:>8}"
         )
     return "\n".join(lines)
+
+
+def neighbours_summary(result: dict[str, Any]) -> list[str]:
+    """One line per query of :func:`neighbours_figure`: its neighbours in phi and in pixels."""
+    lines = []
+    for q in result["queries"]:
+        line = f"row {q['row']} ({q['name']}): phi {q['phi']}, pixels {q['pixels']}"
+        if "label" in q:
+            line += (
+                f"; same label: phi {q['same_label_phi']:.0%}, pixels {q['same_label_pixels']:.0%}"
+            )
+        lines.append(line)
+    return lines
+
+
+def cluster_summary(r: dict[str, Any]) -> list[str]:
+    """The sizes and separations of :func:`cluster_store`, and its alignment with labels."""
+    cs, sizes = r["cluster_separation"], r["sizes"]
+    lines = [
+        f"{r['k']} clusters ({r['method']}), sizes {min(sizes)}-{max(sizes)}; "
+        f"{cs['fraction_separated']:.0%} of {cs['pairs']} cluster pairs > 2 sd apart"
+    ]
+    if "labels" in r:
+        lab, cl = r["labels"], r["class_separation"]
+        lines.append(
+            f"against labels: NMI {lab['nmi']:.3f}, ARI {lab['ari']:.3f}, purity {lab['purity']:.3f}"
+            f"; {cl['fraction_separated']:.0%} of {cl['pairs']} class pairs > 2 sd apart"
+        )
+    return lines
+
+
+def probe_summary(r: dict[str, Any]) -> list[str]:
+    """The split of :func:`probe_stores` and its table."""
+    return [
+        f"{r['references']} references, {r['queries']} queries, {r['classes']} classes",
+        format_probe_table(r),
+    ]
