@@ -15,8 +15,9 @@ import sys
 from pathlib import Path
 
 from denoiserlens.data import DataSpec, open_data
-from denoiserlens.evaluation import bm3d_method, evaluate, model_method, write_results
+from denoiserlens.evaluation import bm3d_method, evaluate, model_method
 from denoiserlens.models import load_model
+from denoiserlens.stages.evaluation import write_results
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 BFCNN = DATA / "peers/bf_cnn/BSD400_gray/noise_range_0to100/model.pt"

@@ -12,9 +12,9 @@ import torch
 from denoiserlens.data import DataSpec, ImageSet, open_data, to_float
 from denoiserlens.data.open import SKIMAGE_DEMO
 from denoiserlens.errors import UserError
-from denoiserlens.evaluation import bm3d_method, evaluate, model_method, noisy_image, write_results
-from denoiserlens.fileio import write_atomic
+from denoiserlens.evaluation import bm3d_method, evaluate, model_method, noisy_image
 from denoiserlens.models import Denoiser, load_model
+from denoiserlens.stages.evaluation import write_results
 
 ASSETS = Path(__file__).parent / "assets"
 BUNDLED_GRAY = ASSETS / "gray-photos"
@@ -34,34 +34,24 @@ def bundled_model() -> Denoiser:
 
 def example_figure(model: Denoiser, images: ImageSet, sigma: float, path: Path, seed: int = 0):
     """Rows: clean, noisy, ours, BM3D for the first three images at one noise level."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from denoiserlens.evaluation import psnr
+    from denoiserlens.figures.common import save_figure
+    from denoiserlens.figures.evaluation import plot_denoising_examples
 
     ours = model_method(model)
-    n = min(3, len(images))
-    fig, axes = plt.subplots(n, 4, figsize=(10, 2.6 * n), squeeze=False)
-    for i in range(n):
+    rows = []
+    for i in range(min(3, len(images))):
         x = to_float(images[i])[None]
         y = noisy_image(x, sigma, seed, i)
         panels = [
-            ("clean", x),
             ("noisy", y.clamp(0, 1)),
             ("denoiserlens", ours(y, sigma).clamp(0, 1)),
             ("BM3D", bm3d_method(y, sigma).clamp(0, 1)),
         ]
-        for ax, (title, t) in zip(axes[i], panels, strict=True):
-            ax.imshow(t[0, 0].numpy(), cmap="gray", vmin=0, vmax=1)
-            label = title if title == "clean" else f"{title} {float(psnr(t, x)[0]):.2f} dB"
-            ax.set_title(label, fontsize=9)
-            ax.axis("off")
-    fig.suptitle(f"sigma = {sigma * 255:g}/255", fontsize=10)
-    fig.tight_layout()
-    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
+        scored = [(f"{t} {float(psnr(im, x)[0]):.2f} dB", im[0, 0].numpy()) for t, im in panels]
+        rows.append([("clean", x[0, 0].numpy()), *scored])
+    draw = lambda axes: plot_denoising_examples(axes, rows, sigma)  # noqa: E731
+    save_figure(path, draw, figsize=(10, 2.6 * len(rows)), nrows=len(rows), ncols=4)
 
 
 def run_demo(

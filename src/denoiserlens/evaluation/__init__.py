@@ -6,7 +6,6 @@ from denoiserlens.evaluation.evaluate import (
     evaluate,
     model_method,
     noisy_image,
-    write_results,
 )
 from denoiserlens.evaluation.metrics import psnr, ssim
 
@@ -18,5 +17,4 @@ __all__ = [
     "noisy_image",
     "psnr",
     "ssim",
-    "write_results",
 ]

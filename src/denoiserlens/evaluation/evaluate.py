@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,7 +17,6 @@ import torch
 from denoiserlens.data import ImageSet, pad_to_multiple, to_float
 from denoiserlens.errors import UserError
 from denoiserlens.evaluation.metrics import psnr, ssim
-from denoiserlens.fileio import write_atomic, write_json
 from denoiserlens.models import Denoiser
 
 Method = Callable[[torch.Tensor, float], torch.Tensor]  # (noisy (1, C, H, W), sigma) -> estimate
@@ -121,35 +119,3 @@ def evaluate(
                 progress(f"{name}: sigma {sigma * 255:g}: PSNR {np.mean(p):.2f} dB")
         res.seconds[name] = time.time() - t0
     return res
-
-
-def write_results(res: EvalResult, out_dir: str | Path, meta: dict) -> None:
-    """results.json (table, per-image scores, provenance) and psnr.png (PSNR vs sigma)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out = Path(out_dir)
-    write_json(
-        out / "results.json",
-        {
-            **meta,
-            "table": res.table(),
-            "seconds": res.seconds,
-            "images": res.names,
-            "per_image_psnr": {m: [v.tolist() for v in vals] for m, vals in res.psnr.items()},
-        },
-    )
-    write_atomic(out / "table.txt", lambda tmp: tmp.write_text(res.format_table() + "\n"))
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    xs = [s * 255 for s in res.sigmas]
-    for m, vals in res.psnr.items():
-        ax.plot(xs, [v.mean() for v in vals], marker="o", label=m)
-    ax.set_xlabel("noise sigma (of 255)")
-    ax.set_ylabel("PSNR (dB)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    write_atomic(out / "psnr.png", lambda tmp: fig.savefig(tmp, format="png", dpi=120))
-    plt.close(fig)

@@ -78,7 +78,8 @@ def _drop_other_stores(store: Path) -> None:
 
 
 def denoising(ctx: Context) -> Section:
-    from denoiserlens.evaluation import bm3d_method, evaluate, model_method, write_results
+    from denoiserlens.evaluation import bm3d_method, evaluate, model_method
+    from denoiserlens.stages.evaluation import write_results
 
     cfg, sec = ctx.cfg, Section("denoising", "Denoising performance")
     n = min(cfg.eval_images, len(ctx.images))

@@ -12,6 +12,7 @@ import torch
 
 from denoiserlens.data import DataSpec, ImageSet, open_data, to_float
 from denoiserlens.errors import UserError
+from denoiserlens.evaluation import EvalResult
 from denoiserlens.fileio import write_atomic, write_json
 from denoiserlens.models import Denoiser
 from denoiserlens.settings import setting
@@ -141,6 +142,27 @@ class EvaluateConfig:
     seed: int = setting(0, "Seed of the noise (one draw per image and sigma).", kind="int")
 
 
+def write_results(res: EvalResult, out_dir: str | Path, meta: dict) -> None:
+    """results.json (table, per-image scores, provenance) and psnr.png (PSNR vs sigma)."""
+    from denoiserlens.figures.common import save_figure
+    from denoiserlens.figures.evaluation import plot_psnr_over_sigma
+
+    out = Path(out_dir)
+    write_json(
+        out / "results.json",
+        {
+            **meta,
+            "table": res.table(),
+            "seconds": res.seconds,
+            "images": res.names,
+            "per_image_psnr": {m: [v.tolist() for v in vals] for m, vals in res.psnr.items()},
+        },
+    )
+    write_atomic(out / "table.txt", lambda tmp: tmp.write_text(res.format_table() + "\n"))
+    draw = lambda ax: plot_psnr_over_sigma(ax, res.sigmas, res.psnr)  # noqa: E731
+    save_figure(out / "psnr.png", draw, figsize=(5, 3.5))
+
+
 @dataclass
 class EvaluateResult:
     cfg: EvaluateConfig
@@ -151,8 +173,6 @@ class EvaluateResult:
         return [self.scores.format_table()]
 
     def save(self, out: str | Path, model: str = "") -> list[str]:
-        from denoiserlens.evaluation import write_results
-
         write_results(self.scores, out, self.meta)
         return ["results.json", "table.txt", "psnr.png"]
 
