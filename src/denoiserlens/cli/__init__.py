@@ -84,7 +84,7 @@ OPTION_HELP: dict[str, str] = {
 
 def _warn_emulated_bf16(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
     """--bf16 on a CPU without native bf16 (AVX512-BF16 or AMX) and no GPU: autocast then
-    emulates bf16 and is slower than float32 (a training step 12x slower on AMD Zen 3)."""
+    emulates bf16 and is slower than float32 (``hardware.native_bf16``)."""
     if value:
         _warn_if_bf16_emulated("--bf16")
     return value

@@ -38,8 +38,7 @@ def small_gains(channels: int, generator: torch.Generator | None = None) -> torc
 
 def float_var(x: torch.Tensor, dim: tuple[int, ...]) -> torch.Tensor:
     """Biased variance over ``dim`` in float32 (keepdim), as the mean squared deviation from the
-    mean: the same value as ``torch.var`` (two passes, no cancellation) at a sixth of its forward
-    time on CPU, measured on (8, 32, 32, 32) bf16 activations."""
+    mean: the same value as ``torch.var`` (two passes, no cancellation), faster on CPU."""
     f = x.float()
     return (f - f.mean(dim=dim, keepdim=True)).square().mean(dim=dim, keepdim=True)
 

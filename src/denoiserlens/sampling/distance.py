@@ -28,10 +28,9 @@ The paper does not say how the conditional denoisers x_hat_i were computed. Two 
 - "matching" (:func:`distance_study`): the guidance step of Algorithm 2 towards phi_i at that
   sigma, then the blind denoiser (``guided_denoiser``). The guidance moves y by a finite amount at
   every sigma, so the two guided denoisers differ by an amount that does not shrink with sigma,
-  and the integrand grows as 1 / sigma^2 below the noise levels the matching resolves: on the
-  bundled photo model the lowest level (2.55/255) carries nearly all of d^2 and B/A is 25; from
-  9/255 up it is 3.4 (BENCHMARKS.md). ``distance_study`` therefore also reports the constants for
-  the integral cut at each grid level (``by_lower_limit``).
+  and the integrand grows as 1 / sigma^2 below the noise levels the matching resolves, where the
+  lowest levels carry most of d^2 (BENCHMARKS.md, Eq. 4). ``distance_study`` therefore also
+  reports the constants for the integral cut at each grid level (``by_lower_limit``).
 """
 
 from __future__ import annotations
@@ -367,10 +366,9 @@ def _forms_from_gain(jac: torch.Tensor, w: torch.Tensor, taus: Sequence[float]) 
     """G = W^T W per tau (T, d, d) from J (d, n) and (S J^T)^T (d, n), S symmetric.
 
     J S J^T is a covariance (phi's under the posterior), but a network's Jacobian need not be
-    positive semi-definite: on the Fashion-MNIST model at sigma 1 a quarter of its eigenvalues
-    are negative, some below -tau^2, and M = J S J^T + tau^2 I then comes near singular and one
-    noisy image can carry a pair's d^2 (BENCHMARKS.md, "Eq. 4 with tilted conditionals"). Its
-    negative eigenvalues are set to 0, so that M >= tau^2 I."""
+    positive semi-definite; where eigenvalues fall below -tau^2, M = J S J^T + tau^2 I comes near
+    singular and one noisy image can carry a pair's d^2 (seen at sigma 1: BENCHMARKS.md, "Eq. 4
+    with tilted conditionals"). Its negative eigenvalues are set to 0, so that M >= tau^2 I."""
     m = jac @ w.T
     lam, vec = torch.linalg.eigh(0.5 * (m + m.T))
     lam = lam.clamp_min(0)

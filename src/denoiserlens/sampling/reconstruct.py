@@ -81,8 +81,7 @@ class GuidanceConfig:
     patience: int = setting(
         0,
         "Also stop guiding a sample whose loss fell by less than 1% over this many iterations "
-        "(0: never; on the small preset 10 made a whole run 1.7x faster, 6x with --bf16, at the "
-        "same final phi cosine: BENCHMARKS.md).",
+        "(0: never; its speed and match: BENCHMARKS.md, Matchers).",
         kind="int",
     )
     bf16: bool = setting(False, "bf16 autocast for the matching (guidance) passes.")
@@ -91,9 +90,9 @@ class GuidanceConfig:
     )
     matcher: str = setting(
         "adam",
-        "adam: the authors' (Adam on the pixels, lr 0.01; on the small preset a third of "
-        "descent's phi error at less CPU time: BENCHMARKS.md); descent: each sample stops on "
-        "its own, overshooting steps undone (--patience, --momentum).",
+        "adam: the authors' (Adam on the pixels, lr 0.01; the default, chosen in BENCHMARKS.md, "
+        "Matchers); descent: each sample stops on its own, overshooting steps undone "
+        "(--patience, --momentum).",
         choices=MATCHERS,
     )
 
@@ -157,11 +156,10 @@ def guidance_step(
     The step size starts at ``cfg.lr`` and is halved, per sample, whenever a step raised the loss
     (the step is undone): the curvature of the loss grows as the noise level falls, and a step
     size that suits high noise overshoots at low noise, where it then injects noise instead of
-    removing the mismatch (Figure 20). On the bundled photo model, 20 steps of size 1.0 lower the
-    loss 7x at sigma 0.5 and raise it 8x at sigma 0.03. The loss never ends above where it
-    started; a step size that never overshoots gives plain gradient descent, as printed. With
-    ``cfg.momentum`` = mu the step is v <- mu v - lr grad, x <- x + v (heavy ball); an undone step
-    also zeroes its sample's v. With ``cfg.matcher`` "adam" this is :func:`adam_matching`.
+    removing the mismatch (Figure 20; measured in BENCHMARKS.md, "Matchers"). The loss never
+    ends above where it started; a step size that never overshoots gives plain gradient
+    descent, as printed. With ``cfg.momentum`` = mu the step is v <- mu v - lr grad, x <- x + v
+    (heavy ball); an undone step also zeroes its sample's v. With ``cfg.matcher`` "adam" this is :func:`adam_matching`.
     """
     if cfg.matcher == "adam":
         return adam_matching(phi_fn, x, target, cfg)

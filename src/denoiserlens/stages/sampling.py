@@ -78,10 +78,9 @@ class SampleConfig:
     preset: str = setting(
         "representation",
         "representation: the authors' samples of this paper, sigma_0 765, fixed h 0.01, beta "
-        "0.05, sigma_L 10.2, 20000 steps at most (samples with the data's mean and std on the "
-        "bundled Fashion-MNIST model, ~80x the steps); ks2021: sigma_0 255, adaptive h, beta "
-        "0.5, sigma_L 2.55 (Kadkhodaie & Simoncelli 2021: quick, dim and flat there). The "
-        "options below override it.",
+        "0.05, sigma_L 10.2, 20000 steps at most; ks2021: sigma_0 255, adaptive h, beta 0.5, "
+        "sigma_L 2.55 (Kadkhodaie & Simoncelli 2021: quick). Their samples compared: "
+        "BENCHMARKS.md, Sampler presets. The options below override it.",
         choices=tuple(SAMPLER_PRESETS),
     )
     mean_data: str | None = setting(
