@@ -159,7 +159,8 @@ def guidance_step(
     removing the mismatch (Figure 20; measured in BENCHMARKS.md, "Matchers"). The loss never
     ends above where it started; a step size that never overshoots gives plain gradient
     descent, as printed. With ``cfg.momentum`` = mu the step is v <- mu v - lr grad, x <- x + v
-    (heavy ball); an undone step also zeroes its sample's v. With ``cfg.matcher`` "adam" this is :func:`adam_matching`.
+    (heavy ball); an undone step also zeroes its sample's v. With ``cfg.matcher`` "adam" this
+    is :func:`adam_matching`.
     """
     if cfg.matcher == "adam":
         return adam_matching(phi_fn, x, target, cfg)
