@@ -16,7 +16,7 @@ from denoiserlens.evaluation import EvalResult
 from denoiserlens.fileio import write_atomic, write_json
 from denoiserlens.models import Denoiser
 from denoiserlens.settings import setting
-from denoiserlens.stages.sampling import SIGMA_HELP, check_images
+from denoiserlens.stages.common import SIGMA_HELP, check_images
 
 PAD_HELP = "Reflect-pad to the model's size multiple, then crop."
 

@@ -20,7 +20,7 @@ from denoiserlens.errors import UserError
 from denoiserlens.fileio import atomic_path, read_json, write_json
 from denoiserlens.models import Denoiser, build_model, load_model, preset_config
 from denoiserlens.settings import setting
-from denoiserlens.stages.sampling import SIGMA_HELP, check_images
+from denoiserlens.stages.common import SIGMA_HELP, check_images
 
 # --- the Jacobian's eigenbasis ----------------------------------------------------------------
 

@@ -34,22 +34,7 @@ from denoiserlens.sampling.reconstruct import (
     reconstruct,
 )
 from denoiserlens.settings import setting
-
-SIGMA_HELP = "in [0, 255] units (sigma 25 = 25/255 in [0, 1] pixel units)"
-
-
-def check_images(model: Denoiser, images: ImageSet, pad: bool = False) -> None:
-    """Refuse a wrong channel count, and sizes not divisible by the model's multiple unless pad."""
-    for i in range(len(images)):
-        c, h, w = images[i].shape
-        if c != model.image_channels:
-            raise UserError(
-                f"{images.names[i]}: {c}-channel image, the model takes "
-                f"{model.image_channels} (use --channels)"
-            )
-        m = model.size_multiple
-        if not pad and (h % m or w % m):
-            raise UserError(f"{images.names[i]}: size {h}x{w} is not divisible by {m} (use --pad)")
+from denoiserlens.stages.common import SIGMA_HELP, check_images
 
 
 def recorded_mean(model_path: str | Path, channels: int) -> list[float]:
@@ -196,8 +181,7 @@ class SampleResult:
             "mean": self.mean,
             "size": self.cfg.size,
             "preset": self.cfg.preset,
-            "config": {k: getattr(s, k) for k in ("sigma_0", "sigma_L", "h0", "beta")}
-            | {"fixed_step": s.fixed_step, "max_steps": s.max_steps},
+            "config": dataclasses.asdict(s),
             "steps": self.steps,
             "finished": self.finished,
             "final_sigma": self.final_sigma,
