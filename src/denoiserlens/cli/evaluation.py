@@ -60,7 +60,13 @@ def evaluate(
 
 
 @main.command()
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("demo-output"))
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=Path("demo-output"),
+    show_default=True,
+)
 @user_errors
 def demo(out_dir: Path) -> None:
     """The main job on the bundled model and images (no download): PSNR/SSIM against BM3D at

@@ -17,7 +17,9 @@ from denoiserlens.report import bundled_defaults, load_config, run_report
 @main.command()
 @click.option("--model", "model_path", type=click.Path(path_type=Path), default=None)
 @data_options(required=False)
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("report"))
+@click.option(
+    "--out", "out_dir", type=click.Path(path_type=Path), default=Path("report"), show_default=True
+)
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="Settings (TOML).")
 @click.option("--images", "n_images", type=COUNT, default=None, help="Rows of the data used.")
 @click.option("--skip", default=None, help="Comma list of sections not to compute.")
