@@ -624,8 +624,9 @@ def test_distance_command_tilted(tmp_path):
     assert p.returncode == 0, p.stderr
     study = json.loads((tmp_path / "r/distance.json").read_text())
     assert study["estimator"] == "tilted" and len(study["d_sq"]) == 3
-    # the default grid: 0.255 to 255 of 255; above it the data's Gaussian posterior
-    assert study["sigmas"] == pytest.approx([1e-3, 1e-2, 1e-1, 1.0], rel=1e-6)
+    # the default grid: 0.255 to 255 / 10^(1/3) of 255; above it the data's Gaussian posterior
+    expected = [10 ** (-3 + k * (8 / 3) / 3) for k in range(4)]
+    assert study["sigmas"] == pytest.approx(expected, rel=1e-5)
     assert "gaussian_share" in study and 0 < study["tail_share"] < 1
     # tau read off the samples, and Eq. 4's closed form for tilted densities beside the estimate
     assert study["tau"] > 0 and len(study["d_sq_closed_form"]) == 3

@@ -75,7 +75,7 @@ class ReportConfig:
     distance_images: int = 4
     distance_samples: int = 1  # draws of each p(x | phi) (Algorithm 1) averaged in Eq. 4
     distance_steps: int = 41  # Algorithm 1's levels for those draws, log-spaced 255 to 2.55
-    distance_sigmas: int = 6  # Eq. 4's grid, log-spaced from 0.255 to 255
+    distance_sigmas: int = 6  # Eq. 4's grid, log-spaced from 0.255 to 118 (DistanceConfig)
     distance_max_iter: int = 10  # Algorithm 2's steps per guided denoising
     jacobian_k: int = 16
     explorer_images: int = 400

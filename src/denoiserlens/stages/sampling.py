@@ -511,6 +511,9 @@ def run_reconstruct(
 # --- Eq. 4, Figure 8 (right) ----------------------------------------------------------------
 
 
+TILTED_GRID_TOP = 118.361  # of 255: the tilted estimator's network grid ends here (DistanceConfig)
+
+
 @dataclass(frozen=True)
 class DistanceConfig:
     """Figure 8 (right) as one experiment. ``rows`` None: ``images`` rows of the data drawn with
@@ -518,7 +521,10 @@ class DistanceConfig:
     log-spaced from 255 to 2.55; Eq. 4 runs on ``grid`` levels from ``sigma_min`` to
     ``sigma_max``. The tilted estimator's integral above the grid uses the mean and covariance
     of ``prior_images`` images of the data drawn with ``seed`` (images of at most
-    ``MAX_PRIOR_VALUES`` values; beyond, the sigma^-2 tail)."""
+    ``MAX_PRIOR_VALUES`` values; beyond, the sigma^-2 tail). The grid stops below sigma 1, the
+    edge of the training range, where the network's Tweedie covariance sigma^2 J is no longer
+    a covariance and its integrand depends on the noise draw; the Gaussian posterior, exact as
+    sigma grows, takes over there (BENCHMARKS.md, "Eq. 4 with tilted conditionals")."""
 
     images: int = setting(
         10, "Random images of the data; every pair of them is measured.", kind="count"
@@ -530,7 +536,12 @@ class DistanceConfig:
     steps: int = setting(60, "Reconstruction steps.", kind="count")
     grid: int = setting(10, "Sigmas of the integral.", kind="count")
     sigma_min: float = setting(0.255, f"Lowest level of the grid, {SIGMA_HELP}.", kind="sigma")
-    sigma_max: float = setting(255.0, f"Highest level of the grid, {SIGMA_HELP}.", kind="sigma")
+    sigma_max: float | None = setting(
+        None,
+        f"Highest level of the grid, {SIGMA_HELP} [default: 118.361 = 255 / 10^(1/3) for tilted, "
+        "the Gaussian posterior above; 255 for matching, which has no continuation].",
+        kind="sigma",
+    )
     phi_sigma: float = setting(25.0, f"phi at this noise level, {SIGMA_HELP}.", kind="sigma")
     n_noise: int = setting(  # the Jacobian of phi costs d x n_noise backward passes per image
         4, "Noise draws averaged in each phi.", kind="count"
@@ -551,6 +562,9 @@ class DistanceConfig:
     )
 
     def __post_init__(self) -> None:
+        if self.sigma_max is None:  # where the network hands over to the Gaussian (docstring)
+            top = TILTED_GRID_TOP if self.estimator == "tilted" else 255.0
+            object.__setattr__(self, "sigma_max", top)
         count = self.images if self.rows is None else len(self.rows)
         if count < 3 or self.n_samples < 1 or self.steps < 1 or self.grid < 2:
             raise UserError("need --images >= 3, --n-samples >= 1, --steps >= 1, --grid >= 2")

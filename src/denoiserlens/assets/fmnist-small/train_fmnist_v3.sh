@@ -5,8 +5,10 @@
 #   OMP_NUM_THREADS=1 nohup benchmarks/data/train_fmnist_v3.sh work/runs/fmnist-small-v3 &
 # 2026-12-03 (Intel Xeon, AMX): ~3 steps/s alone; stopped by hand after the checkpoint at step
 # 16000 (lr 5e-4 since step 10000) and bundled (benchmarks/data/bundle_model.py). The checkout
-# does not keep work/ between sessions: continue from the bundled weights with
-#   ... --init-from src/denoiserlens/assets/fmnist-small --lr 5e-4 --steps 14000 --lr-halve-every 4000
+# does not keep work/ between sessions: continue from the bundled weights, as the second run did
+# (bundled since, 19,500 more steps; BENCHMARKS.md, "trained on"):
+#   ... work/runs/fmnist-small-v4 --init-from src/denoiserlens/assets/fmnist-small --lr 5e-4 \
+#       --steps 24000 --lr-halve-every 8000 --max-minutes 140
 RUN=${1:-work/runs/fmnist-small-v3}; shift || true
 exec .venv/bin/denoiserlens train --data fashion-mnist --pad-to 32 --run-dir "$RUN" --preset small \
   --steps 30000 --batch-size 64 --lr 1e-3 --lr-halve-every 10000 \
