@@ -15,7 +15,12 @@ from denoiserlens.report import bundled_defaults, load_config, run_report
 
 
 @main.command()
-@click.option("--model", "model_path", type=click.Path(path_type=Path), default=None)
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(path_type=Path),
+    help="Run directory (default: the bundled Fashion-MNIST model).",
+)
 @data_options(required=False)
 @click.option(
     "--out", "out_dir", type=click.Path(path_type=Path), default=Path("report"), show_default=True
