@@ -128,10 +128,12 @@ def _shown(default: tuple) -> str:
 
 
 def _scaled(v: float | tuple, factor: float) -> float | tuple:
-    """A noise level (or a tuple of them) from [0, 1] units to [0, 255] units, or back."""
+    """A noise level (or a tuple of them) from [0, 1] units to [0, 255] units (``factor`` 255,
+    rounded for display), or back (``factor`` 1/255: divided by 255, as the configs were
+    always given, so that recorded settings compare equal)."""
     if isinstance(v, tuple):
         return tuple(_scaled(x, factor) for x in v)
-    return round(v * factor, 6) if factor > 1 else v * factor
+    return round(v * factor, 6) if factor > 1 else v / round(1 / factor)
 
 
 def _option(f: dataclasses.Field, hint, dest: str, required: bool | None, base) -> Callable:
