@@ -273,10 +273,11 @@ def test_bf16_warns_where_the_cpu_would_emulate_it(tiny_run, tmp_path, monkeypat
     float32: every command that takes it says so on stderr, and still runs."""
     from click.testing import CliRunner
 
-    from denoiserlens.cli import _warn_emulated_bf16, main
+    from denoiserlens.cli import main
+    from denoiserlens.cli.options import warn_emulated_bf16
 
     bf16 = [p for c in main.commands.values() for p in c.params if "--bf16" in p.opts]
-    assert len(bf16) >= 5 and all(p.callback is _warn_emulated_bf16 for p in bf16)
+    assert len(bf16) >= 5 and all(p.callback is warn_emulated_bf16 for p in bf16)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     for native in (False, True):
         monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda n=native: n)
@@ -319,3 +320,20 @@ def test_convert_an_authors_unet(tmp_path):
     torch.testing.assert_close(load_model(out).denoise(y), want, rtol=0, atol=0)
     again = run("convert", "--checkpoint", ckpt, "--norm", "layer", "--out", out, ok=False)
     assert_user_error(again, "exists")
+
+
+def test_the_device_is_picked_once_at_the_edge(tiny_run, tmp_path, monkeypatch):
+    """--device auto is CUDA when present (under torchrun this rank's GPU), else the CPU; a name
+    torch does not know is one error line before anything is read or written."""
+    from denoiserlens.hardware import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert pick_device("auto") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert pick_device("auto") == torch.device("cuda", 3)
+    assert pick_device("cuda:1") == torch.device("cuda", 1)
+    out = tmp_path / "s"
+    p = run_cli(["sample", "--model", tiny_run, "--n", "1", "--device", "gpu0", "--out", out])
+    assert_user_error(p, "--device")
+    assert not out.exists()

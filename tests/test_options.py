@@ -5,12 +5,12 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from denoiserlens.cli.options import config_options
 from denoiserlens.data import DataSpec
 from denoiserlens.models import ArchChoice
 from denoiserlens.quality import ClassifierConfig
 from denoiserlens.represent import RepresentConfig
 from denoiserlens.sampling.reconstruct import GuidanceConfig
+from denoiserlens.settings import config_options
 from denoiserlens.stages import DistanceConfig, ReconstructConfig, SampleConfig
 from denoiserlens.stages.analysis import AnalyzeConfig
 from denoiserlens.stages.evaluation import DenoiseConfig, EvaluateConfig

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 
@@ -12,3 +14,13 @@ def native_bf16() -> bool:
     if torch.cuda.is_available():
         return True
     return bool(getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)())
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """The device, chosen once at the edge: ``auto`` is CUDA when present (under torchrun this
+    rank's GPU, ``LOCAL_RANK``), else the CPU; any other name as torch reads it."""
+    if name != "auto":
+        return torch.device(name)
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))

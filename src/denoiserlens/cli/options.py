@@ -1,230 +1,148 @@
-"""Command-line options generated from a stage's config dataclass (``settings.setting`` fields):
-the default, the type and the help of an option are the field's, written once."""
+"""What every command is made of besides its config's generated options
+(``settings.config_options``): the options every command spells the same, and one way to print
+a result, a warning or an error."""
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import math
 import sys
-import typing
 from collections.abc import Callable
+from pathlib import Path
 
 import click
 
 from denoiserlens.errors import UserError
+from denoiserlens.settings import KINDS, config_options
 
 
-def _clear_progress_bars() -> None:
-    """Wipe the progress bars an error cut short, so that the error line stands alone."""
+def fail(message: str) -> None:
+    """One error line on stderr (progress bars it cut short wiped first), exit status 2."""
     from tqdm import tqdm
 
     for bar in list(getattr(tqdm, "_instances", ())):
         bar.leave = False
         bar.close()
-
-
-def _fail(message: str) -> None:
-    _clear_progress_bars()
     click.echo(f"denoiserlens: error: {message}", err=True)
     sys.exit(2)
 
 
-def user_errors(fn):
-    """Turn UserError (and click's usage errors) into one stderr line and exit status 2."""
+def warn(message: object) -> None:
+    """A warning line; a progress bar on screen is lifted for it and redrawn below."""
+    from tqdm import tqdm
+
+    with tqdm.external_write_mode(file=sys.stderr):
+        click.echo(f"denoiserlens: warning: {message}", err=True)
+
+
+def warn_if_bf16_emulated(what: str) -> None:
+    """bf16 on a CPU without native bf16 (AVX512-BF16 or AMX) and no GPU: autocast emulates it,
+    slower than float32 (``hardware.native_bf16``)."""
+    from denoiserlens.hardware import native_bf16
+
+    if not native_bf16():
+        warn(f"this CPU has no native bf16 (AVX512-BF16 or AMX): {what} is emulated and slower")
+
+
+def warn_emulated_bf16(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    """The callback of every --bf16 option."""
+    if value:
+        warn_if_bf16_emulated("--bf16")
+    return value
+
+
+def user_errors(fn: Callable) -> Callable:
+    """Turn UserError (and an unreadable or unwritable path) into one stderr line, status 2."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except UserError as e:
-            _fail(str(e))
-        except OSError as e:  # a path we cannot write or read: one line, not a traceback
-            _fail(f"{e.filename or ''}: {e.strerror or e}")
+            fail(str(e))
+        except OSError as e:
+            fail(f"{e.filename or ''}: {e.strerror or e}")
 
     return wrapper
 
 
-class Finite(click.ParamType):
-    """A finite float (no NaN, no inf) at or above ``low`` (strictly above if ``open_low``)."""
+def data(fn: Callable | None = None, required: bool = True) -> Callable:
+    """The options that describe a data set (``data.DataSpec``); the command receives ``data``."""
+    from denoiserlens.data import DataSpec
 
-    name = "number"
-
-    def __init__(self, low: float | None = None, open_low: bool = False) -> None:
-        self.low, self.open_low = low, open_low
-
-    def convert(self, value, param, ctx):
-        try:
-            v = float(value)
-        except (TypeError, ValueError):
-            self.fail(f"{value!r} is not a number", param, ctx)
-        if not math.isfinite(v):
-            self.fail(f"{value} is not a finite number", param, ctx)
-        if self.low is not None and (v < self.low or (self.open_low and v == self.low)):
-            self.fail(
-                f"must be {'>' if self.open_low else '>='} {self.low:g}, got {value}", param, ctx
-            )
-        return v
+    deco = config_options(DataSpec, into="data", required=None if required else False)
+    return deco if fn is None else deco(fn)
 
 
-class CommaList(click.ParamType):
-    """A comma list parsed item by item, e.g. '3,1,4' -> (3, 1, 4); ``what`` names the form."""
-
-    name = "list"
-
-    def __init__(self, item: Callable[[str], object], what: str) -> None:
-        self.item, self.what = item, what
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, tuple):
-            return value
-        try:
-            out = tuple(self.item(v.strip()) for v in str(value).split(",") if v.strip())
-            if out:
-                return out
-        except ValueError:
-            pass
-        self.fail(f"takes {self.what}, got {value!r}", param, ctx)
+def path(name: str, help: str, dest: str | None = None, **kw) -> Callable:
+    """A path option, required unless it has a ``default`` or ``required=False``."""
+    if "default" in kw:
+        kw.setdefault("show_default", True)
+    kw.setdefault("required", "default" not in kw)
+    dest = dest or name.lstrip("-").replace("-", "_")
+    return click.option(name, dest, type=click.Path(path_type=Path), help=help, **kw)
 
 
-def _pair(text: str) -> tuple[int, int]:
-    a, b = text.split("+")  # anything but two parts: ValueError
-    return int(a), int(b)
+def value(name: str, help: str, kind: str, default: object = None) -> Callable:
+    """An option of one of ``KINDS`` (e.g. "count", "positive")."""
+    shown = default is not None
+    return click.option(name, type=KINDS[kind], default=default, show_default=shown, help=help)
 
 
-def _sigma(text: str) -> float:
-    v = float(text)
-    if not 0 <= v < math.inf:  # "not" also catches NaN
-        raise ValueError(text)
-    return v
+def flag(name: str, help: str) -> Callable:
+    return click.option(name, is_flag=True, help=help)
 
 
-SIGMA = Finite(0.0)  # a noise level in [0, 255] units
-POSITIVE = Finite(0.0, open_low=True)  # rates, times
-COUNT = click.IntRange(min=1)  # numbers of images, samples, steps, draws
-KINDS = {
-    "count": COUNT,
-    "sigma": SIGMA,
-    "positive": POSITIVE,
-    "rows": CommaList(int, "comma-separated integers A,B,..."),
-    "pairs": CommaList(_pair, "pairs A+B,C+D,..."),
-    "sigmas": CommaList(_sigma, "noise levels of 255, finite and >= 0: 15,25,50"),
-    "names": CommaList(str, "comma-separated names A,B,..."),
-    "path": click.Path(),
-    "int": click.INT,
-    "float": Finite(),
-}
+def to_stderr(message: str) -> None:
+    """A stage's progress lines, on stderr (stdout holds the results)."""
+    click.echo(message, err=True)
 
 
-def _shown(default: tuple) -> str:
-    """A tuple default as the option's text: 1,2 / 1+2,3+4 / 2.55,25."""
+def _pick_device(ctx: click.Context, param: click.Parameter, name: str):
+    from denoiserlens.hardware import pick_device
 
-    def item(v) -> str:
-        if isinstance(v, tuple):
-            return "+".join(map(str, v))
-        return v if isinstance(v, str) else f"{v:g}"
-
-    return ",".join(item(v) for v in default)
+    try:
+        return pick_device(name)
+    except RuntimeError as e:  # not a device torch knows
+        raise click.BadParameter(str(e).split("\n")[0], ctx, param) from None
 
 
-def _scaled(v: float | tuple, factor: float) -> float | tuple:
-    """A noise level (or a tuple of them) from [0, 1] units to [0, 255] units (``factor`` 255,
-    rounded for display), or back (``factor`` 1/255: divided by 255, as the configs were
-    always given, so that recorded settings compare equal)."""
-    if isinstance(v, tuple):
-        return tuple(_scaled(x, factor) for x in v)
-    return round(v * factor, 6) if factor > 1 else v / round(1 / factor)
+MODEL_HELP = "A run directory, a .safetensors file or one of the lab's .pt checkpoints."
+MODEL = path("--model", MODEL_HELP, "model_path")
+MODELS = path(
+    "--model", f"{MODEL_HELP} Repeat to compare.", "model_paths", multiple=True, required=False
+)
+OUT_HELP = "Output folder (created)."
+OUT = path("--out", OUT_HELP, "out_dir")
+STORE = path("--store", "A representation store (written by `represent`).", "store_path")
+DEVICE = click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    callback=_pick_device,
+    help="auto (CUDA when present; under torchrun this rank's GPU), cpu, cuda or cuda:N.",
+)
 
 
-def _option(f: dataclasses.Field, hint, dest: str, required: bool | None, base) -> Callable:
-    """The click option of one config field, delivered to the command as ``dest``; its default
-    is the field's value in ``base`` (a config instance) or else the field's. A field without a
-    default is a required option (``required`` overrides); ``scale`` 255: the option is in
-    [0, 255] units for a field in [0, 1]."""
-    meta = f.metadata
-    name = meta.get("name") or f.name.replace("_", "-")
-    help_ = meta.get("help") or None
-    default = f.default
-    if base is not None and getattr(base, f.name) != getattr(type(base)(), f.name):
-        default = getattr(base, f.name)  # where base departs from the class's defaults
-    default = None if default is dataclasses.MISSING else default
-    if meta.get("scale") and default is not None:
-        default = _scaled(default, meta["scale"])
-    need = f.default is dataclasses.MISSING if required is None else required
-    if hint is bool or typing.get_args(hint) == (bool, type(None)):
-        if meta.get("off"):
-            decl = f"--{name}/--{meta['off']}"
-        else:
-            decl = f"--{name}/--no-{name}" if default else f"--{name}"
-        flag = {} if "/" in decl else {"is_flag": True}
-        shown = default is not None and "/" in decl
-        return click.option(decl, dest, default=default, show_default=shown, help=help_, **flag)
-    extra: dict = {}
-    if meta.get("choices"):
-        choices = list(meta["choices"])
-        kind = click.Choice([str(c) for c in choices])
-        if isinstance(choices[0], int):  # --channels 1|3
-            extra["callback"] = lambda ctx, param, v: None if v is None else int(v)
-            default = None if default is None else str(default)
-    elif meta.get("kind"):
-        kind = KINDS[meta["kind"]]
-    elif typing.get_origin(hint) is tuple:  # a repeated option
-        kind, extra["multiple"], default = click.STRING, True, default or ()
-    else:
-        base = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
-        kind = {int: click.INT, float: Finite(), str: click.STRING}[base[0]]
-    if isinstance(default, tuple) and not extra.get("multiple"):
-        default = _shown(default)
-    return click.option(
-        f"--{name}",
-        dest,
-        type=kind,
-        default=default,
-        required=need,
-        show_default=default not in (None, ()),
-        help=help_,
-        **extra,
-    )
+def report(result, out_dir: Path, model: str = "") -> None:
+    """Save a stage's result into ``out_dir``; print its summary and the files written."""
+    written = result.save(out_dir, model)
+    click.echo("\n".join([*result.summary(), f"{', '.join(written)} in {out_dir}"]))
 
 
-def config_options(
-    cls: type,
-    into: str = "cfg",
-    skip: tuple[str, ...] = (),
-    required: bool | None = None,
-    base: object | None = None,
-):
-    """Decorate a command with one option per field of the dataclass ``cls`` (but ``skip``),
-    defaults from the instance ``base`` if given. A field holding a config (e.g. Algorithm 2's
-    ``guidance``) gets its fields' options, defaults from the value it holds. The command
-    receives them as one argument ``into``: ``cls(**values)``, a ValueError or UserError of the
-    config being one error line."""
-    hints = typing.get_type_hints(cls)
-    flds = [f for f in dataclasses.fields(cls) if f.name not in skip]
-    start = lambda f: getattr(base, f.name) if base is not None else f.default  # noqa: E731
-    nested = {f.name for f in flds if dataclasses.is_dataclass(start(f))}
-    dest = (lambda n: n) if into == "cfg" else (lambda n: f"{into}__{n}")  # noqa: E731
+class ProgressBar:
+    """A tqdm bar made at its first update: a bar of data preparation before it, or a check that
+    fails first, stays alone on its line (``fail`` wipes a bar that an error cut short)."""
 
-    def decorate(fn: Callable) -> Callable:
-        @functools.wraps(fn)
-        def run(*args, **kw):
-            values = {}
-            for f in flds:
-                v = kw.pop(f.name if f.name in nested else dest(f.name))
-                scale = f.metadata.get("scale")
-                values[f.name] = _scaled(v, 1 / scale) if scale and v is not None else v
-            try:
-                cfg = cls(**values)
-            except (ValueError, UserError) as e:  # (outside the command's user_errors)
-                _fail(str(e))
-            return fn(*args, **{into: cfg}, **kw)
+    def __init__(self, total: int | None, unit: str) -> None:
+        self.total, self.unit, self.bar = total, unit, None
 
-        for f in reversed(flds):
-            if f.name in nested:
-                inner = start(f)
-                run = config_options(type(inner), into=f.name, base=inner)(run)
-            else:
-                run = _option(f, hints[f.name], dest(f.name), required, base)(run)
-        return run
+    def update(self, k: int = 1, total: int | None = None) -> None:
+        from tqdm import tqdm
 
-    return decorate
+        self.bar = self.bar or tqdm(total=self.total, unit=self.unit, dynamic_ncols=True)
+        self.bar.total = self.bar.total if total is None else total
+        self.bar.update(k)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

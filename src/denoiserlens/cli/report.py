@@ -6,31 +6,26 @@ from pathlib import Path
 
 import click
 
-from denoiserlens.cli import _device, _warn_if_bf16_emulated, data_options, main
-from denoiserlens.cli.common import DEVICE, ProgressBar
-from denoiserlens.cli.options import COUNT, user_errors
-from denoiserlens.data import DataSpec
+from denoiserlens.cli import command
+from denoiserlens.cli import options as o
 from denoiserlens.errors import UserError
 from denoiserlens.report import bundled_defaults, load_config, run_report
+from denoiserlens.settings import KINDS
 
-
-@main.command()
-@click.option(
+MODEL = o.path(
     "--model",
+    "Run directory (default: the bundled Fashion-MNIST model).",
     "model_path",
-    type=click.Path(path_type=Path),
-    help="Run directory (default: the bundled Fashion-MNIST model).",
+    required=False,
 )
-@data_options(required=False)
-@click.option(
-    "--out", "out_dir", type=click.Path(path_type=Path), default=Path("report"), show_default=True
-)
-@click.option("--config", "config_path", type=click.Path(path_type=Path), help="Settings (TOML).")
-@click.option("--images", "n_images", type=COUNT, default=None, help="Rows of the data used.")
-@click.option("--skip", default=None, help="Comma list of sections not to compute.")
-@DEVICE
-@user_errors
-def report(model_path, data: DataSpec, out_dir, config_path, n_images, skip, device) -> None:
+OUT = o.path("--out", o.OUT_HELP, "out_dir", default=Path("report"))
+CONFIG = o.path("--config", "Settings (TOML).", "config_path", required=False)
+IMAGES = click.option("--images", "n_images", type=KINDS["count"], help="Rows of the data used.")
+SKIP = click.option("--skip", help="Comma list of sections not to compute.")
+
+
+@command(MODEL, o.data(required=False), OUT, CONFIG, IMAGES, SKIP, o.DEVICE)
+def report(model_path, data, out_dir, config_path, n_images, skip, device) -> None:
     """Every analysis on one model and data set, as a static web page (index.html with the
     paper's figures in its order, explorer.html, metrics.json). With no --model and --data, the
     bundled model and images (offline). An interrupted report reruns only what it had not
@@ -46,17 +41,17 @@ def report(model_path, data: DataSpec, out_dir, config_path, n_images, skip, dev
     sections = None if skip is None else tuple(s for s in skip.split(",") if s)
     cfg = load_config(config_path, images=n_images, skip=sections)
     if cfg.bf16:
-        _warn_if_bf16_emulated("bf16 (report setting)")
-    with ProgressBar(100, "%") as bar:
+        o.warn_if_bf16_emulated("bf16 (report setting)")
+    bar = o.ProgressBar(100, "%")
 
-        def progress(stage: str, done: float) -> None:
-            bar.update(0)
-            bar.bar.set_description(stage)
-            bar.update(round(100 * done) - bar.bar.n)
+    def progress(stage: str, done: float) -> None:
+        bar.update(0)
+        bar.bar.set_description(stage)
+        bar.update(round(100 * done) - bar.bar.n)
 
-        metrics = run_report(model_path, data, out_dir, cfg, _device(device), progress)
+    metrics = run_report(model_path, data, out_dir, cfg, device, progress)
+    bar.close()
     omitted = sum(1 for s in metrics["sections"].values() if s["skipped"])
     shown = len(metrics["sections"]) - omitted
-    click.echo(
-        f"report: {out_dir}/index.html ({shown} sections, {omitted} omitted; explorer.html, metrics.json)"
-    )
+    files = "explorer.html, metrics.json"
+    click.echo(f"report: {out_dir}/index.html ({shown} sections, {omitted} omitted; {files})")

@@ -3,7 +3,7 @@ levels against BM3D on a test set (``evaluate``, Figure 8 left's measure of deno
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +25,16 @@ def method_name(path: Path, taken: dict) -> str:
     """A model's name in a table: its run directory's (a lab .pt: its folder's), else its path."""
     name = path.parent.parent.name if path.suffix == ".pt" else path.name
     return name if name not in taken else str(path)
+
+
+def load_models(paths: Sequence[str | Path], device: str | torch.device = "cpu") -> dict:
+    """Models by their names in a table (``method_name``), loaded onto ``device``."""
+    from denoiserlens.models import load_model
+
+    models: dict = {}
+    for p in map(Path, paths):
+        models[method_name(p, models)] = load_model(p, device=str(device))
+    return models
 
 
 def output_stems(names: list[str]) -> list[str]:

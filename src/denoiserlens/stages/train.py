@@ -1,4 +1,4 @@
-"""Training-side stages beyond ``train.train`` itself: re-estimating a run's normalization
+"""Training as stages: a blind denoiser trained on a data set, re-estimating a run's normalization
 statistics from its own recorded settings, and importing a lab checkpoint."""
 
 from __future__ import annotations
@@ -11,8 +11,35 @@ import torch
 from denoiserlens.data import DataSpec, open_data
 from denoiserlens.errors import UserError
 from denoiserlens.fileio import read_json
-from denoiserlens.models import Denoiser, load_model, save_model
-from denoiserlens.train import TrainConfig
+from denoiserlens.models import ArchChoice, Denoiser, load_model, save_model
+from denoiserlens.train import TrainConfig, train
+
+
+def run_train(
+    data: DataSpec,
+    run_dir: str | Path,
+    arch: ArchChoice,
+    cfg: TrainConfig,
+    resume: bool = False,
+    device: str | torch.device = "cpu",
+    max_minutes: float | None = None,
+) -> dict:
+    """Train a blind denoiser of architecture ``arch`` on ``data`` into ``run_dir`` (Eq. 1,
+    Appendix A.3): :func:`denoiserlens.train.train`, the model's channels the data's."""
+    images = open_data(data)
+    model = arch.config(images.channels).to_dict()
+    return train(model, images, cfg, run_dir, resume, device, max_minutes, data_spec=data)
+
+
+def train_summary(result: dict, run_dir: str | Path) -> list[str]:
+    """Where the run stands, and its held-out PSNR at each noise level."""
+    state = "finished" if result["finished"] else "stopped (resume with --resume)"
+    lines = [f"{run_dir}: {state} at step {result['step']}"]
+    scores = {k: v for k, v in (result["eval_psnr"] or {}).items() if isinstance(v, float)}
+    if scores:
+        psnr = ", ".join(f"sigma {k}: {v:.2f} dB" for k, v in scores.items())
+        lines.append(f"test PSNR: {psnr}")
+    return lines
 
 
 def recorded_training(run_dir: str | Path) -> tuple[TrainConfig, DataSpec, dict]:
