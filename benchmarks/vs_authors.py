@@ -123,6 +123,18 @@ def main() -> None:
     ap.add_argument("--levels", type=int, default=20)
     ap.add_argument("--max-iter", type=int, default=30)
     ap.add_argument("--rec-noise", type=int, default=10, help="n_noise of Algorithm 1's targets")
+    ap.add_argument(
+        "--our-matcher",
+        default=None,
+        metavar="ITER:LR",
+        help="Also time ours with this many Adam iterations at this rate (bf16 matching), e.g. 6:0.05",
+    )
+    ap.add_argument(
+        "--our-target-noise",
+        type=int,
+        default=None,
+        help="With --our-matcher: also time ours with targets' phi averaged over this many draws",
+    )
     ap.add_argument("--parts", default="phi,alg1")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -214,35 +226,52 @@ def main() -> None:
                 record_noise=False,
             )
         )
-        guide_bf = GuidanceConfig(max_iter=args.max_iter, tol=0.01, matcher="adam", bf16=True)
-        t_bf, rec_bf = cpu_time(
-            lambda: reconstruct(
+
+        def ours_with(guide: GuidanceConfig, target_noise: int = args.rec_noise):
+            return lambda: reconstruct(
                 phi_fn,
                 ours.denoise,
-                ImageTargets(phi_fn, xc, args.rec_noise, args.seed),
+                ImageTargets(phi_fn, xc, target_noise, args.seed),
                 args.samples,
                 sigmas,
-                guidance=guide_bf,
+                guidance=guide,
                 n_noise=args.rec_noise,
                 mean=mean,
                 seed=args.seed,
                 ancestral=False,
                 record_noise=False,
             )
-        )
+
+        guide_bf = GuidanceConfig(max_iter=args.max_iter, tol=0.01, matcher="adam", bf16=True)
+        t_bf, rec_bf = cpu_time(ours_with(guide_bf))
+        rows = [("theirs", t_theirs, out), ("ours", t_ours, rec.images)]
+        rows.append(("ours, bf16 matching", t_bf, rec_bf.images))
+        if args.our_matcher:
+            iters, lr = args.our_matcher.split(":")
+            tuned = GuidanceConfig(
+                max_iter=int(iters), tol=0.01, matcher="adam", lr=float(lr), bf16=True
+            )
+            t_tuned, rec_tuned = cpu_time(ours_with(tuned))
+            rows.append(
+                (f"ours, bf16, {iters} Adam iterations at lr {lr}", t_tuned, rec_tuned.images)
+            )
+            if args.our_target_noise:
+                n_t = args.our_target_noise
+                for name, guide in (
+                    (f"{iters} at lr {lr}", tuned),
+                    (f"{args.max_iter} at lr 0.01", guide_bf),
+                ):
+                    t_n, rec_n = cpu_time(ours_with(guide, n_t))
+                    rows.append((f"ours, bf16, {name}, targets of {n_t} draws", t_n, rec_n.images))
         last = float(sigmas[-1])
         target = phi(ours, xc, last, 50, seed=args.seed + 1)  # one yardstick for both
-        for name, t, imgs in (
-            ("theirs", t_theirs, out),
-            ("ours", t_ours, rec.images),
-            ("ours, bf16 matching", t_bf, rec_bf.images),
-        ):
+        for name, t, imgs in rows:
             got = phi(ours, imgs.float(), last, 50, seed=args.seed + 2)
             rel = ((got - target).norm(dim=1) / target.norm()).median().item()
             ratio = "" if name == "theirs" else f" ({t_theirs / t:.1f}x theirs)"
             print(
                 f"Algorithm 1, {args.samples} samples of one target, {args.levels} levels, "
-                f"{args.max_iter} Adam iterations per level: {name} {t:.1f} CPU s{ratio}, final "
+                f"{args.max_iter} Adam iterations per level (theirs): {name} {t:.1f} CPU s{ratio}, final "
                 f"phi relative error (median, sigma {last:g}) {rel:.3f}, sample mean "
                 f"{imgs.mean().item():.3f}",
                 flush=True,

@@ -70,7 +70,9 @@ def cluster(store_path, out_dir, cfg: semantics.ClusterConfig) -> None:
     click.echo("\n".join([*lines, f"{files} in {out_dir}"]))
 
 
-STORES = o.path("--store", "NAME=STORE or STORE; repeat.", "stores", multiple=True)
+STORES = click.option(
+    "--store", "stores", multiple=True, required=True, help="NAME=STORE or STORE; repeat."
+)
 
 
 @command(STORES, o.OUT, config_options(semantics.ProbeConfig))
@@ -79,7 +81,7 @@ def probe(stores: tuple[str, ...], out_dir, cfg: semantics.ProbeConfig) -> None:
     on one seeded split of the rows, e.g. --store trained=S1 --store random=S2 (same images).
     Needs labels."""
     named = {}
-    for i, entry in enumerate(map(str, stores)):
+    for i, entry in enumerate(stores):
         name, _, path = entry.partition("=") if "=" in entry else ("", "", entry)
         named[name or f"store{i}"] = path
     try:
