@@ -36,11 +36,14 @@ def warn(message: object) -> None:
 
 def warn_if_bf16_emulated(what: str) -> None:
     """bf16 on a CPU without native bf16 (AVX512-BF16 or AMX) and no GPU: autocast emulates it,
-    slower than float32 (``hardware.native_bf16``)."""
+    slower than float32 (``hardware.native_bf16``), and the user is told so."""
     from denoiserlens.hardware import native_bf16
 
     if not native_bf16():
-        warn(f"this CPU has no native bf16 (AVX512-BF16 or AMX): {what} is emulated and slower")
+        warn(
+            f"this CPU has no native bf16 (AVX512-BF16 or AMX): {what} is emulated and "
+            "slower than float32 here"
+        )
 
 
 def warn_emulated_bf16(ctx: click.Context, param: click.Parameter, value: bool) -> bool:

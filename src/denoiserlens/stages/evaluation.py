@@ -33,7 +33,7 @@ def load_models(paths: Sequence[str | Path], device: str | torch.device = "cpu")
 
     models: dict = {}
     for p in map(Path, paths):
-        models[method_name(p, models)] = load_model(p, device=str(device))
+        models[method_name(p, models)] = load_model(p, device=device)
     return models
 
 
