@@ -59,6 +59,27 @@ def test_inputs_and_several_blocks(model):
     }
 
 
+def test_compiled_blocks_compute_what_eager_blocks_do(model, tmp_path):
+    # torch.compile fuses the normalizations' passes; the numbers must not change (float32),
+    # for the inputs too and at a second batch and image size (dynamic shapes, no stale graph).
+    for x in (torch.rand(3, 1, 32, 32), torch.rand(5, 1, 16, 16)):
+        eager = noise_averaged_means(model, x, 0.1, ("E2", "M"), n_noise=2, inputs=True)
+        compiled = noise_averaged_means(
+            model, x, 0.1, ("E2", "M"), n_noise=2, inputs=True, compile=True
+        )
+        assert list(compiled) == list(eager)
+        for k in eager:
+            torch.testing.assert_close(compiled[k], eager[k], rtol=1e-5, atol=1e-6)
+    # and represent --compile stores that phi
+    ims = disks(5, 32, seed=0)
+    stores = [
+        represent(model, ims, tmp_path / f"s{c}", RepresentConfig(n_noise=2, compile=c))
+        for c in (False, True)
+    ]
+    assert stores[1].meta["compile"] and not stores[0].meta["compile"]
+    np.testing.assert_allclose(stores[1].phi(), stores[0].phi(), rtol=1e-5, atol=1e-6)
+
+
 def test_bad_sigma_and_block(model):
     x = torch.rand(1, 1, 32, 32)
     with pytest.raises(UserError, match="sigma must be >= 0"):

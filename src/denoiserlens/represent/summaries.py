@@ -14,12 +14,13 @@ pairs all go through it, so for one seed and row they are one phi.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 
 import torch
 
 from denoiserlens.errors import UserError
-from denoiserlens.models import Denoiser
+from denoiserlens.models import BlockIO, Denoiser
 
 
 def _check_sigma(sigma: float) -> None:
@@ -71,7 +72,33 @@ def noisy_copies(
     return y, draws
 
 
-def _noisy_blocks(model, x, sigma, blocks, n_noise, seed, rows, first_draw, bf16, channels_last):
+def _blocks_io(model: Denoiser, y: torch.Tensor, stop: str) -> dict[str, tuple[torch.Tensor, ...]]:
+    return {k: (b.input, b.output) for k, b in model.blocks_until(y, stop).items()}
+
+
+@functools.cache
+def _compiled_blocks_io() -> Callable[..., dict[str, tuple[torch.Tensor, ...]]]:
+    """One compiled function for every model (made on first use: importing dynamo takes ~1 s).
+    Dynamo guards on the model's structure and the block to stop at, so models of one architecture
+    share a graph (their weights are its inputs) and a new architecture or stopping block is one
+    more compilation. Dynamic shapes: any batch and image size."""
+    return torch.compile(_blocks_io, dynamic=True)
+
+
+def blocks_until(
+    model: Denoiser, y: torch.Tensor, stop: str, compile: bool = False
+) -> dict[str, BlockIO]:
+    """``model.blocks_until(y, stop)``, under ``torch.compile`` with ``compile``: the per-sample
+    normalizations' statistics and scalings fuse into one pass each, where eager PyTorch makes
+    five passes over every activation (BENCHMARKS.md, "phi compiled"). The first call of a
+    process compiles for 10-20 s on a CPU."""
+    io = (_compiled_blocks_io() if compile else _blocks_io)(model, y, stop)
+    return {k: BlockIO(k, i, o) for k, (i, o) in io.items()}
+
+
+def _noisy_blocks(
+    model, x, sigma, blocks, n_noise, seed, rows, first_draw, bf16, channels_last, compile=False
+):
     """Run the blocks up to the last of ``blocks`` on the tiled noisy batch (image-major, draw-
     minor); returns ({name: BlockIO}, number of draws)."""
     unknown = [b for b in blocks if b not in model.block_names]
@@ -82,7 +109,7 @@ def _noisy_blocks(model, x, sigma, blocks, n_noise, seed, rows, first_draw, bf16
         y = y.contiguous(memory_format=torch.channels_last)
     stop = max(blocks, key=model.block_names.index)
     with torch.no_grad(), torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
-        return model.blocks_until(y, stop), draws
+        return blocks_until(model, y, stop, compile), draws
 
 
 def _draw_mean(t: torch.Tensor, n: int, draws: int) -> torch.Tensor:
@@ -102,15 +129,17 @@ def noise_averaged_means(
     inputs: bool = False,
     bf16: bool = False,
     channels_last: bool = False,
+    compile: bool = False,
 ) -> dict[str, torch.Tensor]:
     """E_z[a_bar_j(x + sigma z)] for each block j in ``blocks``, each (N, d_j) float32.
 
     With ``inputs`` the spatial means of the blocks' inputs are returned too, keyed "j.in" (the
     outputs are keyed "j"). ``rows`` are the images' global row numbers (default 0..N-1): they
-    seed the noise. Draws ``first_draw .. first_draw + n_noise - 1`` are used.
+    seed the noise. Draws ``first_draw .. first_draw + n_noise - 1`` are used. With ``compile``
+    the blocks run under ``torch.compile`` (:func:`blocks_until`).
     """
     out, draws = _noisy_blocks(
-        model, x, sigma, blocks, n_noise, seed, rows, first_draw, bf16, channels_last
+        model, x, sigma, blocks, n_noise, seed, rows, first_draw, bf16, channels_last, compile
     )
     n = len(x)
     result = {}
@@ -148,6 +177,7 @@ def phi(
     first_draw: int = 0,
     bf16: bool = False,
     channels_last: bool = False,
+    compile: bool = False,
 ) -> torch.Tensor:
     """phi(x, sigma) = E_z[a_bar_M(x + sigma z)] (section 2.3), shape (N, d_M); x in [0, 1].
 
@@ -165,5 +195,6 @@ def phi(
         first_draw,
         bf16=bf16,
         channels_last=channels_last,
+        compile=compile,
     )
     return means[block]
