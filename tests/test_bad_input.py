@@ -363,3 +363,16 @@ def test_16_bit_rgba_and_palette_images_are_read_as_they_look(tmp_path):
     pal.save(tmp_path / "pal.png")
     got = read_source(str(tmp_path / "pal.png")).images[0]
     assert np.array_equal(got.transpose(1, 2, 0), np.asarray(pal.convert("RGB")))
+
+
+def test_float_tiffs_of_one_and_of_255(tmp_path):
+    """A float TIFF within [0, 1] is of 1 (the usual range of float images), not near black; one
+    above 1 is of 255."""
+    from denoiserlens.data import read_source
+
+    v = np.arange(256, dtype=np.float32).reshape(16, 16)
+    Image.fromarray(v / 255, mode="F").save(tmp_path / "unit.tif")
+    Image.fromarray(v, mode="F").save(tmp_path / "of255.tif")
+    assert Image.open(tmp_path / "unit.tif").mode == "F"
+    for name in ("unit.tif", "of255.tif"):
+        assert np.array_equal(read_source(str(tmp_path / name)).images[0, 0], v.astype(np.uint8))

@@ -35,9 +35,14 @@ def to_chw(pil: Image.Image, channels: int | None) -> np.ndarray:
     sixteen = pil.mode.startswith("I;16")  # 16-bit PNG and PGM: always of 65535, however dark
     if channels is None:
         channels = 1 if is_gray_mode(pil.mode) else 3
-    if pil.mode in ("I", "F") or sixteen:  # 32-bit integer and float files: of 255 unless above
+    if pil.mode in ("I", "F") or sixteen:
+        # 32-bit integer files are of 255 unless above it (then of 65535); float files as well,
+        # except those within [0, 1], the usual range of float images, which are of 1
         a = np.asarray(pil, dtype=np.float64)
-        a = a / (65535.0 if sixteen or a.max() > 255 else 255.0)
+        if sixteen or a.max() > 255:
+            a = a / 65535.0
+        elif not (pil.mode == "F" and a.max() <= 1.0):
+            a = a / 255.0
         gray = np.clip(np.round(a * 255), 0, 255).astype(np.uint8)
         pil = Image.fromarray(gray, mode="L")
     pil = pil.convert("L" if channels == 1 else "RGB")
