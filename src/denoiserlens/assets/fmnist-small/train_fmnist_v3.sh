@@ -9,6 +9,9 @@
 # (bundled since, 19,500 more steps; BENCHMARKS.md, "trained on"):
 #   ... work/runs/fmnist-small-v4 --init-from src/denoiserlens/assets/fmnist-small --lr 5e-4 \
 #       --steps 24000 --lr-halve-every 8000 --max-minutes 140
+# and the third (2026-12-04, bundled since; 22,706 steps in its 120 minutes):
+#   ... work/runs/fmnist-small-v5 --init-from src/denoiserlens/assets/fmnist-small --lr 2.5e-4 \
+#       --steps 30000 --lr-halve-every 10000 --max-minutes 120
 RUN=${1:-work/runs/fmnist-small-v3}; shift || true
 exec .venv/bin/denoiserlens train --data fashion-mnist --pad-to 32 --run-dir "$RUN" --preset small \
   --steps 30000 --batch-size 64 --lr 1e-3 --lr-halve-every 10000 \
