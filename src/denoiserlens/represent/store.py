@@ -82,7 +82,7 @@ class RepresentConfig:
     bf16: bool = setting(False, "bf16 autocast for the network (results in float32).")
     channels_last: bool = setting(False, "channels_last memory format (with --bf16 on CPUs).")
     compile: bool = setting(
-        False, "torch.compile the blocks (a warm-up of 10-20 s first; pays on large sets)."
+        False, "torch.compile the blocks (a warm-up of 5-20 s first; pays on large sets)."
     )
 
 
