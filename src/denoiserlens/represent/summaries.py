@@ -92,8 +92,9 @@ def blocks_until(
     normalizations' statistics and scalings fuse into one pass each, where eager PyTorch makes
     five passes over every activation (BENCHMARKS.md, "phi compiled"). The first call of a
     process compiles for 5-20 s on a CPU."""
-    io = (_compiled_blocks_io() if compile else _blocks_io)(model, y, stop)
-    return {k: BlockIO(k, i, o) for k, (i, o) in io.items()}
+    if not compile:
+        return model.blocks_until(y, stop)
+    return {k: BlockIO(k, i, o) for k, (i, o) in _compiled_blocks_io()(model, y, stop).items()}
 
 
 def _noisy_blocks(
